@@ -1,0 +1,64 @@
+"""Block RLP to py-evm objects, with the fork chosen from the header itself.
+
+The fork decides the block's layout (London adds the base fee, Shanghai withdrawals,
+Cancun blob fields), and the header names the block number and timestamp that decide
+the fork: read those two from the raw list first, then decode with the right class.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import rlp
+from eth.abc import BlockAPI, BlockHeaderAPI
+
+from execution.forks import ForkSchedule, VMClass
+from pipeline.errors import InvalidBlock
+
+_B = "BlockException."
+
+
+def _number_and_time(header_fields: Any) -> tuple[int, int]:
+    if not isinstance(header_fields, list) or len(header_fields) < 15:
+        raise InvalidBlock(_B + "INCORRECT_BLOCK_FORMAT", "header is not a list of at least 15 fields")
+    number, timestamp = header_fields[8], header_fields[11]
+    if not isinstance(number, bytes) or not isinstance(timestamp, bytes):
+        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", "number or timestamp is not a byte string")
+    return int.from_bytes(number, "big"), int.from_bytes(timestamp, "big")
+
+
+def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass]:
+    """Decode a block; raise `InvalidBlock` with an RLP code when it does not decode."""
+    try:
+        raw = rlp.decode(data)
+    except rlp.exceptions.DecodingError as exc:
+        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", f"block RLP does not decode: {exc}") from exc
+    if not isinstance(raw, list) or len(raw) < 3:
+        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", "block is not a list of header, transactions, ommers")
+    number, timestamp = _number_and_time(raw[0])
+    vm_class = schedule.vm_class(number, timestamp)
+    block_class = vm_class.get_block_class()
+    expected_fields = len(block_class._meta.fields) if hasattr(block_class, "_meta") else None
+    if expected_fields is not None and len(raw) != expected_fields:
+        code = "RLP_WITHDRAWALS_NOT_READ" if len(raw) > expected_fields else "INCORRECT_BLOCK_FORMAT"
+        raise InvalidBlock(_B + code, f"block has {len(raw)} parts, {vm_class.fork} blocks have {expected_fields}", number=number)
+    try:
+        block = rlp.decode(data, sedes=block_class)
+    except (rlp.exceptions.DeserializationError, rlp.exceptions.DecodingError, ValueError, TypeError) as exc:
+        raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
+    return block, vm_class
+
+
+def _decode_code(exc: Exception) -> str:
+    text = str(exc)
+    if "Unrecognized transaction type" in text or "transaction type" in text.lower():
+        return "RLP_STRUCTURES_ENCODING"
+    if "too long" in text.lower() or "too large" in text.lower():
+        return "RLP_INVALID_FIELD_OVERFLOW_64"
+    return "RLP_STRUCTURES_ENCODING"
+
+
+def decode_header(schedule: ForkSchedule, data: bytes) -> tuple[BlockHeaderAPI, VMClass]:
+    number, timestamp = _number_and_time(rlp.decode(data))
+    vm_class = schedule.vm_class(number, timestamp)
+    header_class = vm_class.get_block_class()._meta.fields[0][1]
+    return rlp.decode(data, sedes=header_class), vm_class

@@ -1,0 +1,140 @@
+"""Prefetch: decode, check what needs no execution, recover senders, warm the cache.
+
+Reads from the in-flight block: its RLP. Adds: `block`, `vm_class`, `parent`,
+`senders`, `warm_keys`. Writes to disk: nothing (it fills the store's read cache).
+Unwind: nothing to undo.
+
+Header checks and stateless transaction checks run here, before execution, so that
+an invalid block costs no EVM time. The warm-up reads every account the block will
+surely touch (senders, recipients, fee recipient, withdrawal targets) and their code
+in a few batched queries on a worker thread: execution then reads memory only.
+"""
+from __future__ import annotations
+
+import rlp
+import trio
+from eth.abc import BlockAPI
+from eth_hash.auto import keccak
+
+from execution.checks import check_transaction_static, validate_header
+from execution.decode import decode_block
+from pipeline.block import InFlightBlock
+from pipeline.chain import Chain
+from pipeline.errors import InvalidBlock, InvalidTransaction
+from pipeline.stage import BaseStage, StageId
+from state.trie import ordered_trie_root
+
+_B = "BlockException."
+MAX_OMMERS = 2
+MAX_OMMER_DEPTH = 6
+
+
+class PrefetchStage(BaseStage):
+    id = StageId.PREFETCH
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+
+    async def execute(self, item: InFlightBlock) -> None:
+        block, vm_class = decode_block(self.chain.schedule, item.input.rlp)
+        item.block, item.vm_class = block, vm_class
+        header = block.header
+        parent = self.chain.header(header.parent_hash)
+        if parent is None:
+            raise InvalidBlock(_B + "UNKNOWN_PARENT", f"parent 0x{header.parent_hash.hex()} is not a known block")
+        item.parent = parent[0]
+        validate_header(vm_class, header, parent[0], parent[1])
+        validate_body(self.chain, block)
+        for index, tx in enumerate(block.transactions):
+            check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
+        item.senders = recover_senders(block)
+        self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
+        item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
+        item.counts["prefetch"] = {"txs": len(block.transactions), "warm_keys": item.warm_keys}
+
+    def _warm(self, block: BlockAPI, senders: list[bytes]) -> int:
+        """Batched reads of the block's known keys into the store's cache."""
+        store = self.chain.store
+        addresses = set(senders)
+        addresses.update(tx.to for tx in block.transactions if tx.to)
+        addresses.add(block.header.coinbase)
+        addresses.update(w.address for w in getattr(block, "withdrawals", ()) or ())
+        accounts = store.read_accounts(addresses)
+        code_hashes = {a.code_hash for a in accounts.values() if a is not None}
+        store.read_code(code_hashes)
+        return len(addresses) + len(code_hashes)
+
+
+def recover_senders(block: BlockAPI) -> list[bytes]:
+    """Recover every sender once (py-evm caches it on the transaction object)."""
+    senders = []
+    for index, tx in enumerate(block.transactions):
+        try:
+            senders.append(tx.sender)
+        except Exception as exc:  # eth-keys raises several types for bad signatures
+            raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", tx_index=index) from exc
+    return senders
+
+
+def validate_body(chain: Chain, block: BlockAPI) -> None:
+    """Transactions root, ommers and withdrawals root against the header."""
+    header = block.header
+    if ordered_trie_root([tx.encode() for tx in block.transactions]) != header.transaction_root:
+        raise InvalidBlock(_B + "INVALID_TRANSACTIONS_ROOT", "transactions do not match the header's root")
+    if keccak(rlp.encode(block.uncles)) != header.uncles_hash:
+        raise InvalidBlock(_B + "INVALID_UNCLES_HASH", "ommers do not match the header's ommers hash")
+    withdrawals = getattr(block, "withdrawals", None)
+    if withdrawals is not None and hasattr(header, "withdrawals_root"):
+        if ordered_trie_root([w.encode() for w in withdrawals]) != header.withdrawals_root:
+            raise InvalidBlock(_B + "INVALID_WITHDRAWALS_ROOT", "withdrawals do not match the header's root")
+    if block.uncles:
+        validate_ommers(chain, block)
+
+
+def validate_ommers(chain: Chain, block: BlockAPI) -> None:
+    """Yellow Paper section 11.1: at most two, recent, not ancestors, not repeated."""
+    if len(block.uncles) > MAX_OMMERS:
+        raise InvalidBlock(_B + "TOO_MANY_UNCLES", f"{len(block.uncles)} ommers, at most {MAX_OMMERS}")
+    ancestors: dict[bytes, object] = {}
+    included: set[bytes] = set()
+    current = block.header.parent_hash
+    for _ in range(MAX_OMMER_DEPTH + 1):
+        found = chain.header(current)
+        if found is None:
+            break
+        ancestors[current] = found[0]
+        included.update(_ommer_hashes(chain, current))
+        if found[0].block_number == 0:
+            break
+        current = found[0].parent_hash
+    seen: set[bytes] = set()
+    for ommer in block.uncles:
+        if ommer.hash in seen:
+            raise InvalidBlock(_B + "DUPLICATE_UNCLE", "the same ommer twice")
+        seen.add(ommer.hash)
+        if ommer.hash in ancestors or ommer.hash == block.header.hash:
+            raise InvalidBlock(_B + "UNCLE_IS_ANCESTOR", "ommer is an ancestor")
+        if ommer.hash in included:
+            raise InvalidBlock(_B + "UNCLE_ALREADY_INCLUDED", "ommer already included by an ancestor")
+        if ommer.parent_hash not in ancestors:
+            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer's parent is not a recent ancestor")
+        if ommer.parent_hash == block.header.parent_hash:
+            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer is a sibling of the block (its parent is the block's parent)")
+        parent = ancestors[ommer.parent_hash]
+        if ommer.block_number != parent.block_number + 1:  # type: ignore[attr-defined]
+            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer's number does not follow its parent")
+        ommer_vm = chain.schedule.vm_class(ommer.block_number, ommer.timestamp)
+        parent_vm = chain.schedule.vm_class(parent.block_number, parent.timestamp)  # type: ignore[attr-defined]
+        try:
+            validate_header(ommer_vm, ommer, parent, parent_vm)  # type: ignore[arg-type]
+        except InvalidBlock as error:
+            raise InvalidBlock(error.code, f"ommer: {error.reason}") from error
+
+
+def _ommer_hashes(chain: Chain, block_hash: bytes) -> set[bytes]:
+    """Ommers an ancestor included (from its stored block, when we have it)."""
+    found = chain.header(block_hash)
+    if found is None or found[0].block_number == 0:
+        return set()
+    stored = chain.ommers.get(block_hash)
+    return stored if stored is not None else set()

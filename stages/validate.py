@@ -1,0 +1,38 @@
+"""Validate: the block's results against its header, in block order.
+
+Reads from the in-flight block: `execution`. Adds: `receipts_root`. Writes to disk:
+nothing. Unwind: nothing to undo.
+
+Transaction validity against state (nonce, balance, sender code) is checked as each
+transaction runs; here the block as a whole: gas used, logs bloom, receipts root and
+blob gas used must equal the header's ([EIP-4844] for blob gas).
+"""
+from __future__ import annotations
+
+from pipeline.block import InFlightBlock
+from pipeline.errors import InvalidBlock
+from pipeline.stage import BaseStage, StageId
+from state.trie import ordered_trie_root
+
+_B = "BlockException."
+
+
+class ValidateStage(BaseStage):
+    id = StageId.VALIDATE
+
+    async def execute(self, item: InFlightBlock) -> None:
+        header = item.header
+        execution = item.execution
+        assert execution is not None
+        if execution.gas_used != header.gas_used:
+            raise InvalidBlock(_B + "INVALID_GAS_USED", f"gas used {execution.gas_used}, header says {header.gas_used}")
+        blob_gas_used = getattr(header, "blob_gas_used", None)
+        if blob_gas_used is not None and execution.blob_gas_used != blob_gas_used:
+            raise InvalidBlock(_B + "INCORRECT_BLOB_GAS_USED", f"blob gas used {execution.blob_gas_used}, header says {blob_gas_used}")
+        receipts_root = ordered_trie_root([receipt.encode() for receipt in execution.receipts])
+        if receipts_root != header.receipt_root:
+            raise InvalidBlock(_B + "INVALID_RECEIPTS_ROOT", f"receipts root 0x{receipts_root.hex()}, header says 0x{header.receipt_root.hex()}")
+        if execution.bloom != header.bloom:
+            raise InvalidBlock(_B + "INVALID_LOG_BLOOM", "logs bloom differs from the header's")
+        item.receipts_root = receipts_root
+        item.counts["validate"] = {"txs": len(execution.receipts)}

@@ -1,0 +1,30 @@
+"""Accounts as plain data.
+
+An account is the four fields the state trie commits to. Flat state keeps them in one
+row; the storage root is filled in by merkleization, execution never needs it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_hash.auto import keccak
+
+EMPTY_CODE_HASH = keccak(b"")
+BLANK_ROOT = bytes.fromhex("56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account as the state trie stores it ([Yellow Paper] section 4.1)."""
+
+    nonce: int = 0
+    balance: int = 0
+    code_hash: bytes = EMPTY_CODE_HASH
+    storage_root: bytes = BLANK_ROOT
+
+    def is_empty(self) -> bool:
+        """Empty in the sense of [EIP-161]: no code, zero nonce, zero balance."""
+        return self.nonce == 0 and self.balance == 0 and self.code_hash == EMPTY_CODE_HASH
+
+
+EMPTY_ACCOUNT = Account()

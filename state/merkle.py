@@ -1,0 +1,60 @@
+"""State root of a block from the stored trie plus the block's diff.
+
+Incremental: only the paths of dirty keys are re-encoded and re-hashed (one sorted
+batch per storage trie, then one for the account trie), never the whole trie.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from eth_hash.auto import keccak
+
+from state.account import BLANK_ROOT, Account
+from state.diff import StateDiff
+from state.trie import encode_account, encode_storage_value, update_root
+
+GetAccount = Callable[[bytes], Account | None]
+GetNode = Callable[[bytes], bytes]
+
+
+def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_node: GetNode, *, in_place: bool = True) -> tuple[bytes, dict[bytes, bytes]]:
+    """Return (state root, new trie nodes) after applying `diff` on `parent_root`.
+
+    `get_account` reads the pre-block account (for its storage root). With `in_place`,
+    the storage roots are written into `diff.accounts`, which then holds complete
+    accounts for the commit and for the next block's merkleization.
+    """
+    nodes: dict[bytes, bytes] = {}
+
+    def node(node_hash: bytes) -> bytes:
+        found = nodes.get(node_hash)
+        return found if found is not None else get_node(node_hash)
+
+    account_changes: dict[bytes, bytes | None] = {}
+    for address in diff.touched_addresses():
+        if address in diff.accounts:
+            account = diff.accounts[address]
+        else:
+            account = get_account(address)
+        if account is None:
+            account_changes[keccak(address)] = None
+            continue
+        if address in diff.wiped:
+            storage_root = BLANK_ROOT
+        else:
+            before = get_account(address)
+            storage_root = BLANK_ROOT if before is None else before.storage_root
+        slots = diff.storage.get(address)
+        if slots:
+            changes = {keccak(slot.to_bytes(32, "big")): (encode_storage_value(v) if v else None) for slot, v in slots.items()}
+            storage_root, new_nodes = update_root(node, storage_root, changes)
+            nodes.update(new_nodes)
+        if account.storage_root != storage_root:
+            account = replace(account, storage_root=storage_root)
+        if in_place:
+            diff.accounts[address] = account
+        account_changes[keccak(address)] = encode_account(account.nonce, account.balance, account.storage_root, account.code_hash)
+    root, new_nodes = update_root(node, parent_root, account_changes)
+    nodes.update(new_nodes)
+    return root, nodes

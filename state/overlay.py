@@ -1,0 +1,87 @@
+"""The view that execution reads: committed state plus uncommitted diffs.
+
+While block N merkleizes and commits, block N+1 already executes: it must see N's
+writes before they reach SQLite. An `Overlay` stacks the diffs of blocks that are
+executed but not yet committed on top of the store; a diff leaves the stack once its
+commit is visible in the store. Reads resolve newest first.
+"""
+from __future__ import annotations
+
+from state.account import Account
+from state.diff import StateDiff
+from state.store import StateStore
+
+
+class Overlay:
+    """Committed state (`store`) + diffs of in-flight blocks, oldest first."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.diffs: list[tuple[int, StateDiff]] = []
+        self.nodes: dict[int, dict[bytes, bytes]] = {}
+
+    def push(self, number: int, diff: StateDiff) -> None:
+        self.diffs.append((number, diff))
+
+    def add_nodes(self, number: int, nodes: dict[bytes, bytes]) -> None:
+        """Trie nodes a merkleized block created, readable before its commit."""
+        self.nodes[number] = nodes
+
+    def drop_committed(self, number: int) -> None:
+        """Forget diffs of blocks up to `number`, now readable from the store."""
+        self.diffs = [(n, d) for n, d in self.diffs if n > number]
+        self.nodes = {n: d for n, d in self.nodes.items() if n > number}
+
+    def drop_above(self, number: int) -> None:
+        """Throw away in-flight work above `number` (a block failed or unwound)."""
+        self.diffs = [(n, d) for n, d in self.diffs if n <= number]
+        self.nodes = {n: d for n, d in self.nodes.items() if n <= number}
+
+    def get_trie_node(self, node_hash: bytes) -> bytes:
+        for nodes in self.nodes.values():
+            node = nodes.get(node_hash)
+            if node is not None:
+                return node
+        return self.store.get_trie_node(node_hash)
+
+    def get_account(self, address: bytes) -> Account | None:
+        for _, diff in reversed(self.diffs):
+            if address in diff.accounts:
+                return diff.accounts[address]
+        return self.store.get_account(address)
+
+    def get_account_below(self, number: int, address: bytes) -> Account | None:
+        """The account as of the start of block `number` (its own and later diffs skipped)."""
+        for n, diff in reversed(self.diffs):
+            if n < number and address in diff.accounts:
+                return diff.accounts[address]
+        return self.store.get_account(address)
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        for _, diff in reversed(self.diffs):
+            slots = diff.storage.get(address)
+            if slots is not None and slot in slots:
+                return slots[slot]
+            if address in diff.wiped:
+                return 0
+        return self.store.get_storage(address, slot)
+
+    def get_code(self, code_hash: bytes) -> bytes | None:
+        for _, diff in reversed(self.diffs):
+            if code_hash in diff.code:
+                return diff.code[code_hash]
+        return self.store.get_code(code_hash)
+
+    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
+        """Whether any slot of `address` outside `ignoring` is non-zero ([EIP-7610])."""
+        zeroed: set[int] = set(ignoring)
+        for _, diff in reversed(self.diffs):
+            for slot, value in diff.storage.get(address, {}).items():
+                if slot in zeroed:
+                    continue
+                if value:
+                    return True
+                zeroed.add(slot)
+            if address in diff.wiped:
+                return False
+        return self.store.has_storage(address, zeroed)

@@ -1,0 +1,375 @@
+"""Flat state in SQLite: accounts, storage and code, with trie nodes kept apart.
+
+Tables (WAL mode, one SQLite transaction per block):
+
+- ``accounts(address, data)``: one row per account (see `state.codec`).
+- ``storage(address, slot, value)``: non-zero slots only.
+- ``code(hash, code)``: contract code by hash.
+- ``trie_nodes(hash, node)``: content-addressed trie nodes for merkleization; never
+  deleted, so the root of any committed block can still be walked (unwind, reorgs).
+- ``headers(hash, number, parent_hash, rlp, td)``: every block ever accepted.
+- ``blocks(number, hash, rlp)``: the canonical chain.
+- ``receipts(block_hash, idx, rlp)`` and ``transactions(tx_hash, block_hash, idx)``.
+- ``changesets(number, reverse, forward)``: what each committed block changed, both
+  ways, so a commit can be undone (unwind) and redone.
+- ``meta(key, value)``: head, chain configuration, stage checkpoints.
+
+Durability: ``synchronous=NORMAL`` in WAL mode by default: a crashed *process*
+(``kill -9``) loses nothing committed; a power loss may lose the last few blocks but
+never leaves a half-applied one. ``synchronous=FULL`` fsyncs every commit.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from state.account import Account
+from state.cache import MISSING, LRUCache
+from state.codec import decode_account, decode_int, encode_account, encode_int, encode_slot, pack_diff, unpack_diff
+from state.diff import StateDiff
+
+SCHEMA_VERSION = 1
+_BATCH = 400  # SQLite's default limit is 32766 host parameters; 400 rows keep statements small
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage (address BLOB, slot BLOB, value BLOB NOT NULL, PRIMARY KEY (address, slot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS code (hash BLOB PRIMARY KEY, code BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trie_nodes (hash BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS headers (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, parent_hash BLOB NOT NULL, rlp BLOB NOT NULL, td BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL, rlp BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts (block_hash BLOB, idx INTEGER, rlp BLOB NOT NULL, PRIMARY KEY (block_hash, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions (tx_hash BLOB PRIMARY KEY, block_hash BLOB NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changesets (number INTEGER PRIMARY KEY, reverse BLOB NOT NULL, forward BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Head:
+    number: int
+    hash: bytes
+    state_root: bytes
+
+
+@dataclass
+class BlockCommit:
+    """Everything one block writes, committed as one SQLite transaction."""
+
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    state_root: bytes
+    header_rlp: bytes
+    block_rlp: bytes
+    total_difficulty: int
+    diff: StateDiff
+    trie_nodes: dict[bytes, bytes]
+    receipts: list[bytes] = field(default_factory=list)
+    tx_hashes: list[bytes] = field(default_factory=list)
+
+
+class StateStore:
+    """The committed state. Thread-compatible: one operation at a time (a lock guards
+    the connection), so it can be called from trio worker threads."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA mmap_size=268435456")
+        self._db.execute("PRAGMA cache_size=-65536")
+        self._db.executescript(_SCHEMA)
+        self.accounts: LRUCache[bytes, Account | None] = LRUCache(cache_size)
+        self.slots: LRUCache[tuple[bytes, int], int] = LRUCache(cache_size)
+        self.codes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 50, 64))
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- meta ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def head(self) -> Head | None:
+        row = self.get_meta("head")
+        if row is None:
+            return None
+        return Head(int.from_bytes(row[:8], "big"), row[8:40], row[40:72])
+
+    # -- state reads -------------------------------------------------------------
+
+    def get_account(self, address: bytes) -> Account | None:
+        cached = self.accounts.get(address)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        return self.read_accounts([address])[address]
+
+    def read_accounts(self, addresses: Iterable[bytes]) -> dict[bytes, Account | None]:
+        """Batched read of accounts into the cache; returns every requested address."""
+        wanted = list(dict.fromkeys(addresses))
+        found: dict[bytes, Account | None] = dict.fromkeys(wanted)
+        with self._lock:
+            for chunk in _chunks(wanted, _BATCH):
+                sql = f"SELECT address, data FROM accounts WHERE address IN ({','.join('?' * len(chunk))})"
+                for address, data in self._db.execute(sql, chunk):
+                    found[address] = decode_account(data)
+            for address, account in found.items():  # under the lock: a commit cannot interleave
+                self.accounts.put(address, account)
+        return found
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        cached = self.slots.get((address, slot))
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        return self.read_storage([(address, slot)])[(address, slot)]
+
+    def read_storage(self, keys: Iterable[tuple[bytes, int]]) -> dict[tuple[bytes, int], int]:
+        """Batched read of storage slots into the cache (absent slots read as zero)."""
+        wanted = list(dict.fromkeys(keys))
+        found = dict.fromkeys(wanted, 0)
+        with self._lock:
+            for chunk in _chunks(wanted, _BATCH):
+                params: list[bytes] = []
+                for address, slot in chunk:
+                    params += (address, encode_slot(slot))
+                sql = (
+                    "SELECT address, slot, value FROM storage WHERE (address, slot) IN "
+                    f"(VALUES {','.join(['(?,?)'] * len(chunk))})"
+                )
+                for address, slot, value in self._db.execute(sql, params):
+                    found[(address, decode_int(slot))] = decode_int(value)
+            for key, value in found.items():
+                self.slots.put(key, value)
+        return found
+
+    def get_code(self, code_hash: bytes) -> bytes | None:
+        cached = self.codes.get(code_hash)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        return self.read_code([code_hash]).get(code_hash)
+
+    def read_code(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[bytes, bytes] = {}
+        with self._lock:
+            for chunk in _chunks(wanted, _BATCH):
+                sql = f"SELECT hash, code FROM code WHERE hash IN ({','.join('?' * len(chunk))})"
+                found.update(self._db.execute(sql, chunk))
+        for code_hash, code in found.items():
+            self.codes.put(code_hash, code)
+        return found
+
+    def has_storage(self, address: bytes, ignoring: set[int] = frozenset()) -> bool:  # type: ignore[assignment]
+        """Does `address` hold any non-zero slot outside `ignoring` ([EIP-7610] collision check)."""
+        with self._lock:
+            for (slot,) in self._db.execute("SELECT slot FROM storage WHERE address=?", (address,)):
+                if decode_int(slot) not in ignoring:
+                    return True
+        return False
+
+    def iter_storage(self, address: bytes) -> Iterator[tuple[int, int]]:
+        with self._lock:
+            rows = self._db.execute("SELECT slot, value FROM storage WHERE address=?", (address,)).fetchall()
+        for slot, value in rows:
+            yield decode_int(slot), decode_int(value)
+
+    def iter_accounts(self) -> Iterator[tuple[bytes, Account]]:
+        with self._lock:
+            rows = self._db.execute("SELECT address, data FROM accounts ORDER BY address").fetchall()
+        for address, data in rows:
+            yield address, decode_account(data)
+
+    def get_trie_node(self, node_hash: bytes) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+        if row is None:
+            raise KeyError(node_hash)
+        return row[0]
+
+    # -- chain reads -------------------------------------------------------------
+
+    def get_header(self, block_hash: bytes) -> tuple[int, bytes, int] | None:
+        """(number, header RLP, total difficulty) of any accepted block."""
+        with self._lock:
+            row = self._db.execute("SELECT number, rlp, td FROM headers WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else (row[0], row[1], decode_int(row[2]))
+
+    def canonical_hash(self, number: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM blocks WHERE number=?", (number,)).fetchone()
+        return None if row is None else row[0]
+
+    def get_block_rlp(self, number: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT rlp FROM blocks WHERE number=?", (number,)).fetchone()
+        return None if row is None else row[0]
+
+    def get_receipts(self, block_hash: bytes) -> list[bytes]:
+        with self._lock:
+            rows = self._db.execute("SELECT rlp FROM receipts WHERE block_hash=? ORDER BY idx", (block_hash,)).fetchall()
+        return [r[0] for r in rows]
+
+    def find_transaction(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT block_hash, idx FROM transactions WHERE tx_hash=?", (tx_hash,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # -- writes ------------------------------------------------------------------
+
+    def commit_block(self, commit: BlockCommit) -> None:
+        """Write a block's diff, trie nodes, block, receipts, change set and new head in
+        one SQLite transaction: after a crash either all of it is there or none."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                reverse = self._reverse_diff(commit.diff)
+                self._apply_diff(commit.diff)
+                db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", commit.trie_nodes.items())
+                db.execute(
+                    "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
+                    (commit.hash, commit.number, commit.parent_hash, commit.header_rlp, encode_int(commit.total_difficulty)),
+                )
+                db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)", (commit.number, commit.hash, commit.block_rlp))
+                db.executemany(
+                    "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
+                    ((commit.hash, i, r) for i, r in enumerate(commit.receipts)),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)",
+                    ((h, commit.hash, i) for i, h in enumerate(commit.tx_hashes)),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO changesets VALUES (?, ?, ?)",
+                    (commit.number, pack_diff(reverse), pack_diff(commit.diff)),
+                )
+                self._set_head(Head(commit.number, commit.hash, commit.state_root))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._update_cache(commit.diff)
+
+    def store_side_header(self, block_hash: bytes, number: int, parent_hash: bytes, header_rlp: bytes, td: int) -> None:
+        """Remember a valid block that is not (yet) canonical."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
+                (block_hash, number, parent_hash, header_rlp, encode_int(td)),
+            )
+
+    def unwind_block(self) -> Head:
+        """Undo the head block from its change set, in one transaction; returns the new head."""
+        head = self.head()
+        if head is None or head.number == 0:
+            raise ValueError("nothing to unwind")
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT reverse FROM changesets WHERE number=?", (head.number,)).fetchone()
+                reverse = unpack_diff(row[0])
+                self._apply_diff(reverse)
+                parent_hash = db.execute("SELECT parent_hash FROM headers WHERE hash=?", (head.hash,)).fetchone()[0]
+                db.execute("DELETE FROM blocks WHERE number=?", (head.number,))
+                db.execute("DELETE FROM changesets WHERE number=?", (head.number,))
+                parent_root = _header_state_root(db.execute("SELECT rlp FROM headers WHERE hash=?", (parent_hash,)).fetchone()[0])
+                new_head = Head(head.number - 1, parent_hash, parent_root)
+                self._set_head(new_head)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self.accounts.clear()
+        self.slots.clear()
+        return new_head
+
+    def forward_diff(self, number: int) -> StateDiff | None:
+        with self._lock:
+            row = self._db.execute("SELECT forward FROM changesets WHERE number=?", (number,)).fetchone()
+        return None if row is None else unpack_diff(row[0])
+
+    def _set_head(self, head: Head) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('head', ?)",
+            (head.number.to_bytes(8, "big") + head.hash + head.state_root,),
+        )
+
+    def _reverse_diff(self, diff: StateDiff) -> StateDiff:
+        """The old values of everything `diff` changes (run inside the commit)."""
+        reverse = StateDiff()
+        db = self._db
+        for address in diff.accounts:
+            row = db.execute("SELECT data FROM accounts WHERE address=?", (address,)).fetchone()
+            reverse.accounts[address] = None if row is None else decode_account(row[0])
+        for address in diff.wiped:
+            # Restoring a wiped account restores all its slots: wipe, then write them back.
+            reverse.wiped.add(address)
+            for slot, value in db.execute("SELECT slot, value FROM storage WHERE address=?", (address,)):
+                reverse.set_storage(address, decode_int(slot), decode_int(value))
+        for address, slots in diff.storage.items():
+            if address in diff.wiped:
+                continue  # the reverse wipe already drops slots the block added
+            for slot in slots:
+                row = db.execute(
+                    "SELECT value FROM storage WHERE address=? AND slot=?", (address, encode_slot(slot))
+                ).fetchone()
+                reverse.set_storage(address, slot, 0 if row is None else decode_int(row[0]))
+        return reverse
+
+    def _apply_diff(self, diff: StateDiff) -> None:
+        db = self._db
+        for address in diff.wiped:
+            db.execute("DELETE FROM storage WHERE address=?", (address,))
+        deleted = [(a,) for a, acc in diff.accounts.items() if acc is None]
+        db.executemany("DELETE FROM accounts WHERE address=?", deleted)
+        db.executemany(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?)",
+            ((a, encode_account(acc)) for a, acc in diff.accounts.items() if acc is not None),
+        )
+        writes, deletes = [], []
+        for address, slots in diff.storage.items():
+            for slot, value in slots.items():
+                if value:
+                    writes.append((address, encode_slot(slot), encode_int(value)))
+                else:
+                    deletes.append((address, encode_slot(slot)))
+        db.executemany("DELETE FROM storage WHERE address=? AND slot=?", deletes)
+        db.executemany("INSERT OR REPLACE INTO storage VALUES (?, ?, ?)", writes)
+        db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", diff.code.items())
+
+    def _update_cache(self, diff: StateDiff) -> None:
+        for address, account in diff.accounts.items():
+            self.accounts.put(address, account)
+        if diff.wiped:
+            self.slots.clear()  # rare: dropping the whole slot cache is simpler than scanning it
+        for address, slots in diff.storage.items():
+            for slot, value in slots.items():
+                self.slots.put((address, slot), value)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _header_state_root(header_rlp: bytes) -> bytes:
+    import rlp
+
+    return rlp.decode(header_rlp)[3]
