@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
+from eth.db.journal import get_next_checkpoint
 from eth_hash.auto import keccak
 
 from state.account import BLANK_ROOT, EMPTY_CODE_HASH, Account
@@ -51,6 +52,7 @@ class RecordingAccountDB:
         self._code: dict[bytes, bytes] = {}
         self._new_code: dict[bytes, bytes] = {}
         self._journal: list[tuple] = []
+        self._checkpoints: dict[int, int] = {}
         self._warm: set[Any] = set()
         # block level: what earlier transactions of this block changed
         self._block_accounts: set[bytes] = set()
@@ -236,14 +238,19 @@ class RecordingAccountDB:
     # -- snapshots ---------------------------------------------------------------
 
     def record(self) -> int:
-        return len(self._journal)
+        """A checkpoint id from py-evm's own counter: its transient storage journal
+        (Cancun) records the same ids and must never see one twice."""
+        checkpoint = get_next_checkpoint()
+        self._checkpoints[checkpoint] = len(self._journal)
+        return checkpoint
 
     def commit(self, checkpoint: int) -> None:
         """Nested changes become part of the enclosing frame: nothing to do."""
 
     def discard(self, checkpoint: int) -> None:
         journal = self._journal
-        while len(journal) > checkpoint:
+        length = self._checkpoints.pop(checkpoint)
+        while len(journal) > length:
             entry = journal.pop()
             kind = entry[0]
             if kind == "account":
@@ -281,6 +288,7 @@ class RecordingAccountDB:
 
     def begin_transaction(self) -> None:
         self._journal.clear()
+        self._checkpoints.clear()
         self._warm.clear()
         self._tx_accounts = set()
         self._tx_slots = {}

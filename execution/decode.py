@@ -10,6 +10,7 @@ from typing import Any
 
 import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI
+from eth.exceptions import UnrecognizedTransactionType
 
 from execution.forks import ForkSchedule, VMClass
 from pipeline.errors import InvalidBlock
@@ -43,7 +44,9 @@ def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass
         raise InvalidBlock(_B + code, f"block has {len(raw)} parts, {vm_class.fork} blocks have {expected_fields}", number=number)
     try:
         block = rlp.decode(data, sedes=block_class)
-    except (rlp.exceptions.DeserializationError, rlp.exceptions.DecodingError, ValueError, TypeError) as exc:
+    except UnrecognizedTransactionType as exc:
+        raise InvalidBlock("TransactionException.TYPE_NOT_SUPPORTED", f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
+    except Exception as exc:  # rlp and py-evm raise many types for malformed input
         raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
     return block, vm_class
 
