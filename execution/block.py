@@ -22,6 +22,7 @@ from eth.vm.chain_context import ChainContext
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
 from eth_utils import ValidationError
 
+import execution.precompiles  # noqa: F401  (installs the MODEXP fix)
 from execution.account_db import RecordingAccountDB, StateReader
 from execution.checks import GAS_PER_BLOB, MAX_BLOB_GAS_PER_BLOCK, check_transaction_state
 from execution.forks import VMClass
