@@ -1,0 +1,5 @@
+import sys
+
+from evmpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""The `evmpipe` command: one entry point, one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from evmpipe import __doc__ as _package_doc  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="evmpipe",
+        description="A pipelined Ethereum execution client over py-evm: prefetch, execute, validate, merkleize, commit.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from evmpipe.blocktest import add_blocktest_parser
+
+    add_blocktest_parser(sub)
+
+    head = sub.add_parser("head", help="print the committed head of a state database")
+    head.add_argument("--datadir", required=True, help="directory holding state.sqlite")
+    head.add_argument("--json", action="store_true", help="print JSON instead of text")
+    head.set_defaults(func=cmd_head)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from state.store import StateStore
+
+    path = Path(args.datadir) / "state.sqlite"
+    if not path.exists():
+        print(f"evmpipe: no database at {path}", file=sys.stderr)
+        return 2
+    store = StateStore(path)
+    try:
+        head = store.head()
+    finally:
+        store.close()
+    if head is None:
+        print("evmpipe: the database has no committed block", file=sys.stderr)
+        return 1
+    record = {"number": head.number, "hash": "0x" + head.hash.hex(), "state_root": "0x" + head.state_root.hex()}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"block {record['number']}  hash {record['hash']}  state root {record['state_root']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
