@@ -60,10 +60,18 @@ def blob_base_fee(excess_blob_gas: int) -> int:
 
 
 def calc_excess_blob_gas(parent: BlockHeaderAPI) -> int:
-    excess = getattr(parent, "excess_blob_gas", 0) or 0
-    used = getattr(parent, "blob_gas_used", 0) or 0
+    excess = header_field(parent, "excess_blob_gas") or 0
+    used = header_field(parent, "blob_gas_used") or 0
     total = excess + used
     return 0 if total < TARGET_BLOB_GAS_PER_BLOCK else total - TARGET_BLOB_GAS_PER_BLOCK
+
+
+def header_field(header: BlockHeaderAPI, name: str) -> Any:
+    """A header field, or None where the header's fork has no such field."""
+    try:
+        return getattr(header, name)
+    except AttributeError:  # py-evm raises it for fields of later forks
+        return None
 
 
 def expected_base_fee(parent: BlockHeaderAPI, parent_is_london: bool) -> int:
@@ -109,8 +117,9 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
 
     if london:
         expected = expected_base_fee(parent, issubclass(parent_vm, LondonVM))
-        if header.base_fee_per_gas != expected:
-            fail("INVALID_BASEFEE_PER_GAS", f"base fee {header.base_fee_per_gas}, expected {expected}")
+        base_fee = header_field(header, "base_fee_per_gas")
+        if base_fee != expected:
+            fail("INVALID_BASEFEE_PER_GAS", f"base fee {base_fee}, expected {expected}")
 
     if is_merged(vm_class):
         if header.difficulty != 0:
@@ -126,12 +135,15 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
 
     if issubclass(vm_class, CancunVM):
         expected_excess = calc_excess_blob_gas(parent) if issubclass(parent_vm, CancunVM) else 0
-        if header.excess_blob_gas != expected_excess:
-            fail("INCORRECT_EXCESS_BLOB_GAS", f"excess blob gas {header.excess_blob_gas}, expected {expected_excess}")
-        if header.blob_gas_used > MAX_BLOB_GAS_PER_BLOCK:
-            fail("BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {header.blob_gas_used} > {MAX_BLOB_GAS_PER_BLOCK}")
-        if header.blob_gas_used % GAS_PER_BLOB:
-            fail("INCORRECT_BLOB_GAS_USED", f"blob gas used {header.blob_gas_used} not a multiple of {GAS_PER_BLOB}")
+        excess, used = header_field(header, "excess_blob_gas"), header_field(header, "blob_gas_used")
+        if excess is None or used is None:
+            fail("INCORRECT_BLOCK_FORMAT", "a Cancun header needs blob gas fields")
+        if excess != expected_excess:
+            fail("INCORRECT_EXCESS_BLOB_GAS", f"excess blob gas {excess}, expected {expected_excess}")
+        if used > MAX_BLOB_GAS_PER_BLOCK:
+            fail("BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {MAX_BLOB_GAS_PER_BLOCK}")
+        if used % GAS_PER_BLOB:
+            fail("INCORRECT_BLOB_GAS_USED", f"blob gas used {used} not a multiple of {GAS_PER_BLOB}")
 
     dao_block = getattr(vm_class, "_dao_fork_block_number", None)
     if getattr(vm_class, "support_dao_fork", False) and dao_block is not None:

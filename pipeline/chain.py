@@ -28,6 +28,7 @@ class Chain:
     headers: dict[bytes, tuple[BlockHeaderAPI, VMClass]] = field(default_factory=dict)
     ommers: dict[bytes, set[bytes]] = field(default_factory=dict)
     tip: bytes = b""
+    best: bytes = b""  # the head fork choice picked; the store's head may differ during a reorg
     in_flight: int = 0
     _drained: trio.Event = field(default_factory=trio.Event)
 
@@ -35,7 +36,7 @@ class Chain:
         self.overlay = Overlay(self.store)
         head = self.store.head()
         if head is not None:
-            self.tip = head.hash
+            self.tip = self.best = head.hash
 
     @property
     def chain_id(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import rlp
 import trio
 
+from execution.forks import is_merged
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.errors import InvalidBlock
@@ -59,13 +60,35 @@ class CommitStage(BaseStage):
                 await trio.to_thread.run_sync(chain.store.commit_block, commit)
         chain.overlay.drop_committed(header.block_number)
         item.committed = True
+        await self._choose_fork(item)
         chain.block_left()
         item.counts["commit"] = {"keys": commit.diff.count_keys(), "nodes": len(commit.trie_nodes)}
 
+    async def _choose_fork(self, item: InFlightBlock) -> None:
+        """Keep the heaviest chain: before the merge by total difficulty (ties keep the
+        current head, as geth does); after it the newest block, as consensus orders."""
+        chain = self.chain
+        header = item.header
+        best = chain.best or header.parent_hash
+        wins = (
+            best == header.parent_hash
+            or is_merged(item.vm_class)  # type: ignore[arg-type]
+            or chain.store.total_difficulty(header.hash) > chain.store.total_difficulty(best)
+        )
+        if wins:
+            chain.best = header.hash
+            return
+        await trio.to_thread.run_sync(chain.store.reorg_to, best)
+        chain.tip = best
+
     def _drop(self, item: InFlightBlock, entered: bool) -> None:
+        """Forget a rejected block. Only a block that executed left a diff on the
+        overlay, and only on such a block can later blocks have been built: then
+        drop every diff above the committed head and send execution back to it."""
+        if not entered:
+            return
         chain = self.chain
         head = chain.store.head()
         chain.overlay.drop_above(head.number if head else -1)
         chain.tip = chain.committed_head_hash()
-        if entered:
-            chain.block_left()
+        chain.block_left()

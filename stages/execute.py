@@ -25,6 +25,7 @@ from state.diff import StateDiff
 from state.merkle import merkleize
 
 _B = "BlockException."
+NO_TIP = b"undecided"
 
 
 class ExecutionStrategy(Protocol):
@@ -78,18 +79,22 @@ class ExecuteStage(BaseStage):
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
         header = item.header
+        off_best_chain = False
         if header.parent_hash != chain.tip or needs_intermediate_roots(item):
             # Not on the speculative tip (a sibling of a rejected block, or a side chain),
             # or intermediate roots need the parent's trie: wait for in-flight blocks.
             await chain.wait_drained()
+            if header.parent_hash != chain.committed_head_hash():
+                await self._switch_to_parent(header.parent_hash)
+                off_best_chain = True
             chain.tip = chain.committed_head_hash()
-            if header.parent_hash != chain.tip:
-                raise InvalidBlock(_B + "UNKNOWN_PARENT", "parent is not the head of the chain (side chains are not followed)")
         await trio.lowlevel.checkpoint()
         execution = self.strategy.run(chain, item)
         item.execution = execution
         chain.overlay.push(header.block_number, execution.diff)
-        chain.tip = header.hash
+        # A block off the best chain may lose fork choice at commit: nothing may run
+        # speculatively on top of it, so the next block waits for the pipeline to drain.
+        chain.tip = NO_TIP if off_best_chain else header.hash
         chain.block_entered()
         item.counts["execute"] = {
             "txs": len(execution.tx_results),
@@ -97,6 +102,17 @@ class ExecuteStage(BaseStage):
             "keys_written": execution.diff.count_keys(),
             "strategy": self.strategy.name,  # type: ignore[dict-item]
         }
+
+    async def _switch_to_parent(self, parent_hash: bytes) -> None:
+        """A block on another branch: reorganize the store so its parent is the head.
+
+        Only blocks that were executed and committed once have the change sets that
+        make this possible; fork choice (commit stage) decides afterwards which branch
+        stays canonical."""
+        store = self.chain.store
+        if not store.has_changeset(parent_hash):
+            raise InvalidBlock(_B + "UNKNOWN_PARENT", f"parent 0x{parent_hash.hex()} was never executed")
+        await trio.to_thread.run_sync(store.reorg_to, parent_hash)
 
     async def unwind(self, to_number: int) -> None:
         self.chain.overlay.drop_above(to_number)

@@ -8,10 +8,12 @@ Tables (WAL mode, one SQLite transaction per block):
 - ``trie_nodes(hash, node)``: content-addressed trie nodes for merkleization; never
   deleted, so the root of any committed block can still be walked (unwind, reorgs).
 - ``headers(hash, number, parent_hash, rlp, td)``: every block ever accepted.
-- ``blocks(number, hash, rlp)``: the canonical chain.
+- ``bodies(hash, rlp)``: every accepted block's RLP; ``blocks(number, hash)``: the
+  canonical chain.
 - ``receipts(block_hash, idx, rlp)`` and ``transactions(tx_hash, block_hash, idx)``.
-- ``changesets(number, reverse, forward)``: what each committed block changed, both
-  ways, so a commit can be undone (unwind) and redone.
+- ``changesets(hash, number, reverse, forward)``: what each committed block changed,
+  both ways, kept by block hash: unwind undoes a block, redo applies it again, and a
+  reorg is unwinds to the common ancestor then redos along the other branch.
 - ``meta(key, value)``: head, chain configuration, stage checkpoints.
 
 Durability: ``synchronous=NORMAL`` in WAL mode by default: a crashed *process*
@@ -40,10 +42,11 @@ CREATE TABLE IF NOT EXISTS storage (address BLOB, slot BLOB, value BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS code (hash BLOB PRIMARY KEY, code BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trie_nodes (hash BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS headers (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, parent_hash BLOB NOT NULL, rlp BLOB NOT NULL, td BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL, rlp BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bodies (hash BLOB PRIMARY KEY, rlp BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (block_hash BLOB, idx INTEGER, rlp BLOB NOT NULL, PRIMARY KEY (block_hash, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transactions (tx_hash BLOB PRIMARY KEY, block_hash BLOB NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changesets (number INTEGER PRIMARY KEY, reverse BLOB NOT NULL, forward BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS changesets (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, reverse BLOB NOT NULL, forward BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
@@ -217,7 +220,9 @@ class StateStore:
 
     def get_block_rlp(self, number: int) -> bytes | None:
         with self._lock:
-            row = self._db.execute("SELECT rlp FROM blocks WHERE number=?", (number,)).fetchone()
+            row = self._db.execute(
+                "SELECT bodies.rlp FROM blocks JOIN bodies ON bodies.hash = blocks.hash WHERE blocks.number=?", (number,)
+            ).fetchone()
         return None if row is None else row[0]
 
     def get_receipts(self, block_hash: bytes) -> list[bytes]:
@@ -246,7 +251,8 @@ class StateStore:
                     "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
                     (commit.hash, commit.number, commit.parent_hash, commit.header_rlp, encode_int(commit.total_difficulty)),
                 )
-                db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)", (commit.number, commit.hash, commit.block_rlp))
+                db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (commit.number, commit.hash))
+                db.execute("INSERT OR REPLACE INTO bodies VALUES (?, ?)", (commit.hash, commit.block_rlp))
                 db.executemany(
                     "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
                     ((commit.hash, i, r) for i, r in enumerate(commit.receipts)),
@@ -256,8 +262,8 @@ class StateStore:
                     ((h, commit.hash, i) for i, h in enumerate(commit.tx_hashes)),
                 )
                 db.execute(
-                    "INSERT OR REPLACE INTO changesets VALUES (?, ?, ?)",
-                    (commit.number, pack_diff(reverse), pack_diff(commit.diff)),
+                    "INSERT OR REPLACE INTO changesets VALUES (?, ?, ?, ?)",
+                    (commit.hash, commit.number, pack_diff(reverse), pack_diff(commit.diff)),
                 )
                 self._set_head(Head(commit.number, commit.hash, commit.state_root))
                 db.execute("COMMIT")
@@ -266,16 +272,10 @@ class StateStore:
                 raise
             self._update_cache(commit.diff)
 
-    def store_side_header(self, block_hash: bytes, number: int, parent_hash: bytes, header_rlp: bytes, td: int) -> None:
-        """Remember a valid block that is not (yet) canonical."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
-                (block_hash, number, parent_hash, header_rlp, encode_int(td)),
-            )
-
     def unwind_block(self) -> Head:
-        """Undo the head block from its change set, in one transaction; returns the new head."""
+        """Undo the head block from its change set, in one transaction; returns the new head.
+
+        The change set stays, keyed by hash, so the block can be redone (`redo_block`)."""
         head = self.head()
         if head is None or head.number == 0:
             raise ValueError("nothing to unwind")
@@ -283,26 +283,88 @@ class StateStore:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT reverse FROM changesets WHERE number=?", (head.number,)).fetchone()
-                reverse = unpack_diff(row[0])
-                self._apply_diff(reverse)
-                parent_hash = db.execute("SELECT parent_hash FROM headers WHERE hash=?", (head.hash,)).fetchone()[0]
+                row = db.execute("SELECT reverse FROM changesets WHERE hash=?", (head.hash,)).fetchone()
+                self._apply_diff(unpack_diff(row[0]))
+                parent_hash, = db.execute("SELECT parent_hash FROM headers WHERE hash=?", (head.hash,)).fetchone()
                 db.execute("DELETE FROM blocks WHERE number=?", (head.number,))
-                db.execute("DELETE FROM changesets WHERE number=?", (head.number,))
-                parent_root = _header_state_root(db.execute("SELECT rlp FROM headers WHERE hash=?", (parent_hash,)).fetchone()[0])
-                new_head = Head(head.number - 1, parent_hash, parent_root)
+                parent_rlp, = db.execute("SELECT rlp FROM headers WHERE hash=?", (parent_hash,)).fetchone()
+                new_head = Head(head.number - 1, parent_hash, _header_state_root(parent_rlp))
                 self._set_head(new_head)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        self.accounts.clear()
-        self.slots.clear()
+            self.accounts.clear()
+            self.slots.clear()
         return new_head
 
-    def forward_diff(self, number: int) -> StateDiff | None:
+    def redo_block(self, block_hash: bytes) -> Head:
+        """Apply a block committed before (then unwound) again, on top of its parent."""
         with self._lock:
-            row = self._db.execute("SELECT forward FROM changesets WHERE number=?", (number,)).fetchone()
+            db = self._db
+            row = db.execute("SELECT number, forward FROM changesets WHERE hash=?", (block_hash,)).fetchone()
+            if row is None:
+                raise KeyError(f"no change set for block 0x{block_hash.hex()}")
+            number, forward = row
+            header_rlp, = db.execute("SELECT rlp FROM headers WHERE hash=?", (block_hash,)).fetchone()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply_diff(unpack_diff(forward))
+                db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash))
+                new_head = Head(number, block_hash, _header_state_root(header_rlp))
+                self._set_head(new_head)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self.accounts.clear()
+            self.slots.clear()
+        return new_head
+
+    def reorg_to(self, block_hash: bytes) -> Head:
+        """Make `block_hash` the head: unwind to the common ancestor, redo along its branch.
+
+        Every block on the target branch must have been committed once (it has a change set)."""
+        branch: list[bytes] = []
+        current = block_hash
+        while self.canonical_hash(self._number_of(current)) != current:
+            branch.append(current)
+            current = self._parent_of(current)
+        ancestor_number = self._number_of(current)
+        head = self.head()
+        assert head is not None
+        while head.number > ancestor_number:
+            head = self.unwind_block()
+        for target in reversed(branch):
+            head = self.redo_block(target)
+        return head
+
+    def total_difficulty(self, block_hash: bytes) -> int:
+        found = self.get_header(block_hash)
+        if found is None:
+            raise KeyError(block_hash)
+        return found[2]
+
+    def has_changeset(self, block_hash: bytes) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM changesets WHERE hash=?", (block_hash,)).fetchone() is not None
+
+    def _number_of(self, block_hash: bytes) -> int:
+        found = self.get_header(block_hash)
+        if found is None:
+            raise KeyError(f"unknown block 0x{block_hash.hex()}")
+        return found[0]
+
+    def _parent_of(self, block_hash: bytes) -> bytes:
+        with self._lock:
+            return self._db.execute("SELECT parent_hash FROM headers WHERE hash=?", (block_hash,)).fetchone()[0]
+
+    def forward_diff(self, number: int) -> StateDiff | None:
+        """What canonical block `number` changed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT forward FROM changesets JOIN blocks ON blocks.hash = changesets.hash WHERE blocks.number=?", (number,)
+            ).fetchone()
         return None if row is None else unpack_diff(row[0])
 
     def _set_head(self, head: Head) -> None:

@@ -1,0 +1,336 @@
+"""Run BlockchainTests through an engine, in parallel, with progress on stderr.
+
+:func:`run_blocktests` is the whole runner: discover fixture files (``discover.py``),
+hand one FILE per task to a pool of worker processes (a file holds several tests, and
+loading it is part of the work), run every selected test of the file through the
+engine, and gather one :class:`TestResult` per test.
+
+Engines are named in :data:`ENGINES` as ``"module:function"`` strings and imported
+lazily, in the worker, by :func:`resolve_engine`. An engine function has the signature
+``run_blockchain_test(path: str, name: str, test: dict) -> TestResult`` and reports a
+failing test in its result rather than raising; if it raises all the same, the runner
+records the exception as that test's failure and goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from evmpipe.blocktest.discover import Selection, WorkItem, iter_tests, iter_work_items, test_id
+from evmpipe.blocktest.result import TestResult
+from evmpipe.blocktest.slow import slow_seconds
+
+EngineFn = Callable[[str, str, dict[str, Any]], TestResult]
+
+ENGINES: dict[str, str] = {
+    "pipeline": "evmpipe.engine:run_blockchain_test",
+    "pyevm": "evmpipe.blocktest.pyevm_engine:run_blockchain_test",
+}
+
+# How many files may wait in the pool's queue per worker: enough to keep every worker
+# busy, few enough that archive members are not all held in memory at once.
+_QUEUED_PER_WORKER = 4
+
+# Plain (non-TTY) progress: a line every this fraction of the files, or this many seconds.
+_PLAIN_STEP_FRACTION = 0.05
+_PLAIN_STEP_SECONDS = 30.0
+
+_engine_cache: dict[str, EngineFn] = {}
+
+
+class TestTimeout(BaseException):
+    """Raised inside a test that ran past ``timeout_per_test``.
+
+    A BaseException, so that an engine's ``except Exception`` (which turns an error in
+    one block into a rejection of that block) cannot swallow it.
+    """
+
+    __test__ = False  # not a pytest test class
+
+
+def resolve_engine(name: str) -> EngineFn:
+    """The engine function named ``name`` in :data:`ENGINES` (or a ``module:function`` string)."""
+    if name in _engine_cache:
+        return _engine_cache[name]
+    target = ENGINES.get(name, name)
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    fn = getattr(importlib.import_module(module_name), attr)
+    _engine_cache[name] = fn
+    return fn
+
+
+@dataclass
+class RunOptions:
+    """What every worker needs to know besides the file; picklable."""
+
+    engine: str
+    selection: Selection
+    skip_slow: bool = False
+    timeout_per_test: float | None = None
+
+
+def run_file(item: WorkItem, options: RunOptions) -> list[TestResult]:
+    """Run every selected test of one fixture file; never raises for a failing test."""
+    try:
+        tests = list(iter_tests(item, options.selection))
+    except Exception as exc:
+        return [_error_result(item.path, "<file>", options.engine, f"cannot load fixture file: {type(exc).__name__}: {exc}", 0.0)]
+    results = []
+    for name, test in tests:
+        results.append(run_test(item.path, name, test, options))
+    return results
+
+
+def run_test(path: str, name: str, test: dict[str, Any], options: RunOptions) -> TestResult:
+    """Run one test through the engine, turning a raise, a timeout or a skip into a result."""
+    tid = test_id(path, name)
+    network = str(test.get("network", ""))
+    if options.skip_slow:
+        seconds = slow_seconds(tid)
+        if seconds is not None:
+            return TestResult(
+                path=path, name=name, network=network, engine=options.engine,
+                passed=False, error=f"skipped: slow test (about {seconds:.0f} s on pyevm)",
+                seconds=0.0, blocks=[], skipped=True,
+            )
+    started = time.perf_counter()
+    try:
+        engine = resolve_engine(options.engine)
+        with _deadline(options.timeout_per_test):
+            result = engine(path, name, test)
+    except TestTimeout:
+        return _error_result(path, name, options.engine, f"timed out after {options.timeout_per_test:g} s", time.perf_counter() - started, network)
+    except Exception as exc:
+        return _error_result(path, name, options.engine, f"engine raised {type(exc).__name__}: {exc}", time.perf_counter() - started, network)
+    if not isinstance(result, TestResult):
+        return _error_result(path, name, options.engine, f"engine returned {type(result).__name__}, not TestResult", time.perf_counter() - started, network)
+    return result
+
+
+def _error_result(path: str, name: str, engine: str, error: str, seconds: float, network: str = "") -> TestResult:
+    return TestResult(path=path, name=name, network=network, engine=engine, passed=False, error=error, seconds=seconds, blocks=[])
+
+
+class _deadline:
+    """Raise :class:`TestTimeout` in the main thread after ``seconds`` (SIGALRM; Unix only)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.active = (
+            bool(seconds)
+            and hasattr(signal, "setitimer")
+            and threading.current_thread() is threading.main_thread()
+        )
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+    @staticmethod
+    def _fire(signum: int, frame: object) -> None:
+        raise TestTimeout()
+
+
+# -- the pool --------------------------------------------------------------------------
+
+
+def run_blocktests(
+    paths: Sequence[str | os.PathLike[str]],
+    engine: str = "pipeline",
+    jobs: int | None = None,
+    patterns: Iterable[str] | None = None,
+    timeout_per_test: float | None = None,
+    *,
+    skip_slow: bool = False,
+    fail_fast: bool = False,
+    progress: Progress | None = None,
+) -> list[TestResult]:
+    """Run every selected test under ``paths`` through ``engine``; results sorted by ``path::name``.
+
+    ``jobs`` worker processes (default: the number of CPUs; 1 runs in this process),
+    one fixture file per task. ``patterns`` are ``-k`` patterns (see ``discover.py``).
+    ``skip_slow`` reports the tests of ``slow.SLOW_TESTS`` as skipped without running
+    them. ``fail_fast`` stops handing out files after the first failure. ``progress``
+    is told about every finished file.
+    Raises FileNotFoundError for a missing path and ValueError for an unknown engine.
+    """
+    if engine not in ENGINES and ":" not in engine:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    jobs = jobs or os.cpu_count() or 1
+    options = RunOptions(engine, Selection.parse(patterns), skip_slow, timeout_per_test)
+    # The listing is cheap (an archive decompresses at ~1 GB/s) and gives progress a total.
+    total_files = sum(1 for _ in iter_work_items(paths, with_data=False))
+    progress = progress or Progress()
+    progress.start(total_files)
+    results: list[TestResult] = []
+    try:
+        if jobs == 1:
+            for item in iter_work_items(paths):
+                file_results = run_file(item, options)
+                results.extend(file_results)
+                progress.advance(file_results)
+                if fail_fast and any(r.failed for r in file_results):
+                    break
+        else:
+            _run_in_pool(paths, options, jobs, fail_fast, progress, results)
+    finally:
+        progress.stop()
+    results.sort(key=lambda r: (r.path, r.name))
+    return results
+
+
+def _run_in_pool(
+    paths: Sequence[str | os.PathLike[str]],
+    options: RunOptions,
+    jobs: int,
+    fail_fast: bool,
+    progress: Progress,
+    results: list[TestResult],
+) -> None:
+    # forkserver: workers are not forked from this process, whose progress display runs a
+    # thread (fork with threads can deadlock).
+    context = multiprocessing.get_context("forkserver")
+    items = iter_work_items(paths)
+    pending: set[cf.Future[list[TestResult]]] = set()
+    executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    stopping = False
+    try:
+        while True:
+            while not stopping and len(pending) < jobs * _QUEUED_PER_WORKER:
+                item = next(items, None)
+                if item is None:
+                    stopping = True
+                    break
+                pending.add(executor.submit(run_file, item, options))
+            if not pending:
+                break
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                file_results = future.result()
+                results.extend(file_results)
+                progress.advance(file_results)
+                if fail_fast and any(r.failed for r in file_results):
+                    stopping = True
+                    for other in pending:
+                        other.cancel()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- progress --------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress on stderr: a rich bar on a terminal, else a plain line now and then.
+
+    Counts files (the unit of work) against the total, and tests passed / failed /
+    skipped so far. ``quiet`` shows nothing.
+    """
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, rich: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.use_rich = (not quiet) and (rich if rich is not None else _isatty(self.stream))
+        self.total = 0
+        self.files = 0
+        self.passed = self.failed = self.skipped = 0
+        self.started = time.monotonic()
+        self._last_line_at = self.started
+        self._last_line_files = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, total_files: int) -> None:
+        self.total = total_files
+        self.started = self._last_line_at = time.monotonic()
+        if self.use_rich:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress as RichProgress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = RichProgress(
+                TextColumn("[bold]blocktest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files"),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("run", total=total_files, stats=self._stats())
+
+    def advance(self, file_results: Sequence[TestResult]) -> None:
+        self.files += 1
+        for result in file_results:
+            if result.skipped:
+                self.skipped += 1
+            elif result.passed:
+                self.passed += 1
+            else:
+                self.failed += 1
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, stats=self._stats())
+            return
+        now = time.monotonic()
+        step = max(1, int(self.total * _PLAIN_STEP_FRACTION))
+        if (
+            self.files - self._last_line_files >= step
+            or now - self._last_line_at >= _PLAIN_STEP_SECONDS
+            or self.files == self.total
+        ):
+            self._last_line_at = now
+            self._last_line_files = self.files
+            print(self.line(), file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def line(self) -> str:
+        return (
+            f"blocktest: {self.files}/{self.total} files, {self._stats()},"
+            f" {time.monotonic() - self.started:.0f}s elapsed"
+        )
+
+    def _stats(self) -> str:
+        text = f"{self.passed} passed, {self.failed} failed"
+        if self.skipped:
+            text += f", {self.skipped} skipped"
+        return text
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
