@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -106,6 +107,18 @@ def _hex(data: bytes) -> str:
 def _hex_quantity(value: int) -> str:
     text = f"{value:x}"
     return "0x" + ("0" * (len(text) % 2)) + text
+
+
+@contextlib.contextmanager
+def _text_writer(path: Path, *, gzipped: bool) -> Iterator[IO[str]]:
+    """A UTF-8 text file, gzip-compressed (with no file name or time inside) if asked."""
+    with open(path, "wb") as raw:
+        if not gzipped:
+            with io.TextIOWrapper(raw, encoding="utf-8") as text:
+                yield text
+            return
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed, io.TextIOWrapper(packed, encoding="utf-8") as text:
+            yield text
 
 
 @contextlib.contextmanager
@@ -309,8 +322,7 @@ def native_to_blocktest(src: StrPath, dst: StrPath, test_name: str | None = None
     head = json.dumps({name: test}, indent=1)
     assert head.endswith("\n }\n}")
     count, last_hash, last_root, last_number = 0, header.genesis_hash, genesis[3], header.genesis_number
-    opener = gzip.open if str(dst).endswith(".gz") else open
-    with _atomic_output(dst) as tmp, opener(tmp, "wt", encoding="utf-8") as out:  # type: ignore[operator]
+    with _atomic_output(dst) as tmp, _text_writer(tmp, gzipped=str(dst).endswith(".gz")) as out:
         out.write(head[: -len("\n }\n}")] + ',\n  "blocks": [')
         for record in iter_blocks(src):
             parts = _block_parts(record.rlp)
@@ -390,12 +402,21 @@ def _needs_merge_scan(config: dict[str, Any], genesis_difficulty: int) -> bool:
     return config.get("mergeNetsplitBlock") is None and ttd is not None and hex_int(ttd) > genesis_difficulty
 
 
+def _mix_hash(genesis: dict[str, Any]) -> bytes:
+    return hex_bytes(genesis.get("mixHash") or genesis.get("mixhash") or "0x").rjust(32, b"\0")
+
+
+def geth_difficulty(genesis: dict[str, Any]) -> int:
+    """geth's rule: no difficulty and a zero mix hash mean 131072, else the value (or 0)."""
+    if genesis.get("difficulty") is not None:
+        return hex_int(genesis["difficulty"])
+    return 131_072 if _mix_hash(genesis) == b"\0" * 32 else 0
+
+
 def geth_genesis_header(genesis: dict[str, Any], schedule: ForkSchedule, alloc: dict[bytes, dict]) -> bytes:
     """The genesis header RLP geth builds from `genesis.json` (core/genesis.go ToBlock)."""
     number, timestamp = hex_int(genesis.get("number", 0)), hex_int(genesis.get("timestamp", 0))
     header_class = schedule.vm_class(number, timestamp).get_block_class()._meta.fields[0][1]
-    mix_hash = hex_bytes(genesis.get("mixHash", genesis.get("mixhash", "0x" + "00" * 32))).rjust(32, b"\0")
-    difficulty = genesis.get("difficulty")
     values: dict[str, Any] = {
         "parent_hash": hex_bytes(genesis.get("parentHash", "0x" + "00" * 32)).rjust(32, b"\0"),
         "uncles_hash": EMPTY_UNCLES_HASH,
@@ -404,13 +425,13 @@ def geth_genesis_header(genesis: dict[str, Any], schedule: ForkSchedule, alloc: 
         "transaction_root": BLANK_ROOT,
         "receipt_root": BLANK_ROOT,
         "bloom": 0,
-        "difficulty": hex_int(difficulty) if difficulty is not None else (131072 if mix_hash == b"\0" * 32 else 0),
+        "difficulty": geth_difficulty(genesis),
         "block_number": number,
         "gas_limit": hex_int(genesis.get("gasLimit", 0)) or 4_712_388,
         "gas_used": hex_int(genesis.get("gasUsed", 0)),
         "timestamp": timestamp,
         "extra_data": hex_bytes(genesis.get("extraData", "0x")),
-        "mix_hash": mix_hash,
+        "mix_hash": _mix_hash(genesis),
         "nonce": hex_int(genesis.get("nonce", 0)).to_bytes(8, "big"),
         "base_fee_per_gas": hex_int(genesis.get("baseFeePerGas", 1_000_000_000)),
         "withdrawals_root": BLANK_ROOT,
@@ -479,7 +500,7 @@ def geth_to_native(export_path: StrPath, genesis_json_path: StrPath, dst: StrPat
         raise BadInput(f"{genesis_json_path}: not a geth genesis.json (no `config` object)")
     try:
         alloc = fixture_alloc(genesis.get("alloc", {}))
-        difficulty = hex_int(genesis.get("difficulty", 0) or 0)
+        difficulty = geth_difficulty(genesis)
         first_pos = _first_pos_block(export_path) if _needs_merge_scan(genesis["config"], difficulty) else None
         schedule = geth_schedule(genesis["config"], difficulty, first_pos)
         genesis_header = geth_genesis_header(genesis, schedule, alloc)
@@ -488,14 +509,15 @@ def geth_to_native(export_path: StrPath, genesis_json_path: StrPath, dst: StrPat
     unsupported = {key: hex_int(genesis["config"][key]) for key in _GETH_UNSUPPORTED_TIMES if genesis["config"].get(key) is not None}
     header = BlockFileHeader(schedule.chain_id, schedule, genesis_header, alloc)
     genesis_hash, genesis_number = header.genesis_hash, header.genesis_number
-    count, last_hash = 0, genesis_hash
+    count, last_hash, seen_genesis = 0, genesis_hash, False
     with _atomic_output(dst) as tmp, BlockFileWriter.create(tmp, header) as writer:
         for offset, parts, data in _export_blocks(export_path):
             number, block_hash, parent, root = _header_info(parts[0])
             where = f"{export_path}: byte {offset}: block {number}"
-            if number == genesis_number and count == 0 and writer.last_number == genesis_number:
+            if number == genesis_number and count == 0 and not seen_genesis:
                 if block_hash != genesis_hash:
                     raise BadInput(f"{where} (genesis) is 0x{block_hash.hex()}, but {genesis_json_path} builds 0x{genesis_hash.hex()}")
+                seen_genesis = True
                 continue
             if number != writer.last_number + 1:
                 raise BadInput(f"{where}: expected block {writer.last_number + 1} (the export must run from genesis, in order)")

@@ -34,10 +34,10 @@ class CommitStage(BaseStage):
         chain = self.chain
         entered = item.execution is not None
         if item.error is None and item.header.parent_hash != chain.committed_head_hash():
-            self._drop(item, entered)
+            await self._drop(item, entered)
             raise InvalidBlock("BlockException.UNKNOWN_PARENT", "built on a block that was rejected")
         if item.error is not None:
-            self._drop(item, entered)
+            await self._drop(item, entered)
             return
         header = item.header
         parent_td = chain.store.get_header(header.parent_hash)
@@ -81,7 +81,7 @@ class CommitStage(BaseStage):
         await trio.to_thread.run_sync(chain.store.reorg_to, best)
         chain.tip = best
 
-    def _drop(self, item: InFlightBlock, entered: bool) -> None:
+    async def _drop(self, item: InFlightBlock, entered: bool) -> None:
         """Forget a rejected block. Only a block that executed left a diff on the
         overlay, and only on such a block can later blocks have been built: then
         drop every diff above the committed head and send execution back to it."""
@@ -90,5 +90,8 @@ class CommitStage(BaseStage):
         chain = self.chain
         head = chain.store.head()
         chain.overlay.drop_above(head.number if head else -1)
+        if chain.best and chain.committed_head_hash() != chain.best:
+            # the store was switched to a side branch to run this block: switch back
+            await trio.to_thread.run_sync(chain.store.reorg_to, chain.best)
         chain.tip = chain.committed_head_hash()
         chain.block_left()

@@ -71,9 +71,9 @@ class WorkItem:
             raw = gzip.decompress(raw)
         return raw
 
-    def load(self) -> dict[str, Any]:
-        """The parsed fixture file: test name -> test."""
-        data = json.loads(self.read_bytes())
+    def load(self, raw: bytes | None = None) -> dict[str, Any]:
+        """The parsed fixture file (test name -> test); ``raw`` is its bytes if already read."""
+        data = json.loads(self.read_bytes() if raw is None else raw)
         if not isinstance(data, dict):
             raise ValueError(f"{self.path}: top level is {type(data).__name__}, not an object")
         return data
@@ -103,6 +103,24 @@ class Selection:
         if any(p in test_id for p in self.exclude):
             return False
         return not self.include or any(p in test_id for p in self.include)
+
+    def may_match_file(self, path: str, raw: bytes) -> bool:
+        """False only when no test of this file can be selected, judged without parsing it.
+
+        A test name is a key of the file, so it appears in ``raw``: an include pattern
+        can match ``path::name`` only if it lies in the path, in the raw text, or
+        starts at the end of ``path::`` and goes on into the raw text.
+        """
+        if not self.include:
+            return True
+        prefix = f"{path}::"
+        for pattern in self.include:
+            if pattern in prefix or pattern.encode() in raw:
+                return True
+            for cut in range(1, len(pattern)):
+                if prefix.endswith(pattern[:cut]) and pattern[cut:].encode() in raw:
+                    return True
+        return False
 
 
 def test_id(path: str, name: str) -> str:
@@ -145,7 +163,10 @@ def iter_work_items(paths: Sequence[str | os.PathLike[str]], *, with_data: bool 
 
 def iter_tests(item: WorkItem, selection: Selection | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """The selected ``(name, test)`` pairs of one fixture file; keys starting with "_" are not tests."""
-    for name, test in item.load().items():
+    raw = item.read_bytes()
+    if selection is not None and not selection.may_match_file(item.path, raw):
+        return
+    for name, test in item.load(raw).items():
         if name.startswith("_") or not isinstance(test, dict):
             continue
         if selection is None or selection.matches(test_id(item.path, name)):

@@ -218,7 +218,7 @@ def _build_sections(results: Sequence[TestResult], *, engine: str, wall_seconds:
         ))
     sections.append(
         f"{total.tests} tests in {len({r.path for r in results})} files: {total.passed} passed,"
-        f" {total.failed} failed, {total.skipped} skipped; engine {engine}, {jobs} jobs,"
+        f" {total.failed} failed, {total.skipped} skipped; engine {engine}, jobs {jobs},"
         f" {wall_seconds:.1f} s wall, {total.seconds:.1f} s in tests"
     )
 
