@@ -473,9 +473,9 @@ def iter_rlp_items(stream: IO[bytes], where: str) -> Iterator[tuple[int, bytes]]
 
 def _export_blocks(export_path: StrPath) -> Iterator[tuple[int, list, bytes]]:
     """(offset, raw block parts, block RLP) of each exported block."""
-    where = f"{export_path}"
     try:
         with _open_maybe_gzip(export_path) as stream:
+            where = f"{export_path} (uncompressed)" if isinstance(stream, gzip.GzipFile) else str(export_path)
             for offset, data in iter_rlp_items(stream, where):
                 try:
                     parts = _block_parts(data)
@@ -483,7 +483,7 @@ def _export_blocks(export_path: StrPath) -> Iterator[tuple[int, list, bytes]]:
                     raise BadInput(f"{where}: byte {offset}: not a block: {exc}") from exc
                 yield offset, parts, data
     except (OSError, EOFError) as exc:
-        raise BadInput(f"{where}: cannot read: {exc}") from exc
+        raise BadInput(f"{export_path}: cannot read: {exc}") from exc
 
 
 def _first_pos_block(export_path: StrPath) -> int | None:

@@ -27,6 +27,7 @@ from state.account import EMPTY_CODE_HASH
 # Constants under the specs' names.
 GAS_LIMIT_ADJUSTMENT_FACTOR = 1024  # Yellow Paper eq. 47
 GAS_LIMIT_MINIMUM = 5000
+GAS_LIMIT_MAXIMUM = 2**63 - 1  # geth's and ethereum/tests' bound
 ELASTICITY_MULTIPLIER = 2  # EIP-1559
 MAX_EXTRA_DATA = 32
 MAX_INITCODE_SIZE = 2 * 24576  # EIP-3860
@@ -109,8 +110,8 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
     parent_gas_limit = parent.gas_limit
     if london and not issubclass(parent_vm, LondonVM):
         parent_gas_limit *= ELASTICITY_MULTIPLIER
-    if header.gas_limit > UINT64_MAX:
-        fail("GASLIMIT_TOO_BIG", "gas limit above 2**64 - 1")
+    if header.gas_limit > GAS_LIMIT_MAXIMUM:
+        fail("GASLIMIT_TOO_BIG", f"gas limit {header.gas_limit} above 2**63 - 1")
     max_delta = parent_gas_limit // GAS_LIMIT_ADJUSTMENT_FACTOR
     if not (parent_gas_limit - max_delta < header.gas_limit < parent_gas_limit + max_delta) or header.gas_limit < GAS_LIMIT_MINIMUM:
         fail("INVALID_GASLIMIT", f"gas limit {header.gas_limit} outside the bounds around parent's {parent_gas_limit}")
@@ -123,7 +124,7 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
 
     if is_merged(vm_class):
         if header.difficulty != 0:
-            fail("IMPORT_IMPOSSIBLE_DIFFICULTY_OVER_PARIS", f"difficulty {header.difficulty} after the merge")
+            fail("INVALID_DIFFICULTY", f"difficulty {header.difficulty} after the merge")
         if header.nonce != b"\x00" * 8:
             fail("IMPORT_IMPOSSIBLE_NONCE_OVER_PARIS", "non-zero nonce after the merge")
         if header.uncles_hash != EMPTY_OMMERS_HASH:
@@ -140,8 +141,6 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
             fail("INCORRECT_BLOCK_FORMAT", "a Cancun header needs blob gas fields")
         if excess != expected_excess:
             fail("INCORRECT_EXCESS_BLOB_GAS", f"excess blob gas {excess}, expected {expected_excess}")
-        if used > MAX_BLOB_GAS_PER_BLOCK:
-            fail("BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {MAX_BLOB_GAS_PER_BLOCK}")
         if used % GAS_PER_BLOB:
             fail("INCORRECT_BLOB_GAS_USED", f"blob gas used {used} not a multiple of {GAS_PER_BLOB}")
 
@@ -165,6 +164,8 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
         raise InvalidTransaction(_T + code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
 
     type_id = getattr(tx, "type_id", None) or 0
+    if type_id == 3 and not issubclass(vm_class, CancunVM):
+        fail("TYPE_3_TX_PRE_FORK", f"blob transactions start at Cancun, this block is {vm_class.fork}")
     if type_id and type_id not in _allowed_types(vm_class):
         fail("TYPE_NOT_SUPPORTED", f"transaction type {type_id} is not valid in {vm_class.fork}")
     tx_chain_id = getattr(tx, "chain_id", None)
@@ -209,6 +210,22 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
         tx.validate()
     except ValidationError as exc:
         fail("INVALID_SIGNATURE", f"py-evm: {exc}")
+
+
+def check_block_blob_gas(header: BlockHeaderAPI) -> None:
+    """[EIP-4844] the header's blob gas used within the block limit (after the
+    per-transaction blob checks, which ethereum/tests report first)."""
+    used = header_field(header, "blob_gas_used")
+    if used is not None and used > MAX_BLOB_GAS_PER_BLOCK:
+        raise InvalidBlock(_B + "BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {MAX_BLOB_GAS_PER_BLOCK}", number=header.block_number, block_hash=header.hash)
+
+
+def check_withdrawals(header: BlockHeaderAPI, withdrawals: Any) -> None:
+    """[EIP-4895] index, validator index and amount are 64-bit fields."""
+    for index, withdrawal in enumerate(withdrawals or ()):
+        for name in ("index", "validator_index", "amount"):
+            if getattr(withdrawal, name) > UINT64_MAX:
+                raise InvalidBlock(_B + "RLP_INVALID_FIELD_OVERFLOW_64", f"withdrawal {index}: {name} above 2**64 - 1", number=header.block_number, block_hash=header.hash)
 
 
 def _allowed_types(vm_class: VMClass) -> set[int]:

@@ -11,8 +11,9 @@ from typing import Any
 import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI
 from eth.exceptions import UnrecognizedTransactionType
+from eth.vm.forks import LondonVM
 
-from execution.forks import ForkSchedule, VMClass
+from execution.forks import ForkSchedule, VMClass, is_merged
 from pipeline.errors import InvalidBlock
 
 _B = "BlockException."
@@ -37,18 +38,39 @@ def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass
         raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", "block is not a list of header, transactions, ommers")
     number, timestamp = _number_and_time(raw[0])
     vm_class = schedule.vm_class(number, timestamp)
+    if is_merged(vm_class) and isinstance(raw[2], list) and raw[2]:
+        raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_UNCLES_OVER_PARIS", "ommers after the merge", number=number)
     block_class = vm_class.get_block_class()
     expected_fields = len(block_class._meta.fields) if hasattr(block_class, "_meta") else None
     if expected_fields is not None and len(raw) != expected_fields:
-        code = "RLP_WITHDRAWALS_NOT_READ" if len(raw) > expected_fields else "INCORRECT_BLOCK_FORMAT"
+        code = "INCORRECT_BLOCK_FORMAT" if len(raw) > expected_fields else "RLP_STRUCTURES_ENCODING"
         raise InvalidBlock(_B + code, f"block has {len(raw)} parts, {vm_class.fork} blocks have {expected_fields}", number=number)
+    _check_header_layout(schedule, vm_class, raw[0], number, timestamp)
     try:
         block = rlp.decode(data, sedes=block_class)
     except UnrecognizedTransactionType as exc:
-        raise InvalidBlock("TransactionException.TYPE_NOT_SUPPORTED", f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
+        code = "TYPE_3_TX_PRE_FORK" if exc.args[0] == 3 else "TYPE_NOT_SUPPORTED"
+        raise InvalidBlock("TransactionException." + code, f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
     except Exception as exc:  # rlp and py-evm raise many types for malformed input
         raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
     return block, vm_class
+
+
+def _check_header_layout(schedule: ForkSchedule, vm_class: VMClass, header_fields: list, number: int, timestamp: int) -> None:
+    """A header with the field count of another fork (ethereum/tests names these)."""
+    header_class = vm_class.get_block_class()._meta.fields[0][1]
+    expected = len(header_class._meta.fields)
+    if len(header_fields) == expected:
+        return
+    london = issubclass(vm_class, LondonVM)
+    if london and len(header_fields) == 15:
+        parent_london = number > 0 and issubclass(schedule.vm_class(number - 1, timestamp), LondonVM)
+        code = "IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT" if parent_london else "IMPORT_IMPOSSIBLE_LEGACY"
+    elif not london and len(header_fields) == 16:
+        code = "IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT"
+    else:
+        code = "INCORRECT_BLOCK_FORMAT"
+    raise InvalidBlock(_B + code, f"header has {len(header_fields)} fields, {vm_class.fork} headers have {expected}", number=number)
 
 
 def _decode_code(exc: Exception) -> str:

@@ -5,10 +5,15 @@ base is the number 0 and 0**0 mod m is 1 (for m > 1). The fixture vectors of
 `eip198_modexp_precompile` check exactly this. We replace py-evm's inner function
 `_modexp` (every fork's MODEXP precompile calls it), leaving gas pricing untouched.
 
+POINT_EVALUATION ([EIP-4844]): py-evm loads the KZG trusted setup from disk on every
+call (about 3 s each here); we load it once per process and keep it.
+
 [EIP-198]: https://eips.ethereum.org/EIPS/eip-198
+[EIP-4844]: https://eips.ethereum.org/EIPS/eip-4844
 """
 from __future__ import annotations
 
+import functools
 import importlib
 
 _pyevm_modexp = importlib.import_module("eth.precompiles.modexp")
@@ -32,6 +37,8 @@ def modexp_result(data: bytes) -> int:
 
 def install() -> None:
     _pyevm_modexp._modexp = modexp_result
+    point_evaluation = importlib.import_module("eth.precompiles.point_evaluation")
+    point_evaluation.load_trusted_setup = functools.lru_cache(maxsize=2)(point_evaluation.load_trusted_setup)
 
 
 install()

@@ -16,13 +16,12 @@ import trio
 from eth.abc import BlockAPI
 from eth_hash.auto import keccak
 
-from execution.checks import check_transaction_static, validate_header
+from execution.checks import check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
 from execution.decode import decode_block
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.errors import InvalidBlock, InvalidTransaction
 from pipeline.stage import BaseStage, StageId
-from state.trie import ordered_trie_root
 
 _B = "BlockException."
 MAX_OMMERS = 2
@@ -45,8 +44,10 @@ class PrefetchStage(BaseStage):
         item.parent = parent[0]
         validate_header(vm_class, header, parent[0], parent[1])
         validate_body(self.chain, block)
+        check_withdrawals(header, getattr(block, "withdrawals", None))
         for index, tx in enumerate(block.transactions):
             check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
+        check_block_blob_gas(header)
         item.senders = recover_senders(block)
         self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
         item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
@@ -77,16 +78,14 @@ def recover_senders(block: BlockAPI) -> list[bytes]:
 
 
 def validate_body(chain: Chain, block: BlockAPI) -> None:
-    """Transactions root, ommers and withdrawals root against the header."""
+    """Ommers against the header and the chain (Yellow Paper section 11.1).
+
+    The transactions and withdrawals roots are checked after execution, in the
+    validate stage, as the specs order it: an invalid transaction is reported as
+    such even when the header's roots were computed without it."""
     header = block.header
-    if ordered_trie_root([tx.encode() for tx in block.transactions]) != header.transaction_root:
-        raise InvalidBlock(_B + "INVALID_TRANSACTIONS_ROOT", "transactions do not match the header's root")
     if keccak(rlp.encode(block.uncles)) != header.uncles_hash:
         raise InvalidBlock(_B + "INVALID_UNCLES_HASH", "ommers do not match the header's ommers hash")
-    withdrawals = getattr(block, "withdrawals", None)
-    if withdrawals is not None and hasattr(header, "withdrawals_root"):
-        if ordered_trie_root([w.encode() for w in withdrawals]) != header.withdrawals_root:
-            raise InvalidBlock(_B + "INVALID_WITHDRAWALS_ROOT", "withdrawals do not match the header's root")
     if block.uncles:
         validate_ommers(chain, block)
 

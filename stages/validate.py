@@ -3,6 +3,10 @@
 Reads from the in-flight block: `execution`. Adds: `receipts_root`. Writes to disk:
 nothing. Unwind: nothing to undo.
 
+The transactions and withdrawals roots are checked here, after execution, in the
+order of the specs (EELS `apply_body` then the header comparisons): a fixture whose
+header roots leave out an invalid transaction must be rejected for that transaction.
+
 Transaction validity against state (nonce, balance, sender code) is checked as each
 transaction runs; here the block as a whole: gas used, logs bloom, receipts root and
 blob gas used must equal the header's ([EIP-4844] for blob gas).
@@ -29,6 +33,14 @@ class ValidateStage(BaseStage):
         blob_gas_used = getattr(header, "blob_gas_used", None)
         if blob_gas_used is not None and execution.blob_gas_used != blob_gas_used:
             raise InvalidBlock(_B + "INCORRECT_BLOB_GAS_USED", f"blob gas used {execution.blob_gas_used}, header says {blob_gas_used}")
+        block = item.block
+        assert block is not None
+        if ordered_trie_root([tx.encode() for tx in block.transactions]) != header.transaction_root:
+            raise InvalidBlock(_B + "INVALID_TRANSACTIONS_ROOT", "transactions do not match the header's root")
+        withdrawals = getattr(block, "withdrawals", None)
+        if withdrawals is not None and hasattr(header, "withdrawals_root"):
+            if ordered_trie_root([w.encode() for w in withdrawals]) != header.withdrawals_root:
+                raise InvalidBlock(_B + "INVALID_WITHDRAWALS_ROOT", "withdrawals do not match the header's root")
         receipts_root = ordered_trie_root([receipt.encode() for receipt in execution.receipts])
         if receipts_root != header.receipt_root:
             raise InvalidBlock(_B + "INVALID_RECEIPTS_ROOT", f"receipts root 0x{receipts_root.hex()}, header says 0x{header.receipt_root.hex()}")

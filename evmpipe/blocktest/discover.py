@@ -32,7 +32,7 @@ import gzip
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -136,12 +136,17 @@ def is_fixture_file(name: str) -> bool:
     return name.endswith(JSON_SUFFIXES)
 
 
-def iter_work_items(paths: Sequence[str | os.PathLike[str]], *, with_data: bool = True) -> Iterator[WorkItem]:
+def iter_work_items(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    with_data: bool | Callable[[str], bool] = True,
+) -> Iterator[WorkItem]:
     """One item per fixture file under ``paths``, in a stable order.
 
     Archives are streamed; with ``with_data`` (the default) each member item carries
     its bytes, without it the items only name the members (a cheap listing; loading
-    such an item decompresses the archive up to the member).
+    such an item decompresses the archive up to the member). ``with_data`` may also be
+    a predicate on the item's path: only those members carry their bytes.
     Raises FileNotFoundError for a path that does not exist.
     """
     for raw_path in paths:
@@ -194,21 +199,22 @@ def _iter_directory(root: Path) -> Iterator[WorkItem]:
         )
 
 
-def _iter_archive(archive: Path, *, with_data: bool) -> Iterator[WorkItem]:
+def _iter_archive(archive: Path, *, with_data: bool | Callable[[str], bool]) -> Iterator[WorkItem]:
     with tarfile.open(archive, mode="r|*") as tar:  # stream: no seeking, no extraction
         for member in tar:
             if not member.isfile() or not is_fixture_file(member.name):
                 continue
             name = _member_path(member.name)
+            path = _anchor(PurePosixPath(name)) or name
             data = None
-            if with_data:
+            if with_data is True or (callable(with_data) and with_data(path)):
                 extracted = tar.extractfile(member)
                 assert extracted is not None  # a regular file always has a reader
                 data = extracted.read()
             yield WorkItem(
                 source=str(archive),
                 member=member.name,
-                path=_anchor(PurePosixPath(name)) or name,
+                path=path,
                 size=member.size,
                 data=data,
             )

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from evmpipe.blocktest.discover import Selection, WorkItem, iter_tests, iter_work_items, test_id
 from evmpipe.blocktest.result import TestResult
-from evmpipe.blocktest.slow import slow_seconds
+from evmpipe.blocktest.slow import SLOW_TESTS, slow_seconds
 
 EngineFn = Callable[[str, str, dict[str, Any]], TestResult]
 
@@ -81,16 +83,37 @@ class RunOptions:
     timeout_per_test: float | None = None
 
 
+@dataclass(frozen=True)
+class Task:
+    """One unit of work for a worker: a fixture file, or some of its tests.
+
+    Usually a whole file. A file holding known-slow tests is split, one task per slow
+    test (``names``) plus one for the rest (``skip_names``), so that the slow tests run
+    side by side instead of one after another in a single worker.
+    """
+
+    item: WorkItem
+    names: tuple[str, ...] | None = None
+    skip_names: tuple[str, ...] = ()
+
+
 def run_file(item: WorkItem, options: RunOptions) -> list[TestResult]:
     """Run every selected test of one fixture file; never raises for a failing test."""
+    return run_task(Task(item), options)
+
+
+def run_task(task: Task, options: RunOptions) -> list[TestResult]:
+    """Run the selected tests of one task; never raises for a failing test."""
+    item = task.item
     try:
-        tests = list(iter_tests(item, options.selection))
+        tests = [
+            (name, test)
+            for name, test in iter_tests(item, options.selection)
+            if (task.names is None or name in task.names) and name not in task.skip_names
+        ]
     except Exception as exc:
         return [_error_result(item.path, "<file>", options.engine, f"cannot load fixture file: {type(exc).__name__}: {exc}", 0.0)]
-    results = []
-    for name, test in tests:
-        results.append(run_test(item.path, name, test, options))
-    return results
+    return [run_test(item.path, name, test, options) for name, test in tests]
 
 
 def run_test(path: str, name: str, test: dict[str, Any], options: RunOptions) -> TestResult:
@@ -176,58 +199,120 @@ def run_blocktests(
         raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     jobs = jobs or os.cpu_count() or 1
     options = RunOptions(engine, Selection.parse(patterns), skip_slow, timeout_per_test)
-    # The listing is cheap (an archive decompresses at ~1 GB/s) and gives progress a total.
-    total_files = sum(1 for _ in iter_work_items(paths, with_data=False))
+    total_files, slow_tasks = _plan_slow_tasks(paths, options)
+    split_paths = {task.item.path for task in slow_tasks}
+    tasks = itertools.chain(
+        slow_tasks,
+        (Task(item) for item in iter_work_items(paths) if item.path not in split_paths),
+    )
+    pieces = Counter(task.item.path for task in slow_tasks)
     progress = progress or Progress()
     progress.start(total_files)
     results: list[TestResult] = []
+
+    def finished(task: Task, task_results: list[TestResult]) -> bool:
+        """Record a finished task; True when it is time to stop (fail-fast)."""
+        results.extend(task_results)
+        path = task.item.path
+        file_done = True
+        if path in pieces:
+            pieces[path] -= 1
+            file_done = pieces[path] == 0
+        progress.advance(task_results, files=1 if file_done else 0)
+        return fail_fast and any(r.failed for r in task_results)
+
     try:
         if jobs == 1:
-            for item in iter_work_items(paths):
-                file_results = run_file(item, options)
-                results.extend(file_results)
-                progress.advance(file_results)
-                if fail_fast and any(r.failed for r in file_results):
+            for task in tasks:
+                if finished(task, run_task(task, options)):
                     break
         else:
-            _run_in_pool(paths, options, jobs, fail_fast, progress, results)
+            _run_in_pool(tasks, options, jobs, finished)
     finally:
         progress.stop()
     results.sort(key=lambda r: (r.path, r.name))
     return results
 
 
+def _plan_slow_tasks(paths: Sequence[str | os.PathLike[str]], options: RunOptions) -> tuple[int, list[Task]]:
+    """Count the fixture files, and split the files holding slow tests; slowest first.
+
+    The listing reads archives once more (they decompress at about 1 GB/s) and keeps
+    the bytes of only the files a slow-list key names. With ``skip_slow`` nothing is
+    split: skipping takes no time.
+    """
+    slow_paths = [key.split("::", 1)[0] for key in SLOW_TESTS if "::" in key]
+
+    def may_hold_slow(path: str) -> bool:
+        return not options.skip_slow and any(slow in path for slow in slow_paths)
+
+    total = 0
+    planned: list[tuple[float, Task]] = []
+    for item in iter_work_items(paths, with_data=may_hold_slow):
+        total += 1
+        if not may_hold_slow(item.path):
+            continue
+        try:
+            tests = list(iter_tests(item, options.selection))
+        except Exception:
+            continue  # the ordinary task reports the load error
+        slow = [(slow_seconds(test_id(item.path, name)), name) for name, _ in tests]
+        slow_names = [(seconds, name) for seconds, name in slow if seconds is not None]
+        if not slow_names:
+            continue
+        for seconds, name in slow_names:
+            planned.append((seconds, Task(item, names=(name,))))
+        if len(slow_names) < len(tests):
+            planned.append((0.0, Task(item, skip_names=tuple(name for _, name in slow_names))))
+    planned.sort(key=lambda entry: -entry[0])
+    return total, [task for _, task in planned]
+
+
+def _worth_sending(task: Task, options: RunOptions) -> bool:
+    """Whether a worker could find a selected test in the task (archive members only).
+
+    An archive member's bytes are already in this process; checking them here against
+    the ``-k`` patterns saves sending hundreds of megabytes to workers for nothing.
+    """
+    item = task.item
+    if item.data is None or not options.selection.include:
+        return True
+    try:
+        return options.selection.may_match_file(item.path, item.read_bytes())
+    except Exception:
+        return True  # let the worker report it
+
+
 def _run_in_pool(
-    paths: Sequence[str | os.PathLike[str]],
+    tasks: Iterable[Task],
     options: RunOptions,
     jobs: int,
-    fail_fast: bool,
-    progress: Progress,
-    results: list[TestResult],
+    finished: Callable[[Task, list[TestResult]], bool],
 ) -> None:
     # forkserver: workers are not forked from this process, whose progress display runs a
     # thread (fork with threads can deadlock).
     context = multiprocessing.get_context("forkserver")
-    items = iter_work_items(paths)
-    pending: set[cf.Future[list[TestResult]]] = set()
+    task_iter = iter(tasks)
+    pending: dict[cf.Future[list[TestResult]], Task] = {}
     executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     stopping = False
     try:
         while True:
             while not stopping and len(pending) < jobs * _QUEUED_PER_WORKER:
-                item = next(items, None)
-                if item is None:
+                task = next(task_iter, None)
+                if task is None:
                     stopping = True
                     break
-                pending.add(executor.submit(run_file, item, options))
+                if not _worth_sending(task, options):
+                    finished(task, [])
+                    continue
+                pending[executor.submit(run_task, task, options)] = task
             if not pending:
                 break
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                file_results = future.result()
-                results.extend(file_results)
-                progress.advance(file_results)
-                if fail_fast and any(r.failed for r in file_results):
+                task = pending.pop(future)
+                if finished(task, future.result()):
                     stopping = True
                     for other in pending:
                         other.cancel()
@@ -286,8 +371,9 @@ class Progress:
             self._bar.start()
             self._task = self._bar.add_task("run", total=total_files, stats=self._stats())
 
-    def advance(self, file_results: Sequence[TestResult]) -> None:
-        self.files += 1
+    def advance(self, file_results: Sequence[TestResult], files: int = 1) -> None:
+        """Count finished tests, and ``files`` finished files (0 for part of a split file)."""
+        self.files += files
         for result in file_results:
             if result.skipped:
                 self.skipped += 1
@@ -298,7 +384,7 @@ class Progress:
         if self.quiet:
             return
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, stats=self._stats())
+            self._bar.update(self._task, advance=files, stats=self._stats())
             return
         now = time.monotonic()
         step = max(1, int(self.total * _PLAIN_STEP_FRACTION))

@@ -7,7 +7,7 @@ any machine. Signing uses eth_keys, whose coincurve backend is picked up when in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from eth_hash.auto import keccak
 from eth_keys import keys
@@ -45,7 +45,6 @@ class KeyedAccount:
     nonce: int = 0
     balance: int = 0  # a lower bound: fees are charged at the worst case in the model
     role: str = "user"
-    tokens: dict[int, int] = field(default_factory=dict)  # token index -> balance (model)
 
 
 def keyed_account(seed: int, role: str, index: int) -> KeyedAccount:

@@ -438,7 +438,7 @@ def diffs(draw) -> StateDiff:
     return diff
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(diffs(), min_size=1, max_size=4))
 def test_commit_unwind_roundtrip(block_diffs: list[StateDiff]) -> None:
     with tempfile.TemporaryDirectory() as tmp:

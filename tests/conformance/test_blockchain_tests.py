@@ -1,0 +1,86 @@
+"""The official BlockchainTests, one parametrized test per fixture file (as EELS's
+`tests/json_infra` does), each run through the whole pipeline with a fresh database.
+
+Reads ../shared/fixtures/blockchain-tests-dev.tar.gz, extracted once into `.cache/`.
+Tests listed in `evmpipe.blocktest.slow.SLOW_TESTS` are marked `slow` (CI deselects
+them with ``-m "not slow"``). Every test in a file must pass and every rejected block
+must be rejected for the fixture's reason, except the documented `KNOWN_FAILURES`
+below, which must still fail (strict), so the list stays true.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from evmpipe.engine import run_blockchain_test
+
+ROOT = Path(__file__).resolve().parents[2]
+ARCHIVE = ROOT.parent / "shared" / "fixtures" / "blockchain-tests-dev.tar.gz"
+CACHE = ROOT / ".cache" / "blockchain-tests"
+
+#: "path::test name" -> why it fails. Empty means the whole archive passes.
+KNOWN_FAILURES: dict[str, str] = {}
+
+
+def _slow_files() -> set[str]:
+    try:
+        from evmpipe.blocktest.slow import SLOW_TESTS
+    except ImportError:
+        return set()
+    return {key.split("::")[0] for key in SLOW_TESTS}
+
+
+def _extract() -> Path:
+    """Extract the archive once (a lock keeps parallel xdist workers out of each other's way)."""
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE.parent / "extract.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = CACHE / ".complete"
+        if not marker.exists() or marker.read_text() != str(ARCHIVE.stat().st_mtime):
+            with tarfile.open(ARCHIVE) as tar:
+                tar.extractall(CACHE, filter="data")
+            marker.write_text(str(ARCHIVE.stat().st_mtime))
+    return CACHE
+
+
+def _fixture_files() -> list[str]:
+    if not ARCHIVE.exists():
+        return []
+    root = _extract()
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
+
+
+FILES = _fixture_files()
+SLOW = _slow_files()
+
+
+def _param(path: str) -> object:
+    marks = [pytest.mark.slow] if any(path.endswith(s) or s.endswith(path) or s in path for s in SLOW) else []
+    return pytest.param(path, id=path.removeprefix("BlockchainTests/"), marks=marks)
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/fixtures/blockchain-tests-dev.tar.gz is not present")
+@pytest.mark.parametrize("path", [_param(p) for p in FILES] or ["none"])
+def test_fixture_file(path: str) -> None:
+    tests = json.loads((CACHE / path).read_text())
+    problems = []
+    for name, test in tests.items():
+        if name.startswith("_"):
+            continue
+        key = f"{path}::{name}"
+        result = run_blockchain_test(path, name, test)
+        mismatched = [b for b in result.blocks if b.rejected and b.reason_matches is False]
+        failed = not result.passed or mismatched
+        if key in KNOWN_FAILURES:
+            if not failed:
+                problems.append(f"{key}: listed in KNOWN_FAILURES but passes now")
+            continue
+        if not result.passed:
+            problems.append(f"{name}: {result.error}")
+        for block in mismatched:
+            problems.append(f"{name}: block #{block.index} rejected for {block.reason}, fixture expects {block.expected_exception}")
+    assert not problems, "\n".join(problems)
