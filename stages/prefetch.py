@@ -16,7 +16,9 @@ import trio
 from eth.abc import BlockAPI
 from eth_hash.auto import keccak
 
-from execution.checks import check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
+from eth.vm.forks import LondonVM
+
+from execution.checks import header_field, check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
 from execution.decode import decode_block
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
@@ -123,6 +125,11 @@ def validate_ommers(chain: Chain, block: BlockAPI) -> None:
         if ommer.block_number != parent.block_number + 1:  # type: ignore[attr-defined]
             raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer's number does not follow its parent")
         ommer_vm = chain.schedule.vm_class(ommer.block_number, ommer.timestamp)
+        has_base_fee = header_field(ommer, "base_fee_per_gas") is not None
+        if issubclass(ommer_vm, LondonVM) and not has_base_fee:
+            raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT", "pre-London ommer header in a London position")
+        if not issubclass(ommer_vm, LondonVM) and has_base_fee:
+            raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT", "London ommer header before London")
         parent_vm = chain.schedule.vm_class(parent.block_number, parent.timestamp)  # type: ignore[attr-defined]
         try:
             validate_header(ommer_vm, ommer, parent, parent_vm)  # type: ignore[arg-type]
