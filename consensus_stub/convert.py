@@ -205,16 +205,12 @@ def _names(data: dict[str, Any], limit: int = 5) -> str:
     return shown + (f", … {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _test_schedule(where: str, test: dict[str, Any]) -> ForkSchedule:
+def _test_schedule(test: dict[str, Any]) -> ForkSchedule:
     config = test.get("config") if isinstance(test.get("config"), dict) else {}
     chain_id = hex_int(config.get("chainid", 1))
     if isinstance(test.get("evmpipeSchedule"), dict):
         return ForkSchedule.from_dict({**test["evmpipeSchedule"], "chain_id": chain_id})
-    network = test.get("network") or config.get("network")
-    try:
-        return schedule_for_network(str(network), chain_id)
-    except ValueError as exc:
-        raise BadInput(f"{where}: {exc}") from exc
+    return schedule_for_network(str(test.get("network") or config.get("network")), chain_id)
 
 
 def _canonical_chain(where: str, test: dict[str, Any], genesis_hash: bytes) -> list[tuple[int, bytes, bytes, bytes]]:
@@ -231,7 +227,7 @@ def _canonical_chain(where: str, test: dict[str, Any], genesis_hash: bytes) -> l
             raise BadInput(f"{where}: block entry {index} (valid, no expectException) does not decode: {exc}") from exc
         by_hash[block_hash] = (number, block_hash, data, root)
         parents[block_hash] = parent
-    cursor = hex_bytes(test["lastblockhash"]) if "lastblockhash" in test else genesis_hash
+    cursor = hex_bytes(test.get("lastblockhash") or "0x" + genesis_hash.hex())
     chain = []
     while cursor != genesis_hash:
         if cursor not in by_hash:
@@ -246,23 +242,20 @@ def blocktest_to_native(src: StrPath, dst: StrPath, test_name: str | None = None
     """Write the canonical valid chain of one BlockchainTest as a native block file."""
     name, test = _choose_test(src, _load_json(src), test_name)
     where = f"{src}::{name}"
-    schedule = _test_schedule(where, test)
     try:
+        schedule = _test_schedule(test)
         genesis_header = rlp.encode(_block_parts(hex_bytes(test["genesisRLP"]))[0])
-    except (KeyError, ValueError, rlp.exceptions.DecodingError) as exc:
-        raise BadInput(f"{where}: genesisRLP missing or not a block: {exc}") from exc
-    genesis_hash = keccak(genesis_header)
-    claimed = test.get("genesisBlockHeader", {}).get("hash")
-    if claimed is not None and hex_bytes(claimed) != genesis_hash:
-        raise BadInput(f"{where}: genesisRLP hashes to 0x{genesis_hash.hex()}, genesisBlockHeader.hash says {claimed}")
-    chain = _canonical_chain(where, test, genesis_hash)
-    header = BlockFileHeader(schedule.chain_id, schedule, genesis_header, fixture_alloc(test.get("pre", {})))
-    with _atomic_output(dst) as tmp, BlockFileWriter.create(tmp, header) as writer:
-        for number, block_hash, data, root in chain:
-            try:
+        genesis_hash = keccak(genesis_header)
+        claimed = test.get("genesisBlockHeader", {}).get("hash")
+        if claimed is not None and hex_bytes(claimed) != genesis_hash:
+            raise BadInput(f"{where}: genesisRLP hashes to 0x{genesis_hash.hex()}, genesisBlockHeader.hash says {claimed}")
+        chain = _canonical_chain(where, test, genesis_hash)
+        header = BlockFileHeader(schedule.chain_id, schedule, genesis_header, fixture_alloc(test.get("pre", {})))
+        with _atomic_output(dst) as tmp, BlockFileWriter.create(tmp, header) as writer:
+            for number, block_hash, data, root in chain:
                 writer.append(number, block_hash, data, root)
-            except ValueError as exc:
-                raise BadInput(f"{where}: {exc}") from exc
+    except (KeyError, ValueError, TypeError, AttributeError, rlp.exceptions.DecodingError) as exc:
+        raise BadInput(f"{where}: {type(exc).__name__}: {exc}") from exc
     return ConvertSummary(len(chain), writer.last_number, chain[-1][1] if chain else genesis_hash)
 
 
@@ -325,13 +318,16 @@ def native_to_blocktest(src: StrPath, dst: StrPath, test_name: str | None = None
     with _atomic_output(dst) as tmp, _text_writer(tmp, gzipped=str(dst).endswith(".gz")) as out:
         out.write(head[: -len("\n }\n}")] + ',\n  "blocks": [')
         for record in iter_blocks(src):
-            parts = _block_parts(record.rlp)
-            entry = {
-                "blockHeader": header_fields(parts[0]),
-                "blocknumber": str(record.number),
-                "rlp": _hex(record.rlp),
-                "uncleHeaders": [header_fields(uncle) for uncle in parts[2]],
-            }
+            try:
+                parts = _block_parts(record.rlp)
+                entry = {
+                    "blockHeader": header_fields(parts[0]),
+                    "blocknumber": str(record.number),
+                    "rlp": _hex(record.rlp),
+                    "uncleHeaders": [header_fields(uncle) for uncle in parts[2]],
+                }
+            except (ValueError, TypeError, rlp.exceptions.DecodingError) as exc:
+                raise BadInput(f"{src}: block {record.number} at byte {record.offset} is not a block: {exc}") from exc
             out.write(("\n   " if count == 0 else ",\n   ") + json.dumps(entry))
             count, last_hash, last_root, last_number = count + 1, record.hash, parts[0][3], record.number
         out.write(f'\n  ],\n  "lastblockhash": "{_hex(last_hash)}",\n  "postStateHash": "{_hex(last_root)}"\n }}\n}}\n')

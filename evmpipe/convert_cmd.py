@@ -58,6 +58,9 @@ def _convert(args: argparse.Namespace) -> int:
     if not source.is_file():
         print(f"evmpipe convert: {source}: no such file", file=sys.stderr)
         return 2
+    if not Path(args.output).resolve().parent.is_dir():
+        print(f"evmpipe convert: {args.output}: its directory does not exist", file=sys.stderr)
+        return 2
     src_format = args.from_format or convert.detect_format(source)
     dst_format = args.to_format or ("blocktest" if src_format == "native" else "native")
     if src_format == "geth" and not args.genesis:

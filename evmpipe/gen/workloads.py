@@ -456,7 +456,8 @@ class Planner:
     def _erc20(self, plan: BlockPlan, token: int, sender: KeyedAccount, to: bytes, *, hot: bool = False) -> None:
         balances = self.world.balances[token]
         have = balances.get(sender.address, 0)
-        amount = _round_sig(max(1, int(have * self.rng.uniform(0.01, 0.5))), 4)
+        cap = self.world._amount(_log_uniform(self.rng, 5, 50_000), token)
+        amount = _round_sig(max(1, min(int(have * self.rng.uniform(0.01, 0.5)), cap)), 4)
         fresh = balances.get(to, 0) == 0
         estimate = GAS_ERC20_FRESH if fresh else GAS_ERC20
         gas = self._gas_limit(estimate)

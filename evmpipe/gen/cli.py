@@ -1,0 +1,80 @@
+"""The `evmpipe gen` subcommand: `add_gen_parser(subparsers)` and `cmd_gen(args)`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from evmpipe.gen.workloads import KIND_HELP, KINDS
+
+
+def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    kinds = "\n".join(f"  {kind:<22} {KIND_HELP[kind]}" for kind in KINDS)
+    parser = subparsers.add_parser(
+        "gen",
+        help="generate a deterministic workload (a BlockchainTest fixture of sealed Cancun blocks)",
+        description=(
+            "Generate a deterministic, realistic workload: blocks of signed legacy and EIP-1559 "
+            "transactions from many senders, all tipping one fee recipient, executed and sealed "
+            "by py-evm (correct state, transaction, receipt and withdrawal roots), written as an "
+            "ethereum/tests BlockchainTest (network Cancun, chain id 1). The same arguments "
+            "always give the same bytes."
+        ),
+        epilog="kinds:\n" + kinds,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("kind", choices=KINDS, metavar="KIND", help="workload kind: " + ", ".join(KINDS))
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; gzip-compressed when it ends in .gz")
+    parser.add_argument("--blocks", type=int, default=4, help="number of blocks (default 4)")
+    parser.add_argument("--txs", type=int, default=250, help="transactions per block (default 250)")
+    parser.add_argument("--seed", type=int, default=1, help="PRNG seed: keys, amounts, fees, order (default 1)")
+    parser.add_argument("--pools", type=int, default=None, help="AMM pools (amm: 8, mixed: 4); --pools 1 makes amm fully serial")
+    parser.add_argument("--hot", type=float, default=None, help="fraction of transfers to or from hot exchange wallets (transfers-hot: 0.3, mixed: 0.15)")
+    parser.add_argument("--hot-wallets", type=int, default=None, help="number of hot wallets (transfers-hot: 4, mixed: 3)")
+    parser.add_argument("--accounts", type=int, default=None, help="keyed user accounts in genesis (default: about 2 x --txs; amm 1.25 x)")
+    parser.add_argument("--tokens", type=int, default=None, help="ERC-20 tokens (erc20: 1, mixed: 4; amm uses 2 per pool)")
+    parser.add_argument("--withdrawals", type=int, default=None, help="EIP-4895 withdrawals per block (mixed: 16, others 0)")
+    parser.add_argument("--stale", type=float, default=0.02, help="fraction of swaps with a stale quote, which revert (default 0.02)")
+    parser.add_argument("--legacy", type=float, default=0.15, help="fraction of legacy (EIP-155) transactions (default 0.15)")
+    parser.set_defaults(func=cmd_gen)
+    return parser
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    from evmpipe.gen.builder import generate
+    from evmpipe.gen.workloads import GenerationError, GenParams
+
+    params = GenParams(
+        kind=args.kind, blocks=args.blocks, txs=args.txs, seed=args.seed, pools=args.pools, hot=args.hot,
+        hot_wallets=args.hot_wallets, accounts=args.accounts, tokens=args.tokens, withdrawals=args.withdrawals,
+        stale=args.stale, legacy=args.legacy,
+    )
+    try:
+        workload = generate(params)
+        size = workload.write(args.output)
+    except GenerationError as exc:
+        print(f"evmpipe gen: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"evmpipe gen: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    s = workload.stats
+    print(
+        f"{args.output}: {workload.name}: {len(s['gasUsedPerBlock'])} blocks, {s['transactions']} txs "
+        f"({s['legacyTransactions']} legacy, {s['reverted']} reverted, {s['distinctSenders']} senders), "
+        f"{s['gasUsed'] / 1e6:.2f} Mgas ({s['gasLimitUtilization']:.0%} of {s['gasLimit'] / 1e6:g} Mgas blocks), "
+        f"{size:,} bytes, {workload.seconds:.1f} s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `gen` alone (`python -m evmpipe.gen.cli KIND -o OUT ...`)."""
+    parser = argparse.ArgumentParser(prog="evmpipe")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_gen_parser(sub)
+    args = parser.parse_args(["gen", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
