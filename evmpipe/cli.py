@@ -16,8 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from evmpipe.blocktest import add_blocktest_parser
+    from evmpipe.convert_cmd import add_convert_parser
+    from evmpipe.gen.cli import add_gen_parser
+    from evmpipe.replay import add_replay_parser
 
+    add_replay_parser(sub)
     add_blocktest_parser(sub)
+    add_convert_parser(sub)
+    add_gen_parser(sub)
 
     head = sub.add_parser("head", help="print the committed head of a state database")
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")

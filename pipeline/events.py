@@ -43,7 +43,7 @@ def configure_logging(*, json_lines: bool | None = None, level: str = "info", st
     )
 
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 50}  # 50: critical, never used by evmpipe
 
 
 class EventLog:

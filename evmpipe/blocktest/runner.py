@@ -46,6 +46,8 @@ _QUEUED_PER_WORKER = 4
 # Plain (non-TTY) progress: a line every this fraction of the files, or this many seconds.
 _PLAIN_STEP_FRACTION = 0.05
 _PLAIN_STEP_SECONDS = 30.0
+# How long to wait for a worker before giving the progress display a chance to speak.
+_HEARTBEAT_SECONDS = 5.0
 
 _engine_cache: dict[str, EngineFn] = {}
 
@@ -227,7 +229,7 @@ def run_blocktests(
                 if finished(task, run_task(task, options)):
                     break
         else:
-            _run_in_pool(tasks, options, jobs, finished)
+            _run_in_pool(tasks, options, jobs, finished, progress.tick)
     finally:
         progress.stop()
     results.sort(key=lambda r: (r.path, r.name))
@@ -288,6 +290,7 @@ def _run_in_pool(
     options: RunOptions,
     jobs: int,
     finished: Callable[[Task, list[TestResult]], bool],
+    heartbeat: Callable[[], None],
 ) -> None:
     # forkserver: workers are not forked from this process, whose progress display runs a
     # thread (fork with threads can deadlock).
@@ -309,7 +312,9 @@ def _run_in_pool(
                 pending[executor.submit(run_task, task, options)] = task
             if not pending:
                 break
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, timeout=_HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                heartbeat()
             for future in done:
                 task = pending.pop(future)
                 if finished(task, future.result()):
@@ -386,16 +391,21 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, advance=files, stats=self._stats())
             return
-        now = time.monotonic()
         step = max(1, int(self.total * _PLAIN_STEP_FRACTION))
-        if (
-            self.files - self._last_line_files >= step
-            or now - self._last_line_at >= _PLAIN_STEP_SECONDS
-            or self.files == self.total
-        ):
-            self._last_line_at = now
-            self._last_line_files = self.files
-            print(self.line(), file=self.stream, flush=True)
+        if self.files - self._last_line_files >= step or (files and self.files == self.total):
+            self._print_line()
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Nothing finished lately: print the plain line if it has been quiet for long."""
+        if not self.quiet and self._bar is None and time.monotonic() - self._last_line_at >= _PLAIN_STEP_SECONDS:
+            self._print_line()
+
+    def _print_line(self) -> None:
+        self._last_line_at = time.monotonic()
+        self._last_line_files = self.files
+        print(self.line(), file=self.stream, flush=True)
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -42,12 +42,12 @@ FEE_BOUND = 100 * GWEI  # the planner's worst-case fee per gas, for ETH balance 
 # Gas per transaction, measured on py-evm with the committed contracts (tests check the
 # planner's estimates stay close). Used to size transaction and block gas limits.
 GAS_ETH = 21_000
-GAS_ERC20 = 36_100  # transfer() to a non-zero balance
-GAS_ERC20_FRESH = 53_200  # transfer() that creates the recipient's balance (0 -> x SSTORE)
+GAS_ERC20 = 33_840  # transfer() to a non-zero balance
+GAS_ERC20_FRESH = 50_940  # transfer() that creates the recipient's balance (0 -> x SSTORE)
 GAS_SWAP = 69_900  # successful swap(), not the first on its pool in the block
-GAS_SWAP_FIRST = 5_800  # extra: the first swap on a pool in a block updates the accumulators
+GAS_SWAP_FIRST = 10_200  # extra: the first swap on a pool in a block updates the accumulators
 GAS_SWAP_FRESH = 17_100  # extra: the trader had none of the output token
-GAS_SWAP_REVERT = 29_500  # swap() that reverts with "slippage"
+GAS_SWAP_REVERT = 25_210  # swap() that reverts with "slippage"
 ZERO_TO_NONZERO_EXTRA = GAS_ERC20_FRESH - GAS_ERC20
 
 TIP_CHOICES = (  # priority fee per gas, wei, with weights: what wallets suggest

@@ -1,0 +1,175 @@
+"""`evmpipe replay FILE --datadir DIR`: a recorded block file through the pipeline.
+
+Resumes where a previous run stopped (the datadir's committed head), shows progress,
+and ends with the summary table. A corrupt record ends intake: every good block
+before it is still executed and committed, then the command names the record and
+exits 2. An invalid block stops the replay with its reason (exit 1); the database
+stays at the last good block.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import AsyncIterator, Iterator
+
+import trio
+
+from consensus_stub.blockfile import BlockRecord, iter_blocks, read_header
+from pipeline.block import BlockInput, InFlightBlock
+from pipeline.chain import Chain
+from pipeline.datadir import open_datadir
+from pipeline.errors import BadInput, InvalidBlock
+from pipeline.events import EventLog, configure_logging
+from pipeline.node import build_stages
+from pipeline.progress import Progress
+from pipeline.runner import PipelineConfig, run_pipeline
+from pipeline.summary import render_summary, summarize
+from pipeline.trace import write_trace
+
+
+def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("replay", help="replay a recorded block file into a datadir (resumable)")
+    parser.add_argument("file", help="a native block file (see docs/BLOCKFILE.md; `evmpipe convert` makes one)")
+    parser.add_argument("--datadir", required=True, help="database directory; created on first use, resumed afterwards")
+    parser.add_argument("--lookahead", type=int, default=4, help="blocks consensus may hand out ahead of execution (K, default 4)")
+    parser.add_argument("--capacity", type=int, default=2, help="buffer of each channel between stages (default 2)")
+    parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="SQLite synchronous mode (default normal: a killed process loses nothing committed)")
+    parser.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the stages")
+    parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--log", choices=["off", "info", "debug"], default="off", help="structlog stage events on stderr (default off)")
+    parser.add_argument("--limit", type=int, help="stop after this many blocks")
+    parser.set_defaults(func=cmd_replay)
+
+
+@dataclass
+class ReplayOutcome:
+    input_error: BadInput | None = None
+    rejected: InFlightBlock | None = None
+    committed: int = 0
+    last: int | None = None
+    events: EventLog = field(default_factory=lambda: EventLog(log_events=False))
+
+
+class _Rejected(Exception):
+    """Raised by the sink to stop the run at the first invalid block."""
+
+
+def replay_file(path: str, datadir: str, *, config: PipelineConfig = PipelineConfig(), synchronous: str = "NORMAL", limit: int | None = None, progress: Progress | None = None, events: EventLog | None = None) -> ReplayOutcome:
+    header = read_header(path)
+    store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
+    outcome = ReplayOutcome(events=events or EventLog(log_events=False))
+    try:
+        chain = Chain(store, header.schedule)
+        head = store.head()
+        start_after = head.number if head else None
+        records = iter_blocks(path, start_after=start_after)
+
+        async def source() -> AsyncIterator[BlockInput]:
+            count = 0
+            while limit is None or count < limit:
+                try:
+                    record = await trio.to_thread.run_sync(_next, records)
+                except BadInput as error:
+                    outcome.input_error = error
+                    return
+                if record is None:
+                    return
+                count += 1
+                yield BlockInput(count, record.rlp, {"number": record.number, "offset": record.offset})
+
+        async def sink(block: InFlightBlock) -> None:
+            if block.error is not None:
+                outcome.rejected = block
+                raise _Rejected()
+            outcome.committed += 1
+            outcome.last = block.number
+            if progress:
+                progress.advance(block)
+
+        try:
+            trio.run(partial(run_pipeline, source, build_stages(chain), sink, config=config, events=outcome.events))
+        except* _Rejected:
+            pass
+    finally:
+        store.close()
+    return outcome
+
+
+def _next(records: Iterator[BlockRecord]) -> BlockRecord | None:
+    return next(records, None)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    configure_logging(level=args.log)
+    try:
+        header = read_header(args.file)
+    except (BadInput, OSError) as error:
+        print(f"evmpipe replay: {error}", file=sys.stderr)
+        return 2
+    total = _count_blocks(args.file)
+    progress = Progress(total, label="replay")
+    started = time.perf_counter()
+    try:
+        with progress:
+            outcome = replay_file(
+                args.file,
+                args.datadir,
+                config=PipelineConfig(lookahead=args.lookahead, capacity=args.capacity),
+                synchronous=args.fsync.upper(),
+                limit=args.limit,
+                progress=progress,
+                events=EventLog(log_events=args.log != "off"),
+            )
+    except BadInput as error:
+        print(f"evmpipe replay: {error}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - started
+    summary = summarize(outcome.events.events, wall)
+    render_summary(summary, title=f"evmpipe replay {args.file} (chain id {header.chain_id})")
+    if args.trace:
+        write_trace(args.trace, outcome.events.events)
+        print(f"trace written to {args.trace}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(_summary_json(summary, outcome), out, indent=2)
+    if outcome.rejected is not None:
+        error = outcome.rejected.error
+        assert isinstance(error, InvalidBlock)
+        print(f"evmpipe replay: invalid block, stopped: {error.describe()}", file=sys.stderr)
+        print(f"evmpipe replay: database left at block {outcome.last if outcome.last is not None else 'unchanged'}", file=sys.stderr)
+        return 1
+    if outcome.input_error is not None:
+        print(f"evmpipe replay: {outcome.input_error}", file=sys.stderr)
+        print(f"evmpipe replay: the {outcome.committed} good blocks before it were committed", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _count_blocks(path: str) -> int | None:
+    """How many block records the file has (a quick pass; None when it is not readable to the end)."""
+    try:
+        return sum(1 for _ in iter_blocks(path))
+    except BadInput:
+        return None
+
+
+def _summary_json(summary, outcome: ReplayOutcome) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "blocks": summary.blocks,
+        "transactions": summary.txs,
+        "gas": summary.gas,
+        "wall_seconds": summary.wall_seconds,
+        "mgas_per_s": summary.mgas_per_s,
+        "tx_per_s": summary.tx_per_s,
+        "stage_busy_seconds": summary.stage_busy,
+        "latency_p50_s": summary.percentile(0.5),
+        "latency_p99_s": summary.percentile(0.99),
+        "overlap": summary.overlap,
+        "last_block": outcome.last,
+        "rejected": outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else None,
+        "input_error": str(outcome.input_error) if outcome.input_error else None,
+    }
