@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from evmpipe.bench import add_bench_parser
     from evmpipe.blocktest import add_blocktest_parser
     from evmpipe.convert_cmd import add_convert_parser
     from evmpipe.gen.cli import add_gen_parser
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     add_blocktest_parser(sub)
     add_convert_parser(sub)
     add_gen_parser(sub)
+    add_bench_parser(sub)
 
     head = sub.add_parser("head", help="print the committed head of a state database")
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class ReplayOutcome:
     rejected: InFlightBlock | None = None
     committed: int = 0
     last: int | None = None
+    wall_seconds: float = 0.0  # the pipeline run alone (not opening the datadir)
+    cpu_seconds: float = 0.0  # CPU time of this process and its children meanwhile
     events: EventLog = field(default_factory=lambda: EventLog(log_events=False))
 
 
@@ -90,13 +93,23 @@ def replay_file(path: str, datadir: str, *, config: PipelineConfig = PipelineCon
             if progress:
                 progress.advance(block)
 
+        cpu_before, wall_before = cpu_time(), time.perf_counter()
         try:
             trio.run(partial(run_pipeline, source, build_stages(chain), sink, config=config, events=outcome.events))
         except* _Rejected:
             pass
+        outcome.wall_seconds = time.perf_counter() - wall_before
+        outcome.cpu_seconds = cpu_time() - cpu_before
     finally:
         store.close()
     return outcome
+
+
+def cpu_time() -> float:
+    """User + system CPU seconds of this process (all threads) and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _next(records: Iterator[BlockRecord]) -> BlockRecord | None:

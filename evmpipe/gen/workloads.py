@@ -267,9 +267,11 @@ class World:
                     self.balances[t][user.address] = self._amount(_log_uniform(rng, 10, 50_000), t)
             for wallet in self.hot:
                 self.balances[t][wallet.address] = self._amount(rng.uniform(1e6, 1e7), t)
-        # every trader has approved the pairs of its tokens once, for an unlimited amount
+        # every holder has approved the pairs of the tokens it holds, for an unlimited amount
         for user in self.users:
             for t in range(n_tokens):
+                if user.address not in self.balances[t]:
+                    continue
                 for pool_index in self.pools_of_token[t]:
                     self.allowances[t][(user.address, self.pools[pool_index].address)] = C.MAX_UINT256
         self.total_supply = [sum(b.values()) for b in self.balances]
@@ -471,8 +473,7 @@ class Planner:
     def _swap(self, plan: BlockPlan, pool_index: int, trader: KeyedAccount) -> None:
         rng, world = self.rng, self.world
         pool = world.pools[pool_index]
-        have0 = world.balances[pool.token0].get(trader.address, 0)
-        have1 = world.balances[pool.token1].get(trader.address, 0)
+        have0, have1 = self._spendable(pool_index, trader)
         zero_for_one = rng.random() < 0.5
         if (have1 if not zero_for_one else have0) == 0:
             zero_for_one = not zero_for_one
@@ -514,11 +515,19 @@ class Planner:
         data = C.swap_data(zero_for_one, amount_in, min_out, trader.address)
         plan.intents.append(Intent("swap", trader, pool.address, 0, data, gas, estimate, success, legacy, tip, mult, pool=pool_index))
 
+    def _spendable(self, pool_index: int, trader: KeyedAccount) -> tuple[int, int]:
+        """What `trader` can sell into the pool: its balances of the pool's two tokens
+        where it has approved the pool (a swap without an allowance would revert)."""
+        world = self.world
+        pool = world.pools[pool_index]
+        key = (trader.address, pool.address)
+        have0 = world.balances[pool.token0].get(trader.address, 0) if key in world.allowances[pool.token0] else 0
+        have1 = world.balances[pool.token1].get(trader.address, 0) if key in world.allowances[pool.token1] else 0
+        return have0, have1
+
     def _can_swap(self, pool_index: int) -> Callable[[KeyedAccount], bool]:
-        pool = self.world.pools[pool_index]
-        b0, b1 = self.world.balances[pool.token0], self.world.balances[pool.token1]
         gas = GAS_SWAP + GAS_SWAP_FIRST + GAS_SWAP_FRESH
-        return lambda a: (b0.get(a.address, 0) > 0 or b1.get(a.address, 0) > 0) and self._can_pay(a, 2 * gas)
+        return lambda a: any(self._spendable(pool_index, a)) and self._can_pay(a, 2 * gas)
 
     def _withdrawals(self, count: int) -> list[Withdrawal]:
         rng, out = self.rng, []

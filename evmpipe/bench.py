@@ -1,0 +1,169 @@
+"""`evmpipe bench FILE...`: the same blocks through py-evm and through evmpipe.
+
+For each BlockchainTest file (gzip or plain), in this one process and the same run:
+py-evm's own `Chain.import_block` over every block, then evmpipe (each strategy)
+replaying the same blocks from a native file into a fresh database. Each engine runs
+`--runs` times, alternating, and the table gives medians: tx/s, Mgas/s, the ratio to
+py-evm, and CPU time over wall time (above 1.0 only when work ran in parallel).
+Setup (building genesis, converting the file) is not timed, for either engine.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import rlp
+
+from consensus_stub.convert import blocktest_to_native
+from consensus_stub.fixture import hex_bytes
+from evmpipe.replay import cpu_time, replay_file
+
+STRATEGIES = ("sequential",)
+
+
+@dataclass
+class Measurement:
+    file: str
+    engine: str
+    runs: list[float]
+    cpu: list[float]
+    txs: int
+    gas: int
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def cpu_over_wall(self) -> float:
+        return statistics.median(c / w for c, w in zip(self.cpu, self.runs))
+
+    @property
+    def tx_per_s(self) -> float:
+        return self.txs / self.wall
+
+    @property
+    def mgas_per_s(self) -> float:
+        return self.gas / 1e6 / self.wall
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="py-evm's import_block against evmpipe on the same blocks")
+    parser.add_argument("files", nargs="+", help="BlockchainTest JSON files (.json or .json.gz), e.g. ../shared/workloads/*.json.gz")
+    parser.add_argument("--runs", type=int, default=3, help="runs per engine; medians are reported (default 3)")
+    parser.add_argument("--json", metavar="FILE", help="write raw numbers and machine info as JSON")
+    parser.add_argument("--skip-pyevm", action="store_true", help="measure evmpipe only")
+    parser.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    results: list[Measurement] = []
+    for path in args.files:
+        test_name, test = _load_single_test(path)
+        txs = sum(len(b.get("transactions", [])) for b in test["blocks"])
+        gas = sum(int(b["blockHeader"]["gasUsed"], 16) for b in test["blocks"])
+        with tempfile.TemporaryDirectory(prefix="evmpipe-bench-") as tmp:
+            native = Path(tmp) / "blocks.native"
+            blocktest_to_native(path, native, test_name)
+            engines: dict[str, Measurement] = {}
+            for run in range(args.runs):
+                if not args.skip_pyevm:
+                    wall, cpu = _time_pyevm(test)
+                    engines.setdefault("py-evm", Measurement(path, "py-evm", [], [], txs, gas))
+                    engines["py-evm"].runs.append(wall)
+                    engines["py-evm"].cpu.append(cpu)
+                for strategy in STRATEGIES:
+                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{run}")
+                    name = f"evmpipe {strategy}"
+                    engines.setdefault(name, Measurement(path, name, [], [], txs, gas))
+                    engines[name].runs.append(wall)
+                    engines[name].cpu.append(cpu)
+                print(f"{Path(path).name}: run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
+        results.extend(engines.values())
+    _print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "results": [_as_json(m) for m in results]}, indent=2))
+    return 0
+
+
+def _load_single_test(path: str) -> tuple[str, dict[str, Any]]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as handle:  # type: ignore[operator]
+        data = json.load(handle)
+    tests = {k: v for k, v in data.items() if not k.startswith("_")}
+    if len(tests) != 1:
+        raise SystemExit(f"evmpipe bench: {path} holds {len(tests)} tests; bench takes files with one")
+    return next(iter(tests.items()))
+
+
+def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
+    """Median-ready timing of py-evm importing every block (chain setup not timed)."""
+    from evmpipe.blocktest.pyevm_engine import _new_chain
+
+    chain = _new_chain(test)
+    blocks = []
+    for entry in test["blocks"]:
+        raw = hex_bytes(entry["rlp"])
+        number = int(entry["blockHeader"]["number"], 16)
+        block_class = chain.get_vm_class_for_block_number(number).get_block_class()
+        blocks.append(rlp.decode(raw, sedes=block_class))
+    cpu0, wall0 = cpu_time(), time.perf_counter()
+    for block in blocks:
+        chain.import_block(block, perform_validation=True)
+    return time.perf_counter() - wall0, cpu_time() - cpu0
+
+
+def _time_evmpipe(native: Path, datadir: Path) -> tuple[float, float]:
+    outcome = replay_file(str(native), str(datadir), synchronous="OFF")
+    if outcome.rejected is not None or outcome.input_error is not None:
+        raise SystemExit(f"evmpipe bench: replay failed: {outcome.rejected.error if outcome.rejected else outcome.input_error}")
+    return outcome.wall_seconds, outcome.cpu_seconds
+
+
+def _print_table(results: list[Measurement]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="evmpipe bench (medians)")
+    for column in ("file", "engine", "txs", "wall s", "tx/s", "Mgas/s", "× py-evm", "CPU/wall"):
+        table.add_column(column, justify="left" if column in ("file", "engine") else "right")
+    baseline = {m.file: m for m in results if m.engine == "py-evm"}
+    for m in results:
+        base = baseline.get(m.file)
+        ratio = f"{base.wall / m.wall:.2f}" if base else "–"
+        table.add_row(Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, f"{m.cpu_over_wall:.2f}")
+    Console().print(table)
+
+
+def _as_json(m: Measurement) -> dict[str, Any]:
+    record = asdict(m)
+    record.update(wall_median=m.wall, tx_per_s=m.tx_per_s, mgas_per_s=m.mgas_per_s, cpu_over_wall=m.cpu_over_wall)
+    return record
+
+
+def machine_info() -> dict[str, Any]:
+    packages = {}
+    for name in ("py-evm", "evmpipe", "trio", "coincurve", "eth-hash", "safe-pysha3"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "packages": packages,
+        "eth_hash_backend": os.environ.get("ETH_HASH_BACKEND"),
+    }
