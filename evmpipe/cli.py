@@ -18,9 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     from evmpipe.bench import add_bench_parser
     from evmpipe.blocktest import add_blocktest_parser
     from evmpipe.convert_cmd import add_convert_parser
+    from evmpipe.demo import add_demo_parser
     from evmpipe.gen.cli import add_gen_parser
     from evmpipe.replay import add_replay_parser
 
+    add_demo_parser(sub)
     add_replay_parser(sub)
     add_blocktest_parser(sub)
     add_convert_parser(sub)

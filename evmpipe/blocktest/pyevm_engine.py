@@ -72,6 +72,8 @@ _REASON_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^(ObjectDeserializationError|DeserializationError|DecodingError|"
      r"ListDeserializationError|RLPException|IndexError)",
      _BLOCK + "RLP_STRUCTURES_ENCODING"),
+    # The fixture's "rlp" is not even hex.
+    (r"^(Error|ValueError): .*(Non-hexadecimal|Odd-length|hex)", _BLOCK + "RLP_STRUCTURES_ENCODING"),
     # -- header --
     (r"Attempt to import block .* before importing its parent", _BLOCK + "UNKNOWN_PARENT"),
     (r"Unknown ancestor", _BLOCK + "UNKNOWN_PARENT"),

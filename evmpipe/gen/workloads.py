@@ -348,7 +348,7 @@ def _hold_probability(kind: str, token: int) -> float:
     if kind == "mixed":
         return 0.85 / (1 + 0.35 * token)  # popular tokens have more holders
     if kind == "amm":
-        return 0.9
+        return 0.7  # a trader can sell into a pool when it holds either of its tokens
     return 0.8
 
 

@@ -430,6 +430,30 @@ def test_pyevm_engine_never_raises_on_garbage() -> None:
     assert not result.passed and result.error
 
 
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("The gas limit 9223372036854775808 is too high. It must be at most 9223372036854775807",
+         "BlockException.GASLIMIT_TOO_BIG"),
+        ("The gas limit 100000 is too low. It must be at least 3138526", "BlockException.INVALID_GASLIMIT"),
+        ("Invalid transaction nonce: Expected 0, but got 10", "TransactionException.NONCE_MISMATCH_TOO_HIGH"),
+        ("Invalid transaction nonce: Expected 3, but got 1", "TransactionException.NONCE_MISMATCH_TOO_LOW"),
+        ("Mismatch between locally executed block and proposed block on 2 fields:\n"
+         " - header.state_root: (locally executed block) : b'1' (proposed block ) : b'2'\n"
+         " - header.gas_used: (locally executed block) : 1 (proposed block ) : 2 (+1)",
+         "BlockException.INVALID_GAS_USED"),
+        ("Sender b'ab' cannot afford txn gas 100 with account balance 9", "TransactionException.INSUFFICIENT_ACCOUNT_FUNDS"),
+        ("Insufficient gas", "TransactionException.INTRINSIC_GAS_TOO_LOW"),
+        ("Block exceeded maximum blob gas limit.", "BlockException.BLOB_GAS_USED_ABOVE_LIMIT"),
+        ("something py-evm never says", "pyevm:ValidationError"),
+    ],
+)
+def test_classify_pyevm_messages(message: str, reason: str) -> None:
+    from eth_utils import ValidationError
+
+    assert classify(ValidationError(message)) == reason
+
+
 def test_classify_unknown_exception() -> None:
     assert classify(KeyError("x")) == "pyevm:KeyError"
 
