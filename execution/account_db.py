@@ -7,7 +7,8 @@ for py-evm's snapshots, and records per transaction what it read (key -> value s
 and what it wrote, per account field and per storage slot. No trie is touched here:
 merkleization is a stage of its own.
 
-Read keys:  ("nonce"|"balance"|"code"|"exists", address) and ("slot", address, slot).
+Read keys:  ("nonce"|"balance"|"code"|"exists"|"has_storage", address) and
+            ("slot", address, slot).
 Write keys: ("account", address) -> (nonce, balance, code_hash) | None and
             ("slot", address, slot) -> value, plus ("wipe", address) -> True.
 """
@@ -127,7 +128,11 @@ class RecordingAccountDB:
         if address in self._wiped:
             return False
         known_zero = frozenset(s for s, v in slots.items() if v == 0)
-        return self._read(("has_storage", address), self._reader.has_storage(address, known_zero))
+        result = self._reader.has_storage(address, known_zero)
+        if not self._tx_slots.get(address) and address not in self._tx_wipes:
+            # only a transaction-start value is a read; after own writes it is not
+            self._read(("has_storage", address), result)
+        return result
 
     def _slot(self, address: bytes, slot: int) -> int:
         slots = self._storage.get(address)

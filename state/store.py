@@ -231,8 +231,12 @@ class StateStore:
         return [r[0] for r in rows]
 
     def find_transaction(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        """(block hash, index) of a transaction in a canonical block."""
         with self._lock:
-            row = self._db.execute("SELECT block_hash, idx FROM transactions WHERE tx_hash=?", (tx_hash,)).fetchone()
+            row = self._db.execute(
+                "SELECT t.block_hash, t.idx FROM transactions t JOIN blocks b ON b.hash = t.block_hash WHERE t.tx_hash=?",
+                (tx_hash,),
+            ).fetchone()
         return None if row is None else (row[0], row[1])
 
     # -- writes ------------------------------------------------------------------

@@ -15,6 +15,7 @@ records the exception as that test's failure and goes on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import importlib
 import itertools
 import multiprocessing
@@ -292,35 +293,67 @@ def _run_in_pool(
     finished: Callable[[Task, list[TestResult]], bool],
     heartbeat: Callable[[], None],
 ) -> None:
+    """Feed ``tasks`` to ``jobs`` worker processes, a bounded number at a time.
+
+    A worker that dies (a crash in native code, the OOM killer) breaks the pool and
+    fails every task in flight. The pool is then rebuilt and those tasks are tried once
+    more; a task in flight at a second break is recorded as a failure.
+    """
     # forkserver: workers are not forked from this process, whose progress display runs a
     # thread (fork with threads can deadlock).
     context = multiprocessing.get_context("forkserver")
     task_iter = iter(tasks)
+    retry: list[Task] = []
+    attempts: Counter[Task] = Counter()
     pending: dict[cf.Future[list[TestResult]], Task] = {}
     executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     stopping = False
     try:
         while True:
             while not stopping and len(pending) < jobs * _QUEUED_PER_WORKER:
-                task = next(task_iter, None)
+                task = retry.pop() if retry else next(task_iter, None)
                 if task is None:
                     stopping = True
                     break
                 if not _worth_sending(task, options):
                     finished(task, [])
                     continue
+                attempts[task] += 1
                 pending[executor.submit(run_task, task, options)] = task
             if not pending:
                 break
             done, _ = cf.wait(pending, timeout=_HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
             if not done:
                 heartbeat()
+            broken = False
             for future in done:
                 task = pending.pop(future)
-                if finished(task, future.result()):
+                try:
+                    task_results = future.result()
+                except BrokenProcessPool as exc:
+                    broken = True
+                    if attempts[task] < 2:
+                        retry.append(task)
+                        continue
+                    task_results = [_error_result(task.item.path, "<file>", options.engine, f"worker process died running this file: {exc}", 0.0)]
+                if finished(task, task_results):
                     stopping = True
+                    retry.clear()
                     for other in pending:
                         other.cancel()
+            if broken:
+                # Every future still pending is failing the same way; collect them all.
+                for future, task in list(pending.items()):
+                    cf.wait([future])
+                    if future.exception() is not None:
+                        del pending[future]
+                        if attempts[task] < 2 and not stopping:
+                            retry.append(task)
+                        else:
+                            finished(task, [_error_result(task.item.path, "<file>", options.engine, "worker process died running this file", 0.0)])
+                executor.shutdown(wait=True, cancel_futures=True)
+                executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+                stopping = stopping and not retry
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

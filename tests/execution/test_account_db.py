@@ -342,12 +342,6 @@ def test_has_code_or_nonce_with_ignored_slots() -> None:
     assert ("has_storage", C, frozenset({1, 2})) in reader.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="account_db.py _has_storage records ('has_storage', address) even when the same "
-    "transaction wrote slots of that address: the recorded value reflects the tx's own writes, "
-    "not the value at transaction start as every other read key does",
-)
 def test_has_storage_read_is_transaction_start_value() -> None:
     reader = DictReader(accounts={C: Account()}, storage={C: {7: 70}})
     db = RecordingAccountDB(reader)
