@@ -3,18 +3,30 @@
 py-evm's `State` asks its `account_db_class` for every balance, nonce, code and slot.
 `RecordingAccountDB` answers from plain dicts over a read-only view of the pre-block
 state (committed state + uncommitted diffs of earlier blocks), keeps an undo journal
-for py-evm's snapshots, and records per transaction what it read (key -> value seen)
-and what it wrote, per account field and per storage slot. No trie is touched here:
-merkleization is a stage of its own.
+for py-evm's snapshots, and records per transaction what it read (key -> value seen
+at transaction start) and what it wrote, per account field and per storage slot. No
+trie is touched here: merkleization is a stage of its own.
 
-Read keys:  ("nonce"|"balance"|"code"|"exists"|"has_storage", address) and
-            ("slot", address, slot).
-Write keys: ("account", address) -> (nonce, balance, code_hash) | None and
-            ("slot", address, slot) -> value, plus ("wipe", address) -> True.
+Keys, the same shapes for reads and writes:
+
+- ``("nonce" | "balance" | "code" | "exists", address)``: an account field (code is
+  the code hash; exists is whether the account is in the state),
+- ``("slot", address, slot)``: a storage slot,
+- reads only: ``("has_storage", address)`` (EIP-7610 collision check),
+- writes only: ``("wipe", address)`` (storage cleared, before this transaction's slot
+  writes) and ``("credit", address)`` (a deferred balance increase, below).
+
+Deferred credits (`deferred_credits=True`, used by speculative execution): a balance
+increase of an account whose balance the transaction has not looked at (the fee
+credit to the fee recipient, a value transfer's recipient) is kept as a commutative
+``credit`` instead of a read and a write, so transactions that only pay the same
+account do not conflict. Reading the balance later materializes it (a real read).
+Emptiness and existence of an account with a pending credit are known without any
+read: a positive credit makes it exist and be non-empty.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from eth.db.journal import get_next_checkpoint
 from eth_hash.auto import keccak
@@ -25,6 +37,8 @@ from state.diff import StateDiff
 AcctTuple = tuple[int, int, bytes]  # nonce, balance, code hash
 _EMPTY: AcctTuple = (0, 0, EMPTY_CODE_HASH)
 _ABSENT = object()
+_FIELDS = ("nonce", "balance", "code", "exists")
+_ALL_FIELDS = frozenset(_FIELDS)
 
 
 class StateReader(Protocol):
@@ -46,6 +60,8 @@ class RecordingAccountDB:
 
     def __init__(self, reader: StateReader, state_root: bytes = BLANK_ROOT) -> None:
         self.root_hook: Callable[[StateDiff], bytes] | None = None
+        self.deferred_credits = False
+        self.recording = True
         self._reader = reader
         self._accounts: dict[bytes, AcctTuple | None] = {}
         self._storage: dict[bytes, dict[int, int]] = {}
@@ -59,14 +75,19 @@ class RecordingAccountDB:
         self._block_accounts: set[bytes] = set()
         self._block_slots: dict[bytes, set[int]] = {}
         self._block_wiped: set[bytes] = set()
-        # transaction level
-        self._tx_accounts: set[bytes] = set()
+        self._begin()
+
+    def _begin(self) -> None:
+        self._journal.clear()
+        self._checkpoints.clear()
+        self._warm.clear()
+        self._tx_fields: dict[bytes, frozenset[str]] = {}
         self._tx_slots: dict[bytes, set[int]] = {}
         self._tx_wiped: dict[bytes, tuple[dict[int, int], bool]] = {}  # pre-wipe slots, for originals
         self._tx_wipes: set[bytes] = set()
+        self._credits: dict[bytes, int] = {}
         self._originals: dict[tuple[bytes, int], int] = {}
         self.reads: dict[tuple, Any] = {}
-        self.recording = True
 
     # -- reads -------------------------------------------------------------------
 
@@ -79,27 +100,33 @@ class RecordingAccountDB:
             self._accounts[address] = value
             return value
 
-    def _read(self, key: tuple, value: Any) -> Any:
-        if self.recording and key not in self.reads and key[1] not in self._tx_accounts:
-            self.reads[key] = value
+    def _read(self, field: str, address: bytes, value: Any) -> Any:
+        """Record a read of an account field unless this transaction wrote it first."""
+        if self.recording and field not in self._tx_fields.get(address, ()):
+            self.reads.setdefault((field, address), value)
         return value
 
     def get_balance(self, address: bytes) -> int:
+        if address in self._credits:
+            self._materialize(address)
         account = self._account(address)
-        return self._read(("balance", address), 0 if account is None else account[1])
+        return self._read("balance", address, 0 if account is None else account[1])
 
     def get_nonce(self, address: bytes) -> int:
         account = self._account(address)
-        return self._read(("nonce", address), 0 if account is None else account[0])
+        return self._read("nonce", address, 0 if account is None else account[0])
 
     def get_code_hash(self, address: bytes) -> bytes:
         account = self._account(address)
-        return self._read(("code", address), EMPTY_CODE_HASH if account is None else account[2])
+        return self._read("code", address, EMPTY_CODE_HASH if account is None else account[2])
 
     def get_code(self, address: bytes) -> bytes:
         code_hash = self.get_code_hash(address)
         if code_hash == EMPTY_CODE_HASH:
             return b""
+        return self.code_by_hash(code_hash, address)
+
+    def code_by_hash(self, code_hash: bytes, address: bytes = b"") -> bytes:
         code = self._code.get(code_hash)
         if code is None:
             code = self._reader.get_code(code_hash)
@@ -109,9 +136,13 @@ class RecordingAccountDB:
         return code
 
     def account_exists(self, address: bytes) -> bool:
-        return self._read(("exists", address), self._account(address) is not None)
+        if self._credits.get(address, 0) > 0:
+            return True  # a positive credit creates the account: no read needed
+        return self._read("exists", address, self._account(address) is not None)
 
     def account_is_empty(self, address: bytes) -> bool:
+        if self._credits.get(address, 0) > 0:
+            return False  # its balance is at least the credit: no read needed
         return self.get_nonce(address) == 0 and self.get_balance(address) == 0 and self.get_code_hash(address) == EMPTY_CODE_HASH
 
     def account_has_code_or_nonce(self, address: bytes) -> bool:
@@ -129,9 +160,9 @@ class RecordingAccountDB:
             return False
         known_zero = frozenset(s for s, v in slots.items() if v == 0)
         result = self._reader.has_storage(address, known_zero)
-        if not self._tx_slots.get(address) and address not in self._tx_wipes:
+        if self.recording and not self._tx_slots.get(address) and address not in self._tx_wipes:
             # only a transaction-start value is a read; after own writes it is not
-            self._read(("has_storage", address), result)
+            self.reads.setdefault(("has_storage", address), result)
         return result
 
     def _slot(self, address: bytes, slot: int) -> int:
@@ -163,20 +194,58 @@ class RecordingAccountDB:
             return 0 if was_wiped else self._reader.get_storage(address, slot)
         return self.get_storage(address, slot)
 
+    def current(self, key: tuple) -> Any:
+        """The value of a read key in the state as it is now, recording nothing: what
+        in-order validation compares a speculative read with."""
+        kind, address = key[0], key[1]
+        if kind == "slot":
+            return self._slot(address, key[2])
+        if kind == "has_storage":
+            recording, self.recording = self.recording, False
+            try:
+                return self._has_storage(address)
+            finally:
+                self.recording = recording
+        account = self._account(address)
+        if kind == "exists":
+            return account is not None
+        if account is None:
+            return EMPTY_CODE_HASH if kind == "code" else 0
+        return account[("nonce", "balance", "code").index(kind)]
+
     # -- writes ------------------------------------------------------------------
 
-    def _set_account(self, address: bytes, value: AcctTuple | None) -> None:
-        self._journal.append(("account", address, self._accounts.get(address, _ABSENT), address in self._tx_accounts))
+    def _set_account(self, address: bytes, value: AcctTuple | None, fields: Iterable[str]) -> None:
+        old_fields = self._tx_fields.get(address)
+        self._journal.append(("account", address, self._accounts.get(address, _ABSENT), old_fields))
         self._accounts[address] = value
-        self._tx_accounts.add(address)
+        self._tx_fields[address] = (old_fields or frozenset()).union(fields)
+
+    def _modify(self, address: bytes, field: str, value: Any) -> None:
+        """Set one field. Creating the account is only right if it did not exist, so
+        that is a read of its existence, and every field of the new account is then
+        this transaction's to report."""
+        account = self._account(address)
+        fields: Iterable[str] = (field, "exists")
+        if account is None:
+            self._read("exists", address, False)
+            account, fields = _EMPTY, _ALL_FIELDS
+        nonce, balance, code_hash = account
+        if field == "nonce":
+            nonce = value
+        elif field == "balance":
+            balance = value
+        else:
+            code_hash = value
+        self._set_account(address, (nonce, balance, code_hash), fields)
 
     def set_balance(self, address: bytes, balance: int) -> None:
-        nonce, _, code_hash = self._account(address) or _EMPTY
-        self._set_account(address, (nonce, balance, code_hash))
+        if address in self._credits:
+            self._drop_credit(address)
+        self._modify(address, "balance", balance)
 
     def set_nonce(self, address: bytes, nonce: int) -> None:
-        _, balance, code_hash = self._account(address) or _EMPTY
-        self._set_account(address, (nonce, balance, code_hash))
+        self._modify(address, "nonce", nonce)
 
     def increment_nonce(self, address: bytes) -> None:
         self.set_nonce(address, self.get_nonce(address) + 1)
@@ -185,15 +254,38 @@ class RecordingAccountDB:
         code_hash = keccak(code)
         self._code[code_hash] = code
         self._new_code[code_hash] = code
-        nonce, balance, _ = self._account(address) or _EMPTY
-        self._set_account(address, (nonce, balance, code_hash))
+        self._modify(address, "code", code_hash)
 
     def delete_code(self, address: bytes) -> None:
-        nonce, balance, _ = self._account(address) or _EMPTY
-        self._set_account(address, (nonce, balance, EMPTY_CODE_HASH))
+        self._modify(address, "code", EMPTY_CODE_HASH)
 
     def touch_account(self, address: bytes) -> None:
-        self._set_account(address, self._account(address) or _EMPTY)
+        """Make the account exist (pre-EIP-161 touches keep empty accounts)."""
+        account = self._account(address)
+        if account is None and self._credits.get(address, 0) > 0:
+            return  # the pending credit creates it
+        self._set_account(address, account or _EMPTY, ("exists",))
+
+    def credit(self, address: bytes, amount: int) -> None:
+        """Add `amount` to a balance: deferred when allowed and the balance is unread."""
+        balance_seen = ("balance", address) in self.reads or "balance" in self._tx_fields.get(address, ())
+        if not self.deferred_credits or amount <= 0 or balance_seen:
+            self.set_balance(address, self.get_balance(address) + amount)
+            return
+        self._journal.append(("credit", address, self._credits.get(address, _ABSENT)))
+        self._credits[address] = self._credits.get(address, 0) + amount
+
+    def _drop_credit(self, address: bytes) -> None:
+        self._journal.append(("credit", address, self._credits.get(address, _ABSENT)))
+        del self._credits[address]
+
+    def _materialize(self, address: bytes) -> None:
+        """Turn a pending credit into a real read of the balance and a write."""
+        amount = self._credits[address]
+        self._drop_credit(address)
+        account = self._account(address)
+        base = self._read("balance", address, 0 if account is None else account[1])
+        self.set_balance(address, base + amount)
 
     def set_storage(self, address: bytes, slot: int, value: int) -> None:
         key = (address, slot)
@@ -219,7 +311,9 @@ class RecordingAccountDB:
 
     def delete_account(self, address: bytes) -> None:
         self.delete_storage(address)
-        self._set_account(address, None)
+        if address in self._credits:
+            self._drop_credit(address)
+        self._set_account(address, None, _ALL_FIELDS)
 
     # -- access lists (EIP-2929) --------------------------------------------------
 
@@ -256,34 +350,44 @@ class RecordingAccountDB:
         journal = self._journal
         length = self._checkpoints.pop(checkpoint)
         while len(journal) > length:
-            entry = journal.pop()
-            kind = entry[0]
-            if kind == "account":
-                _, address, old, was_tx_dirty = entry
-                if old is _ABSENT:
-                    self._accounts.pop(address, None)
-                else:
-                    self._accounts[address] = old
-                if not was_tx_dirty:
-                    self._tx_accounts.discard(address)
-            elif kind == "slot":
-                _, address, slot, old, was_tx_dirty = entry
-                self._storage[address][slot] = old
-                if not was_tx_dirty:
-                    self._tx_slots[address].discard(slot)
-            elif kind == "wipe":
-                _, address, old_slots, was_wiped, old_tx_slots, was_tx_wiped = entry
-                if old_slots is None:
-                    self._storage.pop(address, None)
-                else:
-                    self._storage[address] = old_slots
-                if not was_wiped:
-                    self._wiped.discard(address)
-                self._tx_slots[address] = old_tx_slots
-                if not was_tx_wiped:
-                    self._tx_wipes.discard(address)
-            else:  # warm
-                self._warm.discard(entry[1])
+            self._undo(journal.pop())
+
+    def _undo(self, entry: tuple) -> None:
+        kind = entry[0]
+        if kind == "account":
+            _, address, old, old_fields = entry
+            if old is _ABSENT:
+                self._accounts.pop(address, None)
+            else:
+                self._accounts[address] = old
+            if old_fields is None:
+                self._tx_fields.pop(address, None)
+            else:
+                self._tx_fields[address] = old_fields
+        elif kind == "slot":
+            _, address, slot, old, was_tx_dirty = entry
+            self._storage[address][slot] = old
+            if not was_tx_dirty:
+                self._tx_slots[address].discard(slot)
+        elif kind == "wipe":
+            _, address, old_slots, was_wiped, old_tx_slots, was_tx_wiped = entry
+            if old_slots is None:
+                self._storage.pop(address, None)
+            else:
+                self._storage[address] = old_slots
+            if not was_wiped:
+                self._wiped.discard(address)
+            self._tx_slots[address] = old_tx_slots
+            if not was_tx_wiped:
+                self._tx_wipes.discard(address)
+        elif kind == "credit":
+            _, address, old = entry
+            if old is _ABSENT:
+                self._credits.pop(address, None)
+            else:
+                self._credits[address] = old
+        else:  # warm
+            self._warm.discard(entry[1])
 
     # -- transaction boundaries ----------------------------------------------------
 
@@ -292,33 +396,78 @@ class RecordingAccountDB:
         self.begin_transaction()
 
     def begin_transaction(self) -> None:
-        self._journal.clear()
-        self._checkpoints.clear()
-        self._warm.clear()
-        self._tx_accounts = set()
-        self._tx_slots = {}
-        self._tx_wiped = {}
-        self._tx_wipes = set()
-        self._originals = {}
-        self.reads = {}
+        self._begin()
 
     def end_transaction(self) -> dict[tuple, Any]:
-        """Fold the transaction's writes into the block; return them (write set)."""
+        """Fold the transaction's writes into the block; return them (the write set).
+
+        Pending credits stay credits in the write set; in the block's own state they
+        are applied now, so the next transaction sees exact balances."""
         writes: dict[tuple, Any] = {}
         for address in self._tx_wipes:
             writes[("wipe", address)] = True
             self._block_wiped.add(address)
             self._block_slots[address] = set()
-        for address in self._tx_accounts:
-            writes[("account", address)] = self._accounts[address]
+        for address, fields in self._tx_fields.items():
+            account = self._accounts[address]
             self._block_accounts.add(address)
+            if account is None:
+                writes[("exists", address)] = False
+                continue
+            for field in fields:
+                writes[(field, address)] = True if field == "exists" else account[("nonce", "balance", "code").index(field)]
         for address, slots in self._tx_slots.items():
             block_slots = self._block_slots.setdefault(address, set())
             for slot in slots:
                 writes[("slot", address, slot)] = self._storage[address][slot]
                 block_slots.add(slot)
-        self.begin_transaction()
+        credits = dict(self._credits)
+        for address, amount in credits.items():
+            writes[("credit", address)] = amount
+        self._begin()
+        for address, amount in credits.items():
+            self._apply_credit(address, amount)
         return writes
+
+    def _apply_credit(self, address: bytes, amount: int) -> None:
+        nonce, balance, code_hash = self._account(address) or _EMPTY
+        self._accounts[address] = (nonce, balance + amount, code_hash)
+        self._block_accounts.add(address)
+
+    def apply_writes(self, writes: dict[tuple, Any], new_code: dict[bytes, bytes]) -> None:
+        """Apply a write set computed elsewhere (a speculative execution whose reads
+        still hold) as if the transaction had run here."""
+        self._begin()
+        recording, self.recording = self.recording, False
+        try:
+            for key in writes:
+                if key[0] == "wipe":
+                    self.delete_storage(key[1])
+            credits = []
+            for key, value in writes.items():
+                kind, address = key[0], key[1]
+                if kind == "exists":
+                    if value:
+                        self._set_account(address, self._account(address) or _EMPTY, ("exists",))
+                    else:
+                        self._set_account(address, None, _ALL_FIELDS)
+                elif kind in ("nonce", "balance", "code"):
+                    self._modify(address, kind, value)
+                elif kind == "slot":
+                    self.set_storage(address, key[2], value)
+                elif kind == "credit":
+                    credits.append((address, value))
+            for code_hash, code in new_code.items():
+                self._code[code_hash] = code
+                self._new_code[code_hash] = code
+        finally:
+            self.recording = recording
+        self.end_transaction()
+        for address, amount in credits:
+            self._apply_credit(address, amount)
+
+    def new_code_since(self, known: set[bytes]) -> dict[bytes, bytes]:
+        return {h: c for h, c in self._new_code.items() if h not in known}
 
     def block_diff(self) -> StateDiff:
         """Everything the block changed so far, with final values."""
@@ -358,7 +507,7 @@ class RecordingAccountDB:
     def _tx_diff(self) -> StateDiff:
         diff = StateDiff()
         diff.wiped = set(self._tx_wipes)
-        for address in self._tx_accounts:
+        for address in self._tx_fields:
             value = self._accounts[address]
             diff.accounts[address] = None if value is None else Account(value[0], value[1], value[2])
         for address, slots in self._tx_slots.items():

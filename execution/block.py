@@ -58,7 +58,17 @@ def _state_class(vm_class: VMClass) -> type:
     base = vm_class.get_state_class()
     # py-evm's Cancun state writes the beacon-roots contract into any state that lacks
     # it; the spec only runs it when deployed, so evmpipe leaves the state alone.
-    return type(f"Evmpipe{base.__name__}", (base,), {"account_db_class": RecordingAccountDB, "set_system_contracts": lambda self: None})
+    return type(
+        f"Evmpipe{base.__name__}",
+        (base,),
+        {"account_db_class": RecordingAccountDB, "set_system_contracts": lambda self: None, "delta_balance": _delta_balance},
+    )
+
+
+def _delta_balance(state: Any, address: bytes, delta: int) -> None:
+    """Balance changes go through `credit`, which can defer a credit (fee recipient,
+    value transfer recipient) in speculative execution."""
+    state._account_db.credit(address, delta)
 
 
 def make_vm(vm_class: VMClass, header: BlockHeaderAPI, reader: StateReader, prev_hashes: Iterable[bytes], chain_id: int, root_hook: Callable[[StateDiff], bytes] | None = None) -> Any:

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import rlp
+from eth._utils.state import diff_state
 from eth.abc import BlockAPI, ChainAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
@@ -38,7 +39,6 @@ from eth.tools._utils.normalization import (
     normalize_block_header,
 )
 from eth.tools.fixtures.helpers import new_chain_from_fixture
-from eth._utils.state import diff_state
 from eth_utils import big_endian_to_int, decode_hex, encode_hex, to_normalized_address
 
 from evmpipe.blocktest.result import BlockOutcome, TestResult

@@ -196,10 +196,15 @@ def run_blocktests(
     ``skip_slow`` reports the tests of ``slow.SLOW_TESTS`` as skipped without running
     them. ``fail_fast`` stops handing out files after the first failure. ``progress``
     is told about every finished file.
-    Raises FileNotFoundError for a missing path and ValueError for an unknown engine.
+    Raises FileNotFoundError for a missing path, ValueError for an engine that is
+    unknown or cannot be imported.
     """
     if engine not in ENGINES and ":" not in engine:
         raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    try:  # fail once, here, rather than once per test in the workers
+        resolve_engine(engine)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"engine {engine!r} ({ENGINES.get(engine, engine)}) cannot be loaded: {exc}") from exc
     jobs = jobs or os.cpu_count() or 1
     options = RunOptions(engine, Selection.parse(patterns), skip_slow, timeout_per_test)
     total_files, slow_tasks = _plan_slow_tasks(paths, options)
@@ -297,7 +302,7 @@ def _run_in_pool(
 
     A worker that dies (a crash in native code, the OOM killer) breaks the pool and
     fails every task in flight. The pool is then rebuilt and those tasks are tried once
-    more; a task in flight at a second break is recorded as a failure.
+    more, each alone; one that breaks the pool again is recorded as a failure.
     """
     # forkserver: workers are not forked from this process, whose progress display runs a
     # thread (fork with threads can deadlock).
@@ -307,14 +312,25 @@ def _run_in_pool(
     attempts: Counter[Task] = Counter()
     pending: dict[cf.Future[list[TestResult]], Task] = {}
     executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-    stopping = False
+    exhausted = halted = False
     try:
         while True:
-            while not stopping and len(pending) < jobs * _QUEUED_PER_WORKER:
-                task = retry.pop() if retry else next(task_iter, None)
-                if task is None:
-                    stopping = True
+            while not halted and len(pending) < jobs * _QUEUED_PER_WORKER:
+                if retry:
+                    # Retries run one at a time, alone, so a second break names its culprit.
+                    if pending:
+                        break
+                    task = retry.pop()
+                elif any(attempts[t] > 1 for t in pending.values()):
                     break
+                elif exhausted:
+                    break
+                else:
+                    next_task = next(task_iter, None)
+                    if next_task is None:
+                        exhausted = True
+                        break
+                    task = next_task
                 if not _worth_sending(task, options):
                     finished(task, [])
                     continue
@@ -337,7 +353,7 @@ def _run_in_pool(
                         continue
                     task_results = [_error_result(task.item.path, "<file>", options.engine, f"worker process died running this file: {exc}", 0.0)]
                 if finished(task, task_results):
-                    stopping = True
+                    halted = True
                     retry.clear()
                     for other in pending:
                         other.cancel()
@@ -347,13 +363,12 @@ def _run_in_pool(
                     cf.wait([future])
                     if future.exception() is not None:
                         del pending[future]
-                        if attempts[task] < 2 and not stopping:
+                        if attempts[task] < 2 and not halted:
                             retry.append(task)
                         else:
                             finished(task, [_error_result(task.item.path, "<file>", options.engine, "worker process died running this file", 0.0)])
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-                stopping = stopping and not retry
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

@@ -48,7 +48,6 @@ from evmpipe.gen.workloads import (
     GenerationError,
     GenParams,
     Intent,
-    World,
     block_gas_limit,
     plan_workload,
 )
@@ -185,7 +184,8 @@ class Workload:
         return len(payload)
 
 
-def genesis_params(world: World, gas_limit: int) -> dict[str, Any]:
+def genesis_params(gas_limit: int) -> dict[str, Any]:
+    """Genesis header fields (post-merge, Cancun) for py-evm's `Chain.from_genesis`."""
     return {
         "coinbase": constants.ZERO_ADDRESS,
         "difficulty": 0,
@@ -268,7 +268,7 @@ def generate(params: GenParams) -> Workload:
     params = params.resolved()
     world, plans = plan_workload(params)
     gas_limit = block_gas_limit(plans)
-    chain = GenChain.from_genesis(AtomicDB(), genesis_params(world, gas_limit), world.genesis_alloc)
+    chain = GenChain.from_genesis(AtomicDB(), genesis_params(gas_limit), world.genesis_alloc)
     genesis = chain.get_canonical_block_by_number(0)
     nonces = {address: fields["nonce"] for address, fields in world.genesis_alloc.items()}
     stats = Stats()
@@ -278,7 +278,7 @@ def generate(params: GenParams) -> Workload:
         sealed, transactions, receipts = seal_block(chain, parent, plan, world.coinbase, nonces)
         previous_gas = 0
         per_sender: dict[bytes, int] = {}
-        for index, (intent, receipt) in enumerate(zip(plan.intents, receipts)):
+        for index, (intent, receipt) in enumerate(zip(plan.intents, receipts, strict=True)):
             gas = receipt.gas_used - previous_gas
             previous_gas = receipt.gas_used
             success = receipt.state_root == b"\x01"
@@ -303,7 +303,7 @@ def generate(params: GenParams) -> Workload:
             "blocknumber": str(sealed.number),
             "chainname": "default",
             "rlp": data(rlp.encode(sealed)),
-            "transactions": [transaction_json(tx, i.sender.address) for tx, i in zip(transactions, plan.intents)],
+            "transactions": [transaction_json(tx, i.sender.address) for tx, i in zip(transactions, plan.intents, strict=True)],
             "uncleHeaders": [],
             "withdrawals": [withdrawal_json(w) for w in sealed.withdrawals],
         })

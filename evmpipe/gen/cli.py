@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evmpipe.gen.workloads import KIND_HELP, KINDS
+from evmpipe.gen.kinds import KIND_HELP, KINDS
 
 
 def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -19,19 +19,11 @@ from eth._utils.address import generate_contract_address
 from eth.vm.forks.cancun.constants import BEACON_ROOTS_ADDRESS, BEACON_ROOTS_CONTRACT_CODE, HISTORY_BUFFER_LENGTH
 
 from evmpipe.gen import contracts as C
+from evmpipe.gen.kinds import KIND_HELP, KINDS  # noqa: F401  (re-exported)
 from evmpipe.gen.keys import KeyedAccount, derive_hash, fresh_address, keyed_account
 
 ETHER = 10**18
 GWEI = 10**9
-
-KINDS = ("transfers-independent", "transfers-hot", "erc20", "amm", "mixed")
-KIND_HELP = {
-    "transfers-independent": "plain ETH transfers; in a block every sender and recipient appears once (about 20% of recipients are fresh addresses)",
-    "transfers-hot": "ETH transfers, a fraction (--hot) of them deposits to or withdrawals from a few hot exchange wallets (nonce chains inside a block)",
-    "erc20": "transfer() calls on one ERC-20 token, disjoint sender/recipient pairs, some to zero-balance recipients",
-    "amm": "swap() on --pools constant-product pairs (each over two tokens of its own), about 2% reverting on a stale quote; --pools 1 is fully serial",
-    "mixed": "mainnet-like mix: 45% ETH, 35% ERC-20 over 4 tokens, 20% swaps over --pools pools, hot wallets, repeat senders, 16 withdrawals per block",
-}
 
 GENESIS_TIMESTAMP = 1_712_000_000  # April 2024, after mainnet's Cancun
 BLOCK_TIME = 12
@@ -413,10 +405,15 @@ class Planner:
 
     def _sender(self, accept: Callable[[KeyedAccount], bool] = lambda a: True) -> KeyedAccount:
         """A distinct sender if one is left, else a repeat one (a nonce chain)."""
-        sender = self._take(accept) or self._any_user(accept)
+        sender = self._maybe_sender(accept)
         if sender is None:
-            raise GenerationError("no account can afford another transaction; raise --accounts")
-        self._senders.append(sender)
+            raise GenerationError("no account can send this transaction (no funds or tokens left); raise --accounts")
+        return sender
+
+    def _maybe_sender(self, accept: Callable[[KeyedAccount], bool]) -> KeyedAccount | None:
+        sender = self._take(accept) or self._any_user(accept)
+        if sender is not None:
+            self._senders.append(sender)
         return sender
 
     def _recipient(self, fresh: float, exclude: bytes) -> bytes:
@@ -570,14 +567,20 @@ class Planner:
         for _ in range(self.p.txs):
             token = self.rng.randrange(tokens)
             balances = self.world.balances[token]
-            sender = self._sender(lambda a: balances.get(a.address, 0) > 0 and self._can_pay(a, 2 * GAS_ERC20_FRESH))
+            sender = self._sender(lambda a, b=balances: b.get(a.address, 0) > 0 and self._can_pay(a, 2 * GAS_ERC20_FRESH))
             self._erc20(plan, token, sender, self._recipient(0.15, sender.address))
 
     def _block_amm(self, plan: BlockPlan) -> None:
+        pools = len(self.world.pools)
         for _ in range(self.p.txs):
-            pool_index = self.rng.randrange(len(self.world.pools))
-            trader = self._sender(self._can_swap(pool_index))
-            self._swap(plan, pool_index, trader)
+            first = self.rng.randrange(pools)
+            for pool_index in [(first + k) % pools for k in range(pools)]:  # the chosen pool, else the next one
+                trader = self._maybe_sender(self._can_swap(pool_index))
+                if trader is not None:
+                    self._swap(plan, pool_index, trader)
+                    break
+            else:
+                raise GenerationError("no account holds tokens to swap; raise --accounts")
 
     def _block_mixed(self, plan: BlockPlan) -> None:
         rng, world = self.rng, self.world
@@ -587,8 +590,11 @@ class Planner:
             category = rng.choices(("eth", "erc20", "swap"), weights=(45, 35, 20))[0]
             if category == "swap":
                 pool_index = rng.choices(range(len(world.pools)), weights=pool_weights)[0]
-                self._swap(plan, pool_index, self._mixed_sender(self._can_swap(pool_index)))
-                continue
+                trader = self._mixed_sender(self._can_swap(pool_index))
+                if trader is not None:
+                    self._swap(plan, pool_index, trader)
+                    continue
+                category = "eth"  # nobody can trade on that pool now: a plain transfer instead
             token = rng.choices(range(len(world.tokens)), weights=token_weights)[0] if category == "erc20" else -1
             balances = world.balances[token] if token >= 0 else {}
             gas = GAS_ETH if token < 0 else 2 * GAS_ERC20_FRESH
@@ -596,6 +602,7 @@ class Planner:
             def can_send(a: KeyedAccount, balances: dict = balances, gas: int = gas, token: int = token) -> bool:
                 return (token < 0 or balances.get(a.address, 0) > 0) and self._can_pay(a, gas)
 
+            sender: KeyedAccount | None
             if world.hot and rng.random() < (self.p.hot or 0.0):
                 wallet = world.hot[rng.randrange(len(world.hot))]
                 if rng.random() < 0.5:
@@ -607,14 +614,21 @@ class Planner:
                 hot = True
             else:
                 sender = self._mixed_sender(can_send)
-                to = self._mixed_recipient(0.2 if token < 0 else 0.1, sender.address)
+                to = b""
                 hot = False
+            if sender is None and token >= 0:  # nobody holds that token now: ETH instead
+                token = -1
+                sender = self._mixed_sender(lambda a: self._can_pay(a, GAS_ETH))
+            if sender is None:
+                raise GenerationError("no account can afford another transaction; raise --accounts")
+            if not to:
+                to = self._mixed_recipient(0.2 if token < 0 else 0.1, sender.address)
             if token < 0:
                 self._eth(plan, sender, to, hot=hot)
             else:
                 self._erc20(plan, token, sender, to, hot=hot)
 
-    def _mixed_sender(self, accept: Callable[[KeyedAccount], bool]) -> KeyedAccount:
+    def _mixed_sender(self, accept: Callable[[KeyedAccount], bool]) -> KeyedAccount | None:
         """Mostly a new sender; sometimes one that already sent in this block."""
         if self._senders and self.rng.random() < 0.12:
             repeat = [s for s in self._senders[-64:] if s.role == "user" and accept(s)]
@@ -622,7 +636,7 @@ class Planner:
                 sender = repeat[self.rng.randrange(len(repeat))]
                 self._senders.append(sender)
                 return sender
-        return self._sender(accept)
+        return self._maybe_sender(accept)
 
     def _mixed_recipient(self, fresh: float, exclude: bytes) -> bytes:
         if self.rng.random() < fresh:

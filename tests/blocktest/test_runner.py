@@ -326,6 +326,8 @@ def test_plain_progress_lines(fixture_dir: Path) -> None:
 def test_unknown_engine() -> None:
     with pytest.raises(ValueError, match="unknown engine"):
         runner.run_blocktests([], engine="nope")
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        runner.run_blocktests([], engine="evmpipe.no_such_module:run_blockchain_test")
 
 
 # -- the pyevm engine on real fixtures -------------------------------------------------
@@ -482,3 +484,22 @@ def test_cli_list(fixture_dir: Path, capsys: pytest.CaptureFixture[str]) -> None
         "GeneralStateTests/stA/one.json::one_Cancun",
         "GeneralStateTests/stA/one.json::one_Shanghai",
     ]
+
+
+def crashing_engine(path: str, name: str, test: dict[str, Any]) -> TestResult:
+    """Kills its worker process for names with "crash"; passes everything else."""
+    if "crash" in name:
+        import os
+
+        os._exit(3)
+    return fake_engine(path, name, test)
+
+
+def test_pool_survives_a_dying_worker(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"a_ok": fake_test()})
+    write_json(tmp_path / "b.json", {"b_crash": fake_test()})
+    write_json(tmp_path / "c.json", {"c_ok": fake_test()})
+    engine = f"{__name__}:crashing_engine"
+    results = {r.path: r for r in runner.run_blocktests([tmp_path], engine=engine, jobs=2, progress=runner.Progress(quiet=True))}
+    assert results["a.json"].passed and results["c.json"].passed
+    assert not results["b.json"].passed and "worker process died" in results["b.json"].error
