@@ -16,7 +16,8 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
-from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.vm.forks.byzantium.constants import EIP658_TRANSACTION_STATUS_CODE_FAILURE, EIP658_TRANSACTION_STATUS_CODE_SUCCESS
 from eth.chains.mainnet.constants import DAO_FORK_MAINNET_EXTRA_DATA  # noqa: F401  (documentation of the rule)
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
@@ -80,49 +81,98 @@ def make_vm(vm_class: VMClass, header: BlockHeaderAPI, reader: StateReader, prev
     return vm
 
 
-def execute_block(vm: Any, block: BlockAPI) -> BlockExecution:
-    """Run `block` on `vm`'s state; raise `InvalidTransaction` for an invalid one."""
-    state = vm.state
-    db: RecordingAccountDB = state._account_db
-    header = block.header
-    system_writes = []
+class BlockRun:
+    """One block's execution in progress: the running totals of EELS's `BlockOutput`.
 
-    db.begin_transaction()
-    _apply_dao_fork(vm, header)
-    vm.block_preprocessing(block)
-    system_writes.append(db.end_transaction())
+    `execute_block` drives it one transaction after another; the optimistic strategy
+    drives the same object, taking a speculative result instead of running a
+    transaction whenever that result's reads still hold."""
 
-    receipts: list[ReceiptAPI] = []
-    results: list[TxResult] = []
-    gas_used = 0
-    blob_gas_used = 0
-    bloom = 0
-    for index, tx in enumerate(block.transactions):
-        db.begin_transaction()
-        check_transaction_state(state, header, tx, index, header.gas_limit - gas_used, MAX_BLOB_GAS_PER_BLOCK - blob_gas_used)
+    def __init__(self, vm: Any, block: BlockAPI) -> None:
+        self.vm = vm
+        self.block = block
+        self.header = block.header
+        self.state = vm.state
+        self.db: RecordingAccountDB = vm.state._account_db
+        self.receipts: list[ReceiptAPI] = []
+        self.results: list[TxResult] = []
+        self.gas_used = 0
+        self.blob_gas_used = 0
+        self.bloom = 0
+        self.system_writes: list[dict[tuple, Any]] = []
+
+    def begin(self) -> None:
+        """System changes before the first transaction: DAO drain, EIP-4788 beacon root."""
+        self.db.begin_transaction()
+        _apply_dao_fork(self.vm, self.header)
+        self.vm.block_preprocessing(self.block)
+        self.system_writes.append(self.db.end_transaction())
+
+    def check_allowance(self, index: int, tx: SignedTransactionAPI) -> None:
+        """Gas and blob gas the block has left: in block order, never speculative."""
+        header = self.header
+        if tx.gas > header.gas_limit - self.gas_used:
+            raise InvalidTransaction("TransactionException.GAS_ALLOWANCE_EXCEEDED", f"gas {tx.gas} > gas left in block {header.gas_limit - self.gas_used}", number=header.block_number, block_hash=header.hash, tx_index=index)
+        if blob_gas(tx) > MAX_BLOB_GAS_PER_BLOCK - self.blob_gas_used:
+            raise InvalidTransaction("TransactionException.TYPE_3_TX_MAX_BLOB_GAS_ALLOWANCE_EXCEEDED", "blob gas above what the block has left", number=header.block_number, block_hash=header.hash, tx_index=index)
+
+    def run_transaction(self, index: int, tx: SignedTransactionAPI) -> None:
+        """Check `tx` against the current state and execute it."""
+        header = self.header
+        self.db.begin_transaction()
+        self.check_allowance(index, tx)
+        check_transaction_state(self.state, header, tx, index, header.gas_limit - self.gas_used, MAX_BLOB_GAS_PER_BLOCK - self.blob_gas_used)
         try:
-            computation = state.apply_transaction(tx)
+            computation = self.state.apply_transaction(tx)
         except ValidationError as exc:
             raise InvalidTransaction("TransactionException.INVALID_TRANSACTION", f"py-evm: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
-        receipt = vm.make_receipt(SimpleNamespace(gas_used=gas_used), tx, computation, state)
-        tx_gas = receipt.gas_used - gas_used
-        gas_used = receipt.gas_used
-        if getattr(tx, "type_id", None) == 3:
-            blob_gas_used += GAS_PER_BLOB * len(tx.blob_versioned_hashes)
-        bloom |= int(receipt.bloom)
-        reads = db.reads
-        writes = db.end_transaction()
-        receipts.append(receipt)
-        results.append(TxResult(index, tx_gas, not computation.is_error, reads, writes))
+        receipt = self.vm.make_receipt(SimpleNamespace(gas_used=self.gas_used), tx, computation, self.state)
+        reads = self.db.reads
+        writes = self.db.end_transaction()
+        self._account(index, tx, receipt, not computation.is_error, reads, writes)
 
-    db.begin_transaction()
-    withdrawals = getattr(block, "withdrawals", None)
-    if withdrawals:
-        vm.apply_all_withdrawals(withdrawals)
-    if block.number > 0:
-        vm._assign_block_rewards(block)
-    system_writes.append(db.end_transaction())
-    return BlockExecution(receipts, results, gas_used, blob_gas_used, bloom, db.block_diff(), system_writes)
+    def take_result(self, index: int, tx: SignedTransactionAPI, success: bool, tx_gas: int, logs: list, reads: dict, writes: dict, new_code: dict) -> None:
+        """Apply a speculative result whose reads were checked to hold now."""
+        self.check_allowance(index, tx)
+        self.db.apply_writes(writes, new_code)
+        status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS if success else EIP658_TRANSACTION_STATUS_CODE_FAILURE
+        receipt = tx.make_receipt(status, self.gas_used + tx_gas, logs)
+        self._account(index, tx, receipt, success, reads, writes)
+
+    def _account(self, index: int, tx: SignedTransactionAPI, receipt: ReceiptAPI, success: bool, reads: dict, writes: dict) -> None:
+        tx_gas = receipt.gas_used - self.gas_used
+        self.gas_used = receipt.gas_used
+        self.blob_gas_used += blob_gas(tx)
+        self.bloom |= int(receipt.bloom)
+        self.receipts.append(receipt)
+        self.results.append(TxResult(index, tx_gas, success, reads, writes))
+
+    def finish(self) -> BlockExecution:
+        """Withdrawals ([EIP-4895]) and, before the merge, block and ommer rewards."""
+        self.db.begin_transaction()
+        withdrawals = getattr(self.block, "withdrawals", None)
+        if withdrawals:
+            self.vm.apply_all_withdrawals(withdrawals)
+        if self.block.number > 0:
+            self.vm._assign_block_rewards(self.block)
+        self.system_writes.append(self.db.end_transaction())
+        return BlockExecution(self.receipts, self.results, self.gas_used, self.blob_gas_used, self.bloom, self.db.block_diff(), self.system_writes)
+
+
+def blob_gas(tx: SignedTransactionAPI) -> int:
+    if getattr(tx, "type_id", None) == 3:
+        return GAS_PER_BLOB * len(tx.blob_versioned_hashes)
+    return 0
+
+
+def execute_block(vm: Any, block: BlockAPI) -> BlockExecution:
+    """Run `block` on `vm`'s state, one transaction after another; raise
+    `InvalidTransaction` for an invalid one."""
+    run = BlockRun(vm, block)
+    run.begin()
+    for index, tx in enumerate(block.transactions):
+        run.run_transaction(index, tx)
+    return run.finish()
 
 
 def _apply_dao_fork(vm: Any, header: BlockHeaderAPI) -> None:

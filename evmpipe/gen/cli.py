@@ -13,10 +13,10 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "gen",
         help="generate a deterministic workload (a BlockchainTest fixture of sealed Cancun blocks)",
         description=(
-            "Generate a deterministic, realistic workload: blocks of signed legacy and EIP-1559 "
-            "transactions from many senders, all tipping one fee recipient, executed and sealed "
-            "by py-evm (correct state, transaction, receipt and withdrawal roots), written as an "
-            "ethereum/tests BlockchainTest (network Cancun, chain id 1). The same arguments "
+            "Generate a deterministic, realistic workload: blocks of signed legacy and EIP-1559\n"
+            "transactions from many senders, all tipping one fee recipient, executed and sealed\n"
+            "by py-evm (correct state, transaction, receipt and withdrawal roots), written as an\n"
+            "ethereum/tests BlockchainTest (network Cancun, chain id 1). The same arguments\n"
             "always give the same bytes."
         ),
         epilog="kinds:\n" + kinds,

@@ -7,7 +7,7 @@ any machine. Signing uses eth_keys, whose coincurve backend is picked up when in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_hash.auto import keccak
 from eth_keys import keys
@@ -40,7 +40,7 @@ def derive_hash(seed: int, role: str, index: int) -> bytes:
 class KeyedAccount:
     """An externally owned account the generator signs for, with its modelled state."""
 
-    private_key: keys.PrivateKey
+    private_key: keys.PrivateKey = field(repr=False)
     address: bytes
     nonce: int = 0
     balance: int = 0  # a lower bound: fees are charged at the worst case in the model

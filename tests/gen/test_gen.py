@@ -204,6 +204,18 @@ def test_planner_model_matches_execution(workloads: dict) -> None:
     assert test["_info"]["stats"]["withdrawals"] == 2 * 16
 
 
+@pytest.mark.parametrize("kind", ["erc20", "amm", "mixed"])
+def test_gas_estimates_are_calibrated(workloads: dict, kind: str) -> None:
+    """The planner's per-transaction gas estimates (which size the gas limits) match py-evm."""
+    _, test = workloads[kind]
+    _, plans = plan_workload(GenParams(kind, seed=7, **SMALL))
+    for plan, block in zip(plans, test["blocks"], strict=True):
+        used = _hex(block["blockHeader"]["gasUsed"])
+        assert abs(plan.estimate - used) <= 0.005 * used
+        for intent, tx in zip(plan.intents, block["transactions"], strict=True):
+            assert intent.gas == _hex(tx["gasLimit"]) and intent.gas >= intent.estimate
+
+
 # -- amm with one pool: fully serial -----------------------------------------------------
 
 
