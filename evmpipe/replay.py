@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import trio
@@ -142,7 +143,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     wall = time.perf_counter() - started
     summary = summarize(outcome.events.events, wall)
-    render_summary(summary, title=f"evmpipe replay {args.file} (chain id {header.chain_id})")
+    render_summary(summary, title=f"evmpipe replay: {Path(args.file).name}, chain id {header.chain_id}")
     if args.trace:
         write_trace(args.trace, outcome.events.events)
         print(f"trace written to {args.trace}", file=sys.stderr)

@@ -79,19 +79,22 @@ class StateStore:
     """The committed state. Thread-compatible: one operation at a time (a lock guards
     the connection), so it can be called from trio worker threads."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000, readonly: bool = False) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        if readonly:  # a worker process reading committed state beside the writer (WAL)
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        else:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA cache_size=-65536")
-        self._db.executescript(_SCHEMA)
         self.accounts: LRUCache[bytes, Account | None] = LRUCache(cache_size)
         self.slots: LRUCache[tuple[bytes, int], int] = LRUCache(cache_size)
         self.codes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 50, 64))
-        if self.get_meta("schema_version") is None:
+        if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
 
     def close(self) -> None:
@@ -419,6 +422,11 @@ class StateStore:
         db.executemany("DELETE FROM storage WHERE address=? AND slot=?", deletes)
         db.executemany("INSERT OR REPLACE INTO storage VALUES (?, ?, ?)", writes)
         db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", diff.code.items())
+
+    def update_cache(self, diff: StateDiff) -> None:
+        """Write a diff committed by another connection into this one's cache."""
+        with self._lock:
+            self._update_cache(diff)
 
     def _update_cache(self, diff: StateDiff) -> None:
         for address, account in diff.accounts.items():

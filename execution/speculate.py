@@ -1,0 +1,123 @@
+"""Speculative execution: every transaction of a block against the pre-block state.
+
+Each transaction runs alone on a fresh account database over the same read-only view,
+with deferred credits (see `execution.account_db`), and comes back as a
+`SpecResult`: its read set, write set, gas and logs. Nothing here depends on the
+order of the other transactions: that is the point. In-order validation
+(`stages/execute.py`, optimistic strategy) decides which results still hold.
+
+Results cross process boundaries as msgpack: integers of 256 bits become bytes
+(msgpack stops at 64), keys become lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Iterable
+
+import msgpack
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI
+from eth_utils import ValidationError
+
+from execution.account_db import RecordingAccountDB
+from execution.checks import check_transaction_state
+from pipeline.errors import InvalidBlock
+
+_UNLIMITED = 2**256
+
+
+@dataclass
+class SpecResult:
+    index: int
+    ok: bool  # ran; False when the transaction was invalid on the pre-block state
+    reads: dict[tuple, Any] = field(default_factory=dict)
+    writes: dict[tuple, Any] = field(default_factory=dict)
+    new_code: dict[bytes, bytes] = field(default_factory=dict)
+    gas_used: int = 0
+    success: bool = False
+    logs: list[tuple[bytes, list[int], bytes]] = field(default_factory=list)
+
+
+def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI]]) -> list[SpecResult]:
+    """Run each transaction on the pre-block view of `vm`'s state, independently."""
+    state = vm.state
+    reader = state._account_db._reader
+    results = []
+    for index, tx in txs:
+        db = RecordingAccountDB(reader)
+        db.deferred_credits = True
+        state._account_db = db
+        db.begin_transaction()
+        try:
+            check_transaction_state(state, header, tx, index, _UNLIMITED, _UNLIMITED)
+            computation = state.apply_transaction(tx)
+        except (InvalidBlock, ValidationError):
+            results.append(SpecResult(index, False, reads=db.reads))
+            continue
+        receipt = vm.make_receipt(SimpleNamespace(gas_used=0), tx, computation, state)
+        reads = db.reads
+        writes = db.end_transaction()
+        logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
+        results.append(SpecResult(index, True, reads, writes, dict(db._new_code), receipt.gas_used, not computation.is_error, logs))
+    return results
+
+
+# -- wire format ---------------------------------------------------------------------
+
+def _int(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def _key_out(key: tuple, value: Any) -> list:
+    kind = key[0]
+    if kind == "slot":
+        return [kind, key[1], _int(key[2]), _int(value)]
+    if kind in ("balance", "credit"):
+        return [kind, key[1], None, _int(value)]
+    return [kind, key[1], None, value]
+
+
+def _key_in(item: list) -> tuple[tuple, Any]:
+    kind, address, slot, value = item
+    if kind == "slot":
+        return (kind, address, int.from_bytes(slot, "big")), int.from_bytes(value, "big")
+    if kind in ("balance", "credit"):
+        return (kind, address), int.from_bytes(value, "big")
+    return (kind, address), value
+
+
+def pack_results(results: list[SpecResult]) -> bytes:
+    return msgpack.packb(
+        [
+            [
+                r.index,
+                r.ok,
+                [_key_out(k, v) for k, v in r.reads.items()],
+                [_key_out(k, v) for k, v in r.writes.items()],
+                list(r.new_code.items()),
+                r.gas_used,
+                r.success,
+                [[a, [_int(t) for t in topics], data] for a, topics, data in r.logs],
+            ]
+            for r in results
+        ],
+        use_bin_type=True,
+    )
+
+
+def unpack_results(data: bytes) -> list[SpecResult]:
+    out = []
+    for index, ok, reads, writes, new_code, gas_used, success, logs in msgpack.unpackb(data, raw=False):
+        out.append(
+            SpecResult(
+                index,
+                ok,
+                dict(_key_in(item) for item in reads),
+                dict(_key_in(item) for item in writes),
+                {h: c for h, c in new_code},
+                gas_used,
+                success,
+                [(a, [int.from_bytes(t, "big") for t in topics], d) for a, topics, d in logs],
+            )
+        )
+    return out

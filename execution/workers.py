@@ -1,0 +1,188 @@
+"""Long-lived worker processes for speculative execution.
+
+Tasks are not cores: trio gives concurrency, EVM execution needs processes. Each
+worker imports py-evm once, opens the state database read-only (WAL lets it read
+beside the writer), keeps its own cache warm across blocks, and mirrors the master's
+overlay of uncommitted block diffs. A request carries what changed since the last
+one (new diffs, the committed head, a generation that bumps when the master threw
+in-flight work away), the block's header and its share of the transactions, as
+msgpack bytes; the reply is the packed `SpecResult`s plus the worker's CPU seconds.
+
+The trio side (`WorkerPool.speculate`) sends and receives on trio worker threads, so
+the event loop never blocks on a pipe, and checks that every transaction it sent
+came back (a dead worker raises `FatalError` inside the nursery).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import trio
+
+from pipeline.errors import FatalError
+
+#: Below this many transactions per worker a message costs more than it saves.
+MIN_TXS_PER_WORKER = 8
+
+
+@dataclass
+class BlockRequest:
+    db_path: str
+    generation: int
+    committed: int
+    diffs: list[tuple[int, bytes]]
+    schedule: dict
+    header_rlp: bytes
+    prev_hashes: list[bytes]
+    txs: list[tuple[int, bytes, bytes]]  # index, encoded transaction, sender
+
+    def pack(self) -> bytes:
+        return msgpack.packb(
+            [self.db_path, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs],
+            use_bin_type=True,
+        )
+
+
+def worker_main(conn: Any) -> None:
+    """A worker's loop: one request, one reply, until the pipe closes."""
+    import execution  # noqa: F401  (selects the keccak backend before eth imports)
+    from execution.speculate import pack_results
+
+    worker = _Worker()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if data == b"stop":
+            break
+        results = worker.run(data)
+        conn.send_bytes(msgpack.packb([time.process_time(), pack_results(results)], use_bin_type=True))
+    worker.close()
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.store: Any = None
+        self.overlay: Any = None
+        self.path = ""
+        self.generation = -1
+        self.schedules: dict[str, Any] = {}
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _sync(self, path: str, generation: int, committed: int, diffs: list) -> None:
+        from state.codec import unpack_diff
+        from state.overlay import Overlay
+        from state.store import StateStore
+
+        if path != self.path or generation != self.generation:
+            self.close()
+            self.store = StateStore(path, readonly=True)
+            self.overlay = Overlay(self.store)
+            self.path, self.generation = path, generation
+        for number, diff in self.overlay.diffs:
+            if number <= committed:
+                self.store.update_cache(diff)
+        self.overlay.drop_committed(committed)
+        for number, packed in diffs:
+            self.overlay.push(number, unpack_diff(packed))
+
+    def run(self, data: bytes) -> list:
+        import json
+
+        from execution.block import make_vm
+        from execution.decode import decode_header
+        from execution.forks import ForkSchedule
+        from execution.speculate import speculate
+
+        path, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = msgpack.unpackb(data, raw=False)
+        self._sync(path, generation, committed, diffs)
+        key = json.dumps(schedule, sort_keys=True)
+        fork_schedule = self.schedules.get(key) or self.schedules.setdefault(key, ForkSchedule.from_dict(schedule))
+        header, vm_class = decode_header(fork_schedule, header_rlp)
+        builder = vm_class.get_transaction_builder()
+        decoded = []
+        for index, encoded, sender in txs:
+            tx = builder.decode(encoded)
+            tx.__dict__["sender"] = sender  # recovered once by prefetch; py-evm caches it here
+            decoded.append((index, tx))
+        vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
+        return speculate(vm, header, decoded)
+
+
+class WorkerPool:
+    """`size` worker processes; use as a context manager (processes stop on exit)."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or os.cpu_count() or 1
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        self._cpu: list[float] = []
+        self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
+
+    def __enter__(self) -> WorkerPool:
+        context = multiprocessing.get_context("spawn")
+        for _ in range(self.size):
+            parent, child = context.Pipe()
+            process = context.Process(target=worker_main, args=(child,), daemon=True, name="evmpipe-worker")
+            process.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(process)
+            self._cpu.append(0.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self._conns:
+            try:
+                conn.send_bytes(b"stop")
+            except OSError:
+                pass
+        for process in self._procs:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
+        self._procs.clear()
+
+    def workers_for(self, tx_count: int) -> int:
+        return max(1, min(self.size, tx_count // MIN_TXS_PER_WORKER))
+
+    async def speculate(self, request: BlockRequest) -> list:
+        """Split the transactions over the workers, run them, return results in order."""
+        from execution.speculate import unpack_results
+
+        txs = request.txs
+        count = self.workers_for(len(txs))
+        chunk = -(-len(txs) // count)
+        replies: list[list] = [[] for _ in range(count)]
+
+        async def one(worker: int, part: list) -> None:
+            conn = self._conns[worker]
+            sub = BlockRequest(**{**request.__dict__, "txs": part})
+            try:
+                await trio.to_thread.run_sync(conn.send_bytes, sub.pack())
+                data = await trio.to_thread.run_sync(conn.recv_bytes)
+            except (EOFError, OSError) as exc:
+                raise FatalError(f"speculative worker {worker} died: {exc!r}") from exc
+            cpu, packed = msgpack.unpackb(data, raw=False)
+            self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
+            self._cpu[worker] = cpu
+            replies[worker] = unpack_results(packed)
+
+        async with trio.open_nursery() as nursery:
+            for worker in range(count):
+                nursery.start_soon(one, worker, txs[worker * chunk : (worker + 1) * chunk])
+        results = [r for part in replies for r in part]
+        if [r.index for r in results] != [index for index, _, _ in txs]:
+            raise FatalError(f"workers returned {len(results)} results for {len(txs)} transactions")
+        return results
