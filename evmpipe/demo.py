@@ -12,7 +12,7 @@ import sys
 import tempfile
 from importlib import resources
 
-from evmpipe.replay import cmd_replay
+from evmpipe.replay import add_strategy_arguments, cmd_replay
 
 
 def sample_path() -> str:
@@ -23,6 +23,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="replay the bundled sample blocks and print the summary")
     parser.add_argument("--datadir", help="where to keep the database (default: a temporary directory)")
     parser.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of the stages")
+    add_strategy_arguments(parser)
     parser.set_defaults(func=cmd_demo)
 
 
@@ -38,6 +39,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             json=None,
             log="off",
             limit=None,
+            strategy=args.strategy,
+            workers=args.workers,
+            verify=args.verify,
         )
         print(f"replaying {replay_args.file}", file=sys.stderr)
         return cmd_replay(replay_args)

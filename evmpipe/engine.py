@@ -7,6 +7,7 @@ committed state is compared with `postState` account by account (or its root wit
 """
 from __future__ import annotations
 
+import atexit
 import tempfile
 import time
 from functools import partial
@@ -20,6 +21,8 @@ from consensus_stub.fixture import fixture_alloc, fixture_source, hex_bytes, hex
 from evmpipe.blocktest.result import BlockOutcome, TestResult
 from execution.decode import decode_header
 from execution.forks import schedule_for_network
+from execution.strategies import ExecutionStrategy, make_strategy
+from execution.workers import WorkerPool
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.events import EventLog
@@ -31,19 +34,32 @@ from state.store import StateStore
 ENGINE = "pipeline"
 
 
-def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: EventLog | None = None) -> TestResult:
+_POOL: WorkerPool | None = None
+
+
+def shared_pool() -> WorkerPool:
+    """One worker pool per process, reused by every test (starting one costs ~1 s)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = WorkerPool(2).__enter__()
+        atexit.register(_POOL.__exit__)
+    return _POOL
+
+
+def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: EventLog | None = None, strategy: str = "sequential", verify: bool = False) -> TestResult:
     """Run one test; never raises for a failing test (the result says why)."""
     started = time.perf_counter()
     network = test.get("network", "?")
     outcomes: list[BlockOutcome] = []
     try:
-        error = _run(test, outcomes, events)
+        pool = shared_pool() if strategy != "sequential" else None
+        error = _run(test, outcomes, events, make_strategy(strategy, pool, verify=verify))
     except Exception as exc:  # a crash is a failed test with its reason, not a crashed runner
         error = f"{type(exc).__name__}: {exc}"
     return TestResult(path, name, network, ENGINE, error is None, error, time.perf_counter() - started, outcomes)
 
 
-def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog | None) -> str | None:
+def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog | None, strategy: ExecutionStrategy) -> str | None:
     schedule = schedule_for_network(test["network"])
     with tempfile.TemporaryDirectory(prefix="evmpipe-bt-") as tmp:
         store = StateStore(Path(tmp) / "state.sqlite", synchronous="OFF")
@@ -69,7 +85,7 @@ def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog | 
                     )
                 )
 
-            trio.run(partial(run_pipeline, fixture_source(test), build_stages(chain), sink, config=PipelineConfig(), events=events))
+            trio.run(partial(run_pipeline, fixture_source(test), build_stages(chain, strategy), sink, config=PipelineConfig(), events=events))
             return _check_outcomes(outcomes) or _check_post_state(store, test)
         finally:
             store.close()

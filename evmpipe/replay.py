@@ -13,6 +13,7 @@ import json
 import resource
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import AsyncIterator, Iterator
 import trio
 
 from consensus_stub.blockfile import BlockRecord, iter_blocks, read_header
+from execution.strategies import STRATEGIES, make_strategy
+from execution.workers import WorkerPool
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import Chain
 from pipeline.datadir import open_datadir
@@ -44,6 +47,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--log", choices=["off", "info", "debug"], default="off", help="structlog stage events on stderr (default off)")
     parser.add_argument("--limit", type=int, help="stop after this many blocks")
+    add_strategy_arguments(parser)
     parser.set_defaults(func=cmd_replay)
 
 
@@ -62,7 +66,20 @@ class _Rejected(Exception):
     """Raised by the sink to stop the run at the first invalid block."""
 
 
-def replay_file(path: str, datadir: str, *, config: PipelineConfig = PipelineConfig(), synchronous: str = "NORMAL", limit: int | None = None, progress: Progress | None = None, events: EventLog | None = None) -> ReplayOutcome:
+def replay_file(
+    path: str,
+    datadir: str,
+    *,
+    config: PipelineConfig = PipelineConfig(),
+    synchronous: str = "NORMAL",
+    limit: int | None = None,
+    progress: Progress | None = None,
+    events: EventLog | None = None,
+    strategy: str = "sequential",
+    workers: int | None = None,
+    verify: bool = False,
+    pool: WorkerPool | None = None,
+) -> ReplayOutcome:
     header = read_header(path)
     store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
     outcome = ReplayOutcome(events=events or EventLog(log_events=False))
@@ -94,13 +111,18 @@ def replay_file(path: str, datadir: str, *, config: PipelineConfig = PipelineCon
             if progress:
                 progress.advance(block)
 
-        cpu_before, wall_before = cpu_time(), time.perf_counter()
-        try:
-            trio.run(partial(run_pipeline, source, build_stages(chain), sink, config=config, events=outcome.events))
-        except* _Rejected:
-            pass
-        outcome.wall_seconds = time.perf_counter() - wall_before
-        outcome.cpu_seconds = cpu_time() - cpu_before
+        with ExitStack() as stack:
+            if pool is None and strategy != "sequential":
+                pool = stack.enter_context(WorkerPool(workers))
+            worker_cpu_before = pool.cpu_seconds if pool else 0.0
+            stages = build_stages(chain, make_strategy(strategy, pool, verify=verify))
+            cpu_before, wall_before = cpu_time(), time.perf_counter()
+            try:
+                trio.run(partial(run_pipeline, source, stages, sink, config=config, events=outcome.events))
+            except* _Rejected:
+                pass
+            outcome.wall_seconds = time.perf_counter() - wall_before
+            outcome.cpu_seconds = cpu_time() - cpu_before + (pool.cpu_seconds - worker_cpu_before if pool else 0.0)
     finally:
         store.close()
     return outcome
@@ -137,12 +159,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 progress=progress,
                 events=EventLog(log_events=args.log != "off"),
+                strategy=args.strategy,
+                workers=args.workers,
+                verify=args.verify,
             )
     except BadInput as error:
         print(f"evmpipe replay: {error}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - started
-    summary = summarize(outcome.events.events, wall)
+    summary = summarize(outcome.events.events, outcome.wall_seconds or wall)
     render_summary(summary, title=f"evmpipe replay: {Path(args.file).name}, chain id {header.chain_id}")
     if args.trace:
         write_trace(args.trace, outcome.events.events)
@@ -161,6 +186,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"evmpipe replay: the {outcome.committed} good blocks before it were committed", file=sys.stderr)
         return 2
     return 0
+
+
+def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", choices=STRATEGIES, default="sequential", help="how transactions execute (default sequential; see docs/ARCHITECTURE.md)")
+    parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
+    parser.add_argument("--verify", action="store_true", help="also execute every block sequentially and stop at the first difference")
 
 
 def _count_blocks(path: str) -> int | None:

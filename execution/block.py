@@ -119,6 +119,10 @@ class BlockRun:
     def run_transaction(self, index: int, tx: SignedTransactionAPI) -> None:
         """Check `tx` against the current state and execute it."""
         header = self.header
+        try:
+            tx.sender  # recovered already, or now (when a worker could not)
+        except Exception as exc:  # eth-keys raises several types for bad signatures
+            raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
         self.db.begin_transaction()
         self.check_allowance(index, tx)
         check_transaction_state(self.state, header, tx, index, header.gas_limit - self.gas_used, MAX_BLOB_GAS_PER_BLOCK - self.blob_gas_used)

@@ -87,3 +87,22 @@ def decode_header(schedule: ForkSchedule, data: bytes) -> tuple[BlockHeaderAPI, 
     vm_class = schedule.vm_class(number, timestamp)
     header_class = vm_class.get_block_class()._meta.fields[0][1]
     return rlp.decode(data, sedes=header_class), vm_class
+
+
+def _signature_checked() -> None:
+    """Stands in for py-evm's signature check once the sender has been recovered."""
+
+
+def mark_sender(tx: Any, sender: bytes) -> None:
+    """Record a transaction's recovered sender on it, as py-evm's cached property
+    would, and skip py-evm's later signature re-checks: a signature from which a
+    public key was recovered verifies against that key by construction. py-evm
+    otherwise recovers up to twice more and verifies once per legacy transaction."""
+    tx.__dict__["sender"] = sender
+    tx.__dict__["check_signature_validity"] = _signature_checked
+
+
+def skip_signature_check(tx: Any) -> None:
+    """Leave the signature to sender recovery, which runs later (in a worker): a
+    signature that does not recover fails the transaction there."""
+    tx.__dict__["check_signature_validity"] = _signature_checked

@@ -36,6 +36,7 @@ class SpecResult:
     gas_used: int = 0
     success: bool = False
     logs: list[tuple[bytes, list[int], bytes]] = field(default_factory=list)
+    sender: bytes | None = None  # None: the signature does not recover
 
 
 def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI]]) -> list[SpecResult]:
@@ -44,6 +45,11 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
     reader = state._account_db._reader
     results = []
     for index, tx in txs:
+        try:
+            sender = tx.sender
+        except Exception:  # eth-keys raises several types for bad signatures
+            results.append(SpecResult(index, False))
+            continue
         db = RecordingAccountDB(reader)
         db.deferred_credits = True
         state._account_db = db
@@ -52,13 +58,13 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
             check_transaction_state(state, header, tx, index, _UNLIMITED, _UNLIMITED)
             computation = state.apply_transaction(tx)
         except (InvalidBlock, ValidationError):
-            results.append(SpecResult(index, False, reads=db.reads))
+            results.append(SpecResult(index, False, reads=db.reads, sender=sender))
             continue
         receipt = vm.make_receipt(SimpleNamespace(gas_used=0), tx, computation, state)
         reads = db.reads
         writes = db.end_transaction()
         logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
-        results.append(SpecResult(index, True, reads, writes, dict(db._new_code), receipt.gas_used, not computation.is_error, logs))
+        results.append(SpecResult(index, True, reads, writes, dict(db._new_code), receipt.gas_used, not computation.is_error, logs, sender))
     return results
 
 
@@ -98,6 +104,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
                 r.gas_used,
                 r.success,
                 [[a, [_int(t) for t in topics], data] for a, topics, data in r.logs],
+                r.sender,
             ]
             for r in results
         ],
@@ -107,7 +114,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
 
 def unpack_results(data: bytes) -> list[SpecResult]:
     out = []
-    for index, ok, reads, writes, new_code, gas_used, success, logs in msgpack.unpackb(data, raw=False):
+    for index, ok, reads, writes, new_code, gas_used, success, logs, sender in msgpack.unpackb(data, raw=False):
         out.append(
             SpecResult(
                 index,
@@ -118,6 +125,7 @@ def unpack_results(data: bytes) -> list[SpecResult]:
                 gas_used,
                 success,
                 [(a, [int.from_bytes(t, "big") for t in topics], d) for a, topics, d in logs],
+                sender,
             )
         )
     return out

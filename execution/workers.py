@@ -38,11 +38,11 @@ class BlockRequest:
     schedule: dict
     header_rlp: bytes
     prev_hashes: list[bytes]
-    txs: list[tuple[int, bytes, bytes]]  # index, encoded transaction, sender
+    txs: list[tuple[int, bytes, bytes | None]]  # index, encoded transaction, sender if known
 
     def pack(self) -> bytes:
         return msgpack.packb(
-            [self.db_path, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs],
+            ["speculate", [self.db_path, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
             use_bin_type=True,
         )
 
@@ -50,9 +50,11 @@ class BlockRequest:
 def worker_main(conn: Any) -> None:
     """A worker's loop: one request, one reply, until the pipe closes."""
     import execution  # noqa: F401  (selects the keccak backend before eth imports)
+    import execution.block  # noqa: F401  (py-evm and every fork, imported before the first block)
     from execution.speculate import pack_results
 
     worker = _Worker()
+    conn.send_bytes(msgpack.packb(time.process_time()))
     while True:
         try:
             data = conn.recv_bytes()
@@ -60,8 +62,11 @@ def worker_main(conn: Any) -> None:
             break
         if data == b"stop":
             break
-        results = worker.run(data)
-        conn.send_bytes(msgpack.packb([time.process_time(), pack_results(results)], use_bin_type=True))
+        op, payload = msgpack.unpackb(data, raw=False)
+        if op != "speculate":
+            raise ValueError(f"unknown request {op!r}")
+        reply = pack_results(worker.run(payload))
+        conn.send_bytes(msgpack.packb([time.process_time(), reply], use_bin_type=True))
     worker.close()
 
 
@@ -94,27 +99,42 @@ class _Worker:
         for number, packed in diffs:
             self.overlay.push(number, unpack_diff(packed))
 
-    def run(self, data: bytes) -> list:
+    def _schedule(self, schedule: dict) -> Any:
         import json
 
-        from execution.block import make_vm
-        from execution.decode import decode_header
         from execution.forks import ForkSchedule
+
+        key = json.dumps(schedule, sort_keys=True)
+        return self.schedules.get(key) or self.schedules.setdefault(key, ForkSchedule.from_dict(schedule))
+
+    def run(self, payload: list) -> list:
+        from execution.block import make_vm
+        from execution.decode import decode_header, mark_sender, skip_signature_check
         from execution.speculate import speculate
 
-        path, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = msgpack.unpackb(data, raw=False)
+        path, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = payload
         self._sync(path, generation, committed, diffs)
-        key = json.dumps(schedule, sort_keys=True)
-        fork_schedule = self.schedules.get(key) or self.schedules.setdefault(key, ForkSchedule.from_dict(schedule))
+        fork_schedule = self._schedule(schedule)
         header, vm_class = decode_header(fork_schedule, header_rlp)
         builder = vm_class.get_transaction_builder()
         decoded = []
         for index, encoded, sender in txs:
             tx = builder.decode(encoded)
-            tx.__dict__["sender"] = sender  # recovered once by prefetch; py-evm caches it here
+            if sender is not None:
+                mark_sender(tx, sender)  # recovered once already
+            else:
+                skip_signature_check(tx)  # recovery (in `speculate`) is the check
             decoded.append((index, tx))
+        self._warm(header, decoded)
         vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
         return speculate(vm, header, decoded)
+
+    def _warm(self, header: Any, txs: list) -> None:
+        """One batched read of the accounts every transaction touches first."""
+        addresses = {header.coinbase}
+        addresses.update(tx.to for _, tx in txs if tx.to)
+        accounts = self.store.read_accounts(addresses)
+        self.store.read_code({a.code_hash for a in accounts.values() if a is not None})
 
 
 class WorkerPool:
@@ -125,6 +145,8 @@ class WorkerPool:
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._cpu: list[float] = []
+        self._locks: list[trio.Lock] = []
+        self._locks_run: Any = None
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
 
     def __enter__(self) -> WorkerPool:
@@ -137,6 +159,12 @@ class WorkerPool:
             self._conns.append(parent)
             self._procs.append(process)
             self._cpu.append(0.0)
+        for worker, conn in enumerate(self._conns):  # imports take about a second: not on the clock
+            try:
+                self._cpu[worker] = msgpack.unpackb(conn.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                self.__exit__()
+                raise FatalError(f"speculative worker {worker} did not start (see its error above)") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,32 +185,46 @@ class WorkerPool:
     def workers_for(self, tx_count: int) -> int:
         return max(1, min(self.size, tx_count // MIN_TXS_PER_WORKER))
 
+    async def _call(self, worker: int, data: bytes) -> bytes:
+        """One request and its reply on one worker (requests to a worker never interleave)."""
+        run = trio.lowlevel.current_root_task()
+        if self._locks_run is not run:  # trio primitives belong to one trio.run
+            self._locks, self._locks_run = [trio.Lock() for _ in self._conns], run
+        conn = self._conns[worker]
+        async with self._locks[worker]:
+            try:
+                await trio.to_thread.run_sync(conn.send_bytes, data)
+                reply = await trio.to_thread.run_sync(conn.recv_bytes)
+            except (EOFError, OSError) as exc:
+                raise FatalError(f"worker {worker} died: {exc!r}") from exc
+        cpu, packed = msgpack.unpackb(reply, raw=False)
+        self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
+        self._cpu[worker] = cpu
+        return packed
+
+    async def _scatter(self, parts: list[bytes]) -> list[bytes]:
+        replies: list[bytes] = [b""] * len(parts)
+
+        async def one(worker: int) -> None:
+            replies[worker] = await self._call(worker, parts[worker])
+
+        async with trio.open_nursery() as nursery:
+            for worker in range(len(parts)):
+                nursery.start_soon(one, worker)
+        return replies
+
+    def _split(self, items: list) -> list[list]:
+        count = self.workers_for(len(items))
+        chunk = -(-len(items) // count) if items else 1
+        return [items[i * chunk : (i + 1) * chunk] for i in range(count)]
+
     async def speculate(self, request: BlockRequest) -> list:
         """Split the transactions over the workers, run them, return results in order."""
         from execution.speculate import unpack_results
 
-        txs = request.txs
-        count = self.workers_for(len(txs))
-        chunk = -(-len(txs) // count)
-        replies: list[list] = [[] for _ in range(count)]
-
-        async def one(worker: int, part: list) -> None:
-            conn = self._conns[worker]
-            sub = BlockRequest(**{**request.__dict__, "txs": part})
-            try:
-                await trio.to_thread.run_sync(conn.send_bytes, sub.pack())
-                data = await trio.to_thread.run_sync(conn.recv_bytes)
-            except (EOFError, OSError) as exc:
-                raise FatalError(f"speculative worker {worker} died: {exc!r}") from exc
-            cpu, packed = msgpack.unpackb(data, raw=False)
-            self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
-            self._cpu[worker] = cpu
-            replies[worker] = unpack_results(packed)
-
-        async with trio.open_nursery() as nursery:
-            for worker in range(count):
-                nursery.start_soon(one, worker, txs[worker * chunk : (worker + 1) * chunk])
-        results = [r for part in replies for r in part]
-        if [r.index for r in results] != [index for index, _, _ in txs]:
-            raise FatalError(f"workers returned {len(results)} results for {len(txs)} transactions")
+        parts = self._split(request.txs)
+        replies = await self._scatter([BlockRequest(**{**request.__dict__, "txs": part}).pack() for part in parts])
+        results = [r for reply in replies for r in unpack_results(reply)]
+        if [r.index for r in results] != [index for index, _, _ in request.txs]:
+            raise FatalError(f"workers returned {len(results)} results for {len(request.txs)} transactions")
         return results

@@ -33,6 +33,7 @@ class InFlightBlock:
     vm_class: VMClass | None = None
     parent: BlockHeaderAPI | None = None
     senders: list[bytes] = field(default_factory=list)
+    encoded_txs: list[bytes] = field(default_factory=list)
     warm_keys: int = 0
     execution: BlockExecution | None = None
     receipts_root: bytes | None = None

@@ -30,6 +30,7 @@ class Chain:
     tip: bytes = b""
     best: bytes = b""  # the head fork choice picked; the store's head may differ during a reorg
     in_flight: int = 0
+    generation: int = 0  # bumps whenever in-flight state is thrown away (workers resync)
     _drained: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 from pipeline.chain import Chain
 from pipeline.stage import Stage
 from stages.commit import CommitStage
-from stages.execute import ExecuteStage, ExecutionStrategy
+from execution.strategies import ExecutionStrategy
+from stages.execute import ExecuteStage
 from stages.merkleize import MerkleizeStage
 from stages.prefetch import PrefetchStage
 from stages.validate import ValidateStage
 
 
 def build_stages(chain: Chain, strategy: ExecutionStrategy | None = None) -> list[Stage]:
-    """prefetch -> execute -> validate -> merkleize -> commit, in that order."""
+    """prefetch -> execute -> validate -> merkleize -> commit, in that order. When the
+    strategy speculates in worker processes, senders are recovered there."""
     return [
-        PrefetchStage(chain),
+        PrefetchStage(chain, defer_recovery=getattr(strategy, "recovers_senders", False)),
         ExecuteStage(chain, strategy),
         ValidateStage(),
         MerkleizeStage(chain),

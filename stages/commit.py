@@ -79,6 +79,7 @@ class CommitStage(BaseStage):
             chain.best = header.hash
             return
         await trio.to_thread.run_sync(chain.store.reorg_to, best)
+        chain.generation += 1
         chain.tip = best
 
     async def _drop(self, item: InFlightBlock, entered: bool) -> None:
@@ -90,6 +91,7 @@ class CommitStage(BaseStage):
         chain = self.chain
         head = chain.store.head()
         chain.overlay.drop_above(head.number if head else -1)
+        chain.generation += 1
         if chain.best and chain.committed_head_hash() != chain.best:
             # the store was switched to a side branch to run this block: switch back
             await trio.to_thread.run_sync(chain.store.reorg_to, chain.best)

@@ -19,7 +19,7 @@ from eth_hash.auto import keccak
 from eth.vm.forks import LondonVM
 
 from execution.checks import header_field, check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
-from execution.decode import decode_block
+from execution.decode import decode_block, mark_sender, skip_signature_check
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.errors import InvalidBlock, InvalidTransaction
@@ -33,8 +33,9 @@ MAX_OMMER_DEPTH = 6
 class PrefetchStage(BaseStage):
     id = StageId.PREFETCH
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: Chain, defer_recovery: bool = False) -> None:
         self.chain = chain
+        self.defer_recovery = defer_recovery
 
     async def execute(self, item: InFlightBlock) -> None:
         block, vm_class = decode_block(self.chain.schedule, item.input.rlp)
@@ -47,10 +48,16 @@ class PrefetchStage(BaseStage):
         validate_header(vm_class, header, parent[0], parent[1])
         validate_body(self.chain, block)
         check_withdrawals(header, getattr(block, "withdrawals", None))
+        item.encoded_txs = [tx.encode() for tx in block.transactions]
+        if self.defer_recovery:
+            # the workers recover senders while they speculate: one round trip, in parallel
+            for tx in block.transactions:
+                skip_signature_check(tx)
+        else:
+            item.senders = recover_senders(block)
         for index, tx in enumerate(block.transactions):
             check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
         check_block_blob_gas(header)
-        item.senders = recover_senders(block)
         self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
         item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
         item.counts["prefetch"] = {"txs": len(block.transactions), "warm_keys": item.warm_keys}
@@ -69,13 +76,15 @@ class PrefetchStage(BaseStage):
 
 
 def recover_senders(block: BlockAPI) -> list[bytes]:
-    """Recover every sender once (py-evm caches it on the transaction object)."""
+    """Recover every sender once, in this process."""
     senders = []
     for index, tx in enumerate(block.transactions):
         try:
-            senders.append(tx.sender)
+            sender = tx.sender
         except Exception as exc:  # eth-keys raises several types for bad signatures
             raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", tx_index=index) from exc
+        mark_sender(tx, sender)
+        senders.append(sender)
     return senders
 
 

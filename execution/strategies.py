@@ -1,0 +1,254 @@
+"""How a block's transactions are executed: sequential, optimistic, auto, verified.
+
+All strategies give the sequential result, byte for byte; they differ in how much of
+the work runs in parallel.
+
+- `sequential`: one transaction after another in this process.
+- `optimistic` (Block-STM, Monad, Sei v2): every transaction runs speculatively in
+  worker processes against the pre-block state; then, in block order, a transaction
+  whose every read still matches the state so far has its writes applied as they
+  are; any other is executed again right here, on that exact state.
+- `auto`: optimistic, except for blocks where it cannot pay: small blocks, blocks
+  before Byzantium (their receipts need a state root after every transaction), and
+  blocks right after one in which most transactions had to be executed again.
+- `--verify` wraps any strategy: the block is executed sequentially as well and the
+  two results must be identical, or the run stops naming the first difference.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+import trio
+import rlp
+from eth.abc import BlockAPI
+from eth.vm.forks import ByzantiumVM
+
+from execution.block import BlockExecution, BlockRun, execute_block, make_vm
+from execution.decode import mark_sender
+from execution.workers import BlockRequest, WorkerPool
+from pipeline.block import InFlightBlock
+from pipeline.chain import Chain
+from pipeline.errors import FatalError
+from state.codec import pack_diff
+from state.diff import StateDiff
+from state.merkle import merkleize
+
+#: `auto` runs blocks with fewer transactions than this sequentially (IPC costs more).
+AUTO_MIN_TXS = 24
+#: `auto` goes sequential for the next block when more than this share was re-executed.
+AUTO_MAX_REEXEC = 0.6
+#: validation yields to the event loop every this many transactions.
+CHECKPOINT_EVERY = 64
+
+
+class ExecutionStrategy(Protocol):
+    name: str
+
+    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution: ...
+
+
+def needs_intermediate_roots(item: InFlightBlock) -> bool:
+    """Before Byzantium (EIP-658) each receipt holds the state root after its transaction."""
+    return not issubclass(item.vm_class, ByzantiumVM)  # type: ignore[arg-type]
+
+
+def block_vm(chain: Chain, item: InFlightBlock) -> Any:
+    header = item.header
+    return make_vm(
+        item.vm_class,
+        header,
+        chain.overlay,
+        chain.ancestor_hashes(header.parent_hash),
+        chain.chain_id,
+        root_hook=_intermediate_root(chain, item) if needs_intermediate_roots(item) else None,
+    )
+
+
+def _intermediate_root(chain: Chain, item: InFlightBlock):  # type: ignore[no-untyped-def]
+    parent_root = item.parent.state_root  # type: ignore[union-attr]
+    number = item.header.block_number
+
+    def root(pending: StateDiff) -> bytes:
+        get_account = lambda address: chain.overlay.get_account_below(number, address)  # noqa: E731
+        return merkleize(pending, parent_root, get_account, chain.overlay.get_trie_node, in_place=False)[0]
+
+    return root
+
+
+class SequentialStrategy:
+    """One transaction after another, as the Yellow Paper defines the block."""
+
+    name = "sequential"
+
+    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
+        item.counts.setdefault("execute", {})["strategy"] = self.name  # type: ignore[assignment]
+        return execute_block(block_vm(chain, item), item.block)
+
+
+class OptimisticStrategy:
+    """Speculate in parallel, validate in order, re-execute what a conflict touched."""
+
+    name = "optimistic"
+    recovers_senders = True  # the workers recover senders while they speculate
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self._sent: set[int] = set()
+        self._generation = -1
+
+    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
+        block: BlockAPI = item.block  # type: ignore[assignment]
+        if needs_intermediate_roots(item) or not block.transactions:
+            return await SequentialStrategy().run(chain, item)
+        cpu_before = self.pool.cpu_seconds
+        results = await self.pool.speculate(self._request(chain, item))
+        run = BlockRun(block_vm(chain, item), block)
+        db = run.db
+        run.begin()
+        conflicts: Counter[tuple] = Counter()
+        reexecuted = 0
+        for index, tx in enumerate(block.transactions):
+            result = results[index]
+            if result.sender is not None:
+                mark_sender(tx, result.sender)
+            stale = _first_stale_read(db, result.reads) if result.ok else ("invalid on the pre-block state",)
+            if stale is None:
+                run.take_result(index, tx, result.success, result.gas_used, result.logs, result.reads, result.writes, result.new_code)
+            else:
+                conflicts[_conflict_label(stale)] += 1
+                reexecuted += 1
+                run.run_transaction(index, tx)
+            if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
+                await trio.lowlevel.checkpoint()
+        execution = run.finish()
+        item.senders = [tx.sender for tx in block.transactions]
+        counts = item.counts.setdefault("execute", {})
+        counts.update(
+            strategy=self.name,  # type: ignore[dict-item]
+            reexecuted=reexecuted,
+            conflicts=sum(conflicts.values()),
+            worker_cpu=round(self.pool.cpu_seconds - cpu_before, 6),  # type: ignore[dict-item]
+            top_conflicts=";".join(f"{label}x{n}" for label, n in conflicts.most_common(3)),  # type: ignore[dict-item]
+        )
+        return execution
+
+    def _request(self, chain: Chain, item: InFlightBlock) -> BlockRequest:
+        """What the workers need: the overlay diffs they have not seen, the block."""
+        if chain.generation != self._generation:
+            self._generation, self._sent = chain.generation, set()
+        head = chain.store.head()
+        committed = head.number if head else -1
+        diffs = [(number, pack_diff(diff)) for number, diff in chain.overlay.diffs if number not in self._sent]
+        self._sent = {number for number, _ in chain.overlay.diffs}
+        header = item.header
+        return BlockRequest(
+            db_path=chain.store.path,
+            generation=chain.generation,
+            committed=committed,
+            diffs=diffs,
+            schedule=chain.schedule.to_dict(),
+            header_rlp=rlp.encode(header),
+            prev_hashes=chain.ancestor_hashes(header.parent_hash),
+            txs=[(i, encoded, item.senders[i] if item.senders else None) for i, encoded in enumerate(item.encoded_txs)],
+        )
+
+
+def _first_stale_read(db: Any, reads: dict[tuple, Any]) -> tuple | None:
+    """The first read whose value in the state so far differs from what was seen."""
+    for key, value in reads.items():
+        if db.current(key) != value:
+            return key
+    return None
+
+
+def _conflict_label(key: tuple) -> str:
+    if len(key) == 1:
+        return key[0]
+    label = f"{key[0]}:0x{key[1].hex()[:8]}"
+    return label + (f"[{key[2]}]" if key[0] == "slot" else "")
+
+
+class AutoStrategy:
+    """Optimistic where it pays, sequential where it cannot (the rule is measured:
+    docs/BENCHMARKS.md)."""
+
+    name = "auto"
+    recovers_senders = True
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.optimistic = OptimisticStrategy(pool)
+        self.sequential = SequentialStrategy()
+        self._last_reexec_share = 0.0
+
+    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
+        txs = len(item.block.transactions)  # type: ignore[union-attr]
+        if txs < AUTO_MIN_TXS or self._last_reexec_share > AUTO_MAX_REEXEC:
+            self._last_reexec_share = 0.0  # probe optimistic again on the next block
+            return await self.sequential.run(chain, item)
+        execution = await self.optimistic.run(chain, item)
+        counts = item.counts.get("execute", {})
+        self._last_reexec_share = counts.get("reexecuted", 0) / txs if txs else 0.0
+        return execution
+
+
+class VerifiedStrategy:
+    """Run `inner`, then the block sequentially, and require identical results."""
+
+    def __init__(self, inner: ExecutionStrategy) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}+verify"
+        self.recovers_senders = getattr(inner, "recovers_senders", False)
+
+    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
+        execution = await self.inner.run(chain, item)
+        reference = execute_block(block_vm(chain, item), item.block)
+        difference = first_difference(execution, reference)
+        if difference:
+            raise FatalError(f"--verify: block {item.number}: {self.inner.name} differs from sequential: {difference}")
+        item.counts.setdefault("execute", {})["verified"] = 1
+        return execution
+
+
+def first_difference(a: BlockExecution, b: BlockExecution) -> str | None:
+    """The first difference between two executions of one block, in words."""
+    if a.gas_used != b.gas_used:
+        return f"gas used {a.gas_used} vs {b.gas_used}"
+    for index, (ra, rb) in enumerate(zip(a.receipts, b.receipts)):
+        if ra.encode() != rb.encode():
+            return f"receipt {index} differs"
+    if len(a.receipts) != len(b.receipts):
+        return f"{len(a.receipts)} vs {len(b.receipts)} receipts"
+    da, db = a.diff, b.diff
+    for address in sorted(set(da.accounts) | set(db.accounts)):
+        if da.accounts.get(address) != db.accounts.get(address):
+            return f"account 0x{address.hex()}: {da.accounts.get(address)} vs {db.accounts.get(address)}"
+    if da.wiped != db.wiped:
+        return f"wiped storage {sorted(x.hex() for x in da.wiped ^ db.wiped)}"
+    for address in sorted(set(da.storage) | set(db.storage)):
+        sa, sb = da.storage.get(address, {}), db.storage.get(address, {})
+        if sa != sb:
+            slot = min(set(sa.items()) ^ set(sb.items()))[0]
+            return f"storage 0x{address.hex()}[{slot}]: {sa.get(slot)} vs {sb.get(slot)}"
+    if set(da.code) != set(db.code):
+        return "created code differs"
+    return None
+
+
+def make_strategy(name: str, pool: WorkerPool | None, *, verify: bool = False) -> ExecutionStrategy:
+    """The strategy called `name` (the worker pool is needed by all but sequential)."""
+    strategy: ExecutionStrategy
+    if name == "sequential":
+        strategy = SequentialStrategy()
+    elif pool is None:
+        raise ValueError(f"strategy {name!r} needs a worker pool")
+    elif name == "optimistic":
+        strategy = OptimisticStrategy(pool)
+    elif name == "auto":
+        strategy = AutoStrategy(pool)
+    else:
+        raise ValueError(f"unknown strategy {name!r}: sequential, optimistic or auto")
+    return VerifiedStrategy(strategy) if verify else strategy
+
+
+STRATEGIES = ("sequential", "optimistic", "auto")
