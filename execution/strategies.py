@@ -26,6 +26,7 @@ from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
 from execution.decode import mark_sender
+from execution.speculate import SpecResult
 from execution.workers import BlockRequest, WorkerPool
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
@@ -104,29 +105,14 @@ class OptimisticStrategy:
         cpu_before = self.pool.cpu_seconds
         results = await self.pool.speculate(self._request(chain, item))
         run = BlockRun(block_vm(chain, item), block)
-        db = run.db
         run.begin()
-        conflicts: Counter[tuple] = Counter()
-        reexecuted = 0
-        for index, tx in enumerate(block.transactions):
-            result = results[index]
-            if result.sender is not None:
-                mark_sender(tx, result.sender)
-            stale = _first_stale_read(db, result.reads) if result.ok else ("invalid on the pre-block state",)
-            if stale is None:
-                run.take_result(index, tx, result.success, result.gas_used, result.logs, result.reads, result.writes, result.new_code)
-            else:
-                conflicts[_conflict_label(stale)] += 1
-                reexecuted += 1
-                run.run_transaction(index, tx)
-            if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
-                await trio.lowlevel.checkpoint()
+        conflicts = await validate_in_order(run, results)
         execution = run.finish()
         item.senders = [tx.sender for tx in block.transactions]
         counts = item.counts.setdefault("execute", {})
         counts.update(
             strategy=self.name,  # type: ignore[dict-item]
-            reexecuted=reexecuted,
+            reexecuted=sum(conflicts.values()),
             conflicts=sum(conflicts.values()),
             worker_cpu=round(self.pool.cpu_seconds - cpu_before, 6),  # type: ignore[dict-item]
             top_conflicts=";".join(f"{label}x{n}" for label, n in conflicts.most_common(3)),  # type: ignore[dict-item]
@@ -152,6 +138,25 @@ class OptimisticStrategy:
             prev_hashes=chain.ancestor_hashes(header.parent_hash),
             txs=[(i, encoded, item.senders[i] if item.senders else None) for i, encoded in enumerate(item.encoded_txs)],
         )
+
+
+async def validate_in_order(run: BlockRun, results: list[SpecResult]) -> Counter[str]:
+    """Block order: take each speculative result whose reads all still hold, execute
+    the transaction again on the exact state otherwise. Returns what conflicted."""
+    conflicts: Counter[str] = Counter()
+    for index, tx in enumerate(run.block.transactions):
+        result = results[index]
+        if result.sender is not None:
+            mark_sender(tx, result.sender)
+        stale = _first_stale_read(run.db, result.reads) if result.ok else ("invalid on the pre-block state",)
+        if stale is None:
+            run.take_result(index, tx, result.success, result.gas_used, result.logs, result.reads, result.writes, result.new_code)
+        else:
+            conflicts[_conflict_label(stale)] += 1
+            run.run_transaction(index, tx)
+        if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
+            await trio.lowlevel.checkpoint()
+    return conflicts
 
 
 def _first_stale_read(db: Any, reads: dict[tuple, Any]) -> tuple | None:

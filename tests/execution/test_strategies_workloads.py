@@ -1,0 +1,43 @@
+"""Every strategy against sequential and against py-evm, on the shared workloads.
+
+Each workload file (sealed by py-evm: its headers carry py-evm's state roots,
+receipts roots and gas) is converted to a native block file and replayed with each
+strategy and `--verify` (every block also executed sequentially and compared). The
+pipeline rejects any block whose roots differ from the header, so a clean replay
+means: the same result as sequential, and as py-evm, block by block.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consensus_stub.convert import blocktest_to_native
+from evmpipe.replay import replay_file
+from execution.strategies import STRATEGIES
+from execution.workers import WorkerPool
+
+WORKLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "workloads"
+FILES = sorted(p.name for p in WORKLOADS.glob("*_b4_t250_s1.json.gz")) + ["amm_b2_t200_s3_pools1.json.gz", "transfers-hot_b2_t500_s3_hot90.json.gz"]
+
+
+@pytest.fixture(scope="module")
+def pool():  # type: ignore[no-untyped-def]
+    with WorkerPool(2) as workers:
+        yield workers
+
+
+@pytest.mark.skipif(not WORKLOADS.is_dir(), reason="../shared/workloads is not present")
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", FILES)
+def test_strategy_replays_workload(name: str, strategy: str, pool: WorkerPool, tmp_path: Path) -> None:
+    native = tmp_path / "blocks"
+    summary = blocktest_to_native(WORKLOADS / name, native)
+    outcome = replay_file(str(native), str(tmp_path / "db"), synchronous="OFF", strategy=strategy, verify=True, pool=pool if strategy != "sequential" else None)
+    assert outcome.input_error is None
+    assert outcome.rejected is None, outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else ""
+    assert outcome.committed == summary.blocks
+    executed = [e for e in outcome.events.events if e.stage == "execute"]
+    assert all(e.counts.get("verified") == 1 for e in executed)
+    if strategy == "optimistic":
+        assert all(e.counts.get("strategy") == "optimistic" for e in executed)
