@@ -28,8 +28,9 @@ import rlp
 from consensus_stub.convert import blocktest_to_native
 from consensus_stub.fixture import hex_bytes
 from evmpipe.replay import cpu_time, replay_file
+from execution.strategies import STRATEGIES
+from execution.workers import WorkerPool
 
-STRATEGIES = ("sequential",)
 
 
 @dataclass
@@ -64,10 +65,37 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per engine; medians are reported (default 3)")
     parser.add_argument("--json", metavar="FILE", help="write raw numbers and machine info as JSON")
     parser.add_argument("--skip-pyevm", action="store_true", help="measure evmpipe only")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated evmpipe strategies (default {','.join(STRATEGIES)})")
+    parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
     parser.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    strategies = [s for s in args.strategies.split(",") if s]
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        print(f"evmpipe bench: unknown strategies {sorted(unknown)}", file=sys.stderr)
+        return 2
+    needs_pool = any(s != "sequential" for s in strategies)
+    with WorkerPool(args.workers) if needs_pool else _NoPool() as pool:
+        results = _bench_files(args, strategies, pool if needs_pool else None)
+    _print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "workers": pool.size if needs_pool else 0, "results": [_as_json(m) for m in results]}, indent=2))
+    return 0
+
+
+class _NoPool:
+    size = 0
+
+    def __enter__(self) -> _NoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPool | None) -> list[Measurement]:
     results: list[Measurement] = []
     for path in args.files:
         test_name, test = _load_single_test(path)
@@ -83,18 +111,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     engines.setdefault("py-evm", Measurement(path, "py-evm", [], [], txs, gas))
                     engines["py-evm"].runs.append(wall)
                     engines["py-evm"].cpu.append(cpu)
-                for strategy in STRATEGIES:
-                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{run}")
+                for strategy in strategies:
+                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{run}", strategy, pool)
                     name = f"evmpipe {strategy}"
                     engines.setdefault(name, Measurement(path, name, [], [], txs, gas))
                     engines[name].runs.append(wall)
                     engines[name].cpu.append(cpu)
                 print(f"{Path(path).name}: run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         results.extend(engines.values())
-    _print_table(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "results": [_as_json(m) for m in results]}, indent=2))
-    return 0
+    return results
 
 
 def _load_single_test(path: str) -> tuple[str, dict[str, Any]]:
@@ -124,8 +149,8 @@ def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
     return time.perf_counter() - wall0, cpu_time() - cpu0
 
 
-def _time_evmpipe(native: Path, datadir: Path) -> tuple[float, float]:
-    outcome = replay_file(str(native), str(datadir), synchronous="OFF")
+def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None) -> tuple[float, float]:
+    outcome = replay_file(str(native), str(datadir), synchronous="OFF", strategy=strategy, pool=pool)
     if outcome.rejected is not None or outcome.input_error is not None:
         raise SystemExit(f"evmpipe bench: replay failed: {outcome.rejected.error if outcome.rejected else outcome.input_error}")
     return outcome.wall_seconds, outcome.cpu_seconds

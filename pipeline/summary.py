@@ -17,6 +17,10 @@ class RunSummary:
     wall_seconds: float = 0.0
     stage_busy: dict[str, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    reexecuted: int = 0
+    speculated: int = 0  # transactions executed speculatively (optimistic blocks)
+    worker_cpu: float = 0.0
+    conflict_keys: dict[str, int] = field(default_factory=dict)
 
     @property
     def mgas_per_s(self) -> float:
@@ -49,6 +53,14 @@ def summarize(events: list[StageEvent], wall_seconds: float) -> RunSummary:
         if event.stage == "execute" and event.ok:
             summary.txs += int(event.counts.get("txs", 0))
             summary.gas += int(event.counts.get("gas", 0))
+            if "reexecuted" in event.counts:
+                summary.speculated += int(event.counts.get("txs", 0))
+                summary.reexecuted += int(event.counts["reexecuted"])
+                summary.worker_cpu += float(event.counts.get("worker_cpu", 0.0))
+                for part in str(event.counts.get("top_conflicts", "")).split(";"):
+                    if part:
+                        label, _, n = part.rpartition("x")
+                        summary.conflict_keys[label] = summary.conflict_keys.get(label, 0) + int(n)
         if event.stage == "commit":
             if event.ok and "keys" in event.counts:
                 summary.blocks += 1
@@ -68,6 +80,12 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("block latency p50 / p99", f"{summary.percentile(0.5) * 1000:.1f} / {summary.percentile(0.99) * 1000:.1f} ms"),
         ("stage overlap (busy / wall)", f"{summary.overlap:.2f}"),
     ]
+    if summary.speculated:
+        rows.append(("re-executed (conflicts)", f"{summary.reexecuted:,} of {summary.speculated:,} ({100 * summary.reexecuted / summary.speculated:.1f} %)"))
+        rows.append(("worker CPU", f"{summary.worker_cpu:.2f} s"))
+        top = sorted(summary.conflict_keys.items(), key=lambda kv: -kv[1])[:3]
+        if top:
+            rows.append(("most conflicted keys", ", ".join(f"{label} ×{n}" for label, n in top)))
     if summary.rejected:
         rows.insert(1, ("rejected blocks", str(summary.rejected)))
     return rows
