@@ -471,16 +471,20 @@ class RecordingAccountDB:
 
     def block_diff(self) -> StateDiff:
         """Everything the block changed so far, with final values."""
+        diff = self._diff(self._block_accounts, self._block_wiped, self._block_slots)
+        diff.code = dict(self._new_code)
+        return diff
+
+    def _diff(self, accounts: Iterable[bytes], wiped: set[bytes], slots: dict[bytes, set[int]]) -> StateDiff:
         diff = StateDiff()
-        diff.wiped = set(self._block_wiped)
-        for address in self._block_accounts:
+        diff.wiped = set(wiped)
+        for address in accounts:
             value = self._accounts[address]
             diff.accounts[address] = None if value is None else Account(value[0], value[1], value[2])
-        for address, slots in self._block_slots.items():
-            if slots:
+        for address, written in slots.items():
+            if written:
                 values = self._storage[address]
-                diff.storage[address] = {slot: values[slot] for slot in slots}
-        diff.code = dict(self._new_code)
+                diff.storage[address] = {slot: values[slot] for slot in written}
         return diff
 
     # -- roots -------------------------------------------------------------------
@@ -505,15 +509,7 @@ class RecordingAccountDB:
         return self.root_hook(pending)
 
     def _tx_diff(self) -> StateDiff:
-        diff = StateDiff()
-        diff.wiped = set(self._tx_wipes)
-        for address in self._tx_fields:
-            value = self._accounts[address]
-            diff.accounts[address] = None if value is None else Account(value[0], value[1], value[2])
-        for address, slots in self._tx_slots.items():
-            if slots:
-                diff.storage[address] = {slot: self._storage[address][slot] for slot in slots}
-        return diff
+        return self._diff(self._tx_fields, self._tx_wipes, self._tx_slots)
 
     def persist(self) -> None:
         raise RuntimeError("evmpipe commits through its commit stage, not through py-evm")

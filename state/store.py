@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -244,13 +245,24 @@ class StateStore:
 
     # -- writes ------------------------------------------------------------------
 
-    def commit_block(self, commit: BlockCommit) -> None:
-        """Write a block's diff, trie nodes, block, receipts, change set and new head in
-        one SQLite transaction: after a crash either all of it is there or none."""
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite write transaction under the store's lock: all of it or nothing."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def commit_block(self, commit: BlockCommit) -> None:
+        """Write a block's diff, trie nodes, block, receipts, change set and new head in
+        one SQLite transaction: after a crash either all of it is there or none."""
+        with self._lock:
+            with self._write_transaction() as db:
                 reverse = self._reverse_diff(commit.diff)
                 self._apply_diff(commit.diff)
                 db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", commit.trie_nodes.items())
@@ -273,10 +285,6 @@ class StateStore:
                     (commit.hash, commit.number, pack_diff(reverse), pack_diff(commit.diff)),
                 )
                 self._set_head(Head(commit.number, commit.hash, commit.state_root))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self._update_cache(commit.diff)
 
     def unwind_block(self) -> Head:
@@ -287,9 +295,7 @@ class StateStore:
         if head is None or head.number == 0:
             raise ValueError("nothing to unwind")
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write_transaction() as db:
                 row = db.execute("SELECT reverse FROM changesets WHERE hash=?", (head.hash,)).fetchone()
                 self._apply_diff(unpack_diff(row[0]))
                 parent_hash, = db.execute("SELECT parent_hash FROM headers WHERE hash=?", (head.hash,)).fetchone()
@@ -297,10 +303,6 @@ class StateStore:
                 parent_rlp, = db.execute("SELECT rlp FROM headers WHERE hash=?", (parent_hash,)).fetchone()
                 new_head = Head(head.number - 1, parent_hash, _header_state_root(parent_rlp))
                 self._set_head(new_head)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self.accounts.clear()
             self.slots.clear()
         return new_head
@@ -314,16 +316,11 @@ class StateStore:
                 raise KeyError(f"no change set for block 0x{block_hash.hex()}")
             number, forward = row
             header_rlp, = db.execute("SELECT rlp FROM headers WHERE hash=?", (block_hash,)).fetchone()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write_transaction():
                 self._apply_diff(unpack_diff(forward))
                 db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash))
                 new_head = Head(number, block_hash, _header_state_root(header_rlp))
                 self._set_head(new_head)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self.accounts.clear()
             self.slots.clear()
         return new_head

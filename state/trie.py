@@ -142,19 +142,17 @@ def _leaf_ref(path: str, value: bytes, store: Optional[dict[bytes, bytes]]) -> b
     payload = (hp if len(hp) == 1 else _STR_HDR[len(hp)] + hp) + (
         value if n == 1 and value[0] < 0x80 else _STR_HDR[n] + value if n < 56 else _rlp_str(value)
     )
-    enc = _rlp_list(payload)
-    if len(enc) < 32:
-        return enc
-    h = _keccak(enc)
-    if store is not None:
-        store[h] = enc
-    return b"\xa0" + h
+    return _reference(_rlp_list(payload), store)
 
 
 def _ref(node: _Node, store: Optional[dict[bytes, bytes]]) -> bytes:
-    """Encode a node and return how its parent refers to it: inline if the
-    encoding is under 32 bytes, else by hash (recording the node in store)."""
-    enc = _encode(node)
+    """Encode a node and return how its parent refers to it."""
+    return _reference(_encode(node), store)
+
+
+def _reference(enc: bytes, store: Optional[dict[bytes, bytes]]) -> bytes:
+    """How a parent refers to an encoded node: inline if the encoding is under 32
+    bytes, else by hash (recording the node in store)."""
     if len(enc) < 32:
         return enc
     h = _keccak(enc)
