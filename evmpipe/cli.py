@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     from evmpipe.demo import add_demo_parser
     from evmpipe.gen.cli import add_gen_parser
     from evmpipe.replay import add_replay_parser
+    from evmpipe.node import add_node_parser
+    from evmpipe.trace_summary import add_trace_summary_parser
 
     add_demo_parser(sub)
     add_replay_parser(sub)
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     add_convert_parser(sub)
     add_gen_parser(sub)
     add_bench_parser(sub)
+    add_node_parser(sub)
+    add_trace_summary_parser(sub)
 
     head = sub.add_parser("head", help="print the committed head of a state database")
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")

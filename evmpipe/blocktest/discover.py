@@ -128,6 +128,9 @@ def test_id(path: str, name: str) -> str:
     return f"{path}::{name}"
 
 
+test_id.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
+
+
 def is_archive(path: str | os.PathLike[str]) -> bool:
     return str(path).endswith(ARCHIVE_SUFFIXES)
 

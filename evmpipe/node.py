@@ -1,0 +1,329 @@
+"""`evmpipe node --datadir DIR --source SOURCE`: follow a chain, commit it, serve it.
+
+The long-running form of `replay`: the same stages and pipeline, fed by a source
+that waits for new blocks (a growing block file, a drop directory, a generated
+devnet chain: `consensus_stub/follow.py`, `consensus_stub/devnet.py`), resuming
+after the datadir's committed head. Where `replay` stops at the first invalid
+block, the node logs it, commits nothing of it and goes on waiting for a valid block
+at that height. A corrupt record stops intake; the node keeps serving what it has.
+
+Shutdown (SIGINT or SIGTERM): only the intake task's cancel scope is cancelled. Its
+channel closes, the pipeline's channels close one after another behind the blocks
+already in flight, every one of them is committed or rejected, the database is
+closed, exit 0. A second signal cancels the blocks in flight too; a commit already
+started still finishes (it is shielded), so even then the database holds whole
+blocks only (and `kill -9` is safe as well: see docs/OPERATIONS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from contextlib import ExitStack, aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+import structlog
+import trio
+
+from consensus_stub.blockfile import BlockRecord
+from consensus_stub.devnet import DevnetParams, DevnetSource, parse_devnet
+from consensus_stub.follow import DEFAULT_POLL, BlockSource, DirectoryFollower, FileFollower
+from evmpipe.httpd import Request, Response, serve_http
+from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
+from evmpipe.replay import add_strategy_arguments
+from evmpipe.rpc import INVALID_REQUEST, RpcHandler
+from pipeline.block import BlockInput, InFlightBlock
+from pipeline.chain import Chain
+from pipeline.datadir import open_datadir
+from pipeline.errors import BadInput
+from pipeline.events import configure_logging
+from pipeline.runner import PipelineConfig, run_pipeline
+from pipeline.trace import write_trace
+from state.store import StateStore
+
+_log = structlog.get_logger("evmpipe.node")
+
+
+def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("node", help="run a node: follow a block source into a datadir, serve status and JSON-RPC")
+    parser.add_argument("--datadir", required=True, help="database directory; created on first use, resumed afterwards")
+    parser.add_argument("--source", required=True, help="a native block file to follow as it grows, a directory of block files, or devnet:INTERVAL")
+    parser.add_argument("--poll", type=float, default=DEFAULT_POLL, help=f"seconds between polls of a file with nothing new (default {DEFAULT_POLL})")
+    parser.add_argument("--http-port", type=int, help="serve /health, /metrics and JSON-RPC on 127.0.0.1:PORT (0: any free port)")
+    parser.add_argument("--lookahead", type=int, default=4, help="blocks consensus may hand out ahead of execution (K, default 4)")
+    parser.add_argument("--capacity", type=int, default=2, help="buffer of each channel between stages (default 2)")
+    parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="SQLite synchronous mode (default normal; full: survive power loss)")
+    parser.add_argument("--trace", metavar="FILE", help="at exit, write a Perfetto trace of the newest stage events")
+    parser.add_argument("--log", choices=["off", "info", "debug"], default="info", help="structlog lines on stderr (default info; debug adds every stage event)")
+    parser.add_argument("--devnet-blocks", type=int, default=64, help="devnet: blocks in the generated chain (default 64)")
+    parser.add_argument("--devnet-txs", type=int, default=16, help="devnet: transactions per block (default 16)")
+    parser.add_argument("--devnet-seed", type=int, default=1, help="devnet: generator seed (default 1)")
+    add_strategy_arguments(parser)
+    parser.set_defaults(func=cmd_node)
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    datadir: str
+    config: PipelineConfig = PipelineConfig()
+    synchronous: str = "NORMAL"
+    http_port: int | None = None
+    strategy: str = "sequential"
+    workers: int | None = None
+    verify: bool = False
+    trace: str | None = None
+    log_events: bool = False
+
+
+def make_source(spec: str, *, datadir: str, poll: float = DEFAULT_POLL, devnet: DevnetParams | None = None) -> BlockSource:
+    """`devnet:INTERVAL`, a directory (or a path ending in "/"), else a block file."""
+    if spec.startswith("devnet"):
+        params = devnet or DevnetParams()
+        params = DevnetParams(parse_devnet(spec), params.blocks, params.txs, params.seed, params.kind)
+        return DevnetSource(params, datadir)
+    if Path(spec).is_dir() or spec.endswith(("/", "\\")):
+        return DirectoryFollower(spec, poll)
+    return FileFollower(spec, poll)
+
+
+class Node:
+    """One node run: the pipeline, its intake, the HTTP server and the signal watcher."""
+
+    def __init__(self, options: NodeOptions, source: BlockSource) -> None:
+        self.options = options
+        self.source = source
+        self.stats = NodeStats()
+        self.events = NodeEvents(self.stats, log_events=options.log_events)
+        self.stopping = trio.Event()
+        self.startup = trio.CancelScope()
+        self.intake = trio.CancelScope()  # the source's scope: the only one a first signal cancels
+        self.store: StateStore | None = None
+        self.chain: Chain | None = None
+        self.rpc: RpcHandler | None = None
+        self.http_port: int | None = None
+        self.committed_number = -1
+        self._pending: dict[int, bytes] = {}  # height -> hash of the block in flight there
+        self._progress = trio.Event()
+
+    async def run(self) -> int:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, ExitStack() as resources:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
+                    await self._main(nursery, resources)
+                    nursery.cancel_scope.cancel()
+            finally:
+                if self.store is not None:
+                    self.store.close()
+                    _log.info("database_closed", path=self.store.path)
+                if self.options.trace:
+                    write_trace(self.options.trace, list(self.events.events))
+        return 0
+
+    async def _watch_signals(self, signals: AsyncIterator[int], everything: trio.CancelScope) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not self.stopping.is_set():
+                _log.info("stopping", signal=name, note="intake stopped, draining blocks in flight; signal again to cancel them")
+                self.stopping.set()
+                self.startup.cancel()
+                self.intake.cancel()
+            else:
+                _log.warning("stopping_now", signal=name, note="cancelling blocks in flight; a commit already started finishes")
+                everything.cancel()
+
+    async def _main(self, nursery: trio.Nursery, resources: ExitStack) -> None:
+        with self.startup:
+            header = await self.source.open()
+        if self.startup.cancelled_caught:
+            return
+        options = self.options
+        self.store = store = await trio.to_thread.run_sync(
+            lambda: open_datadir(options.datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=options.synchronous)
+        )
+        from execution.strategies import make_strategy
+        from execution.workers import WorkerPool
+        from pipeline.node import build_stages
+
+        pool = resources.enter_context(WorkerPool(options.workers)) if options.strategy != "sequential" else None
+        self.chain = chain = Chain(store, header.schedule)
+        stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
+        head = store.head()
+        self.committed_number = head.number if head else -1
+        _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
+        self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call)
+        if options.http_port is not None:
+            try:
+                self.http_port = await nursery.start(serve_http, self._route, options.http_port, _oversized)
+            except OSError as error:
+                raise BadInput(f"--http-port {options.http_port}: cannot listen on 127.0.0.1: {error.strerror or error}") from error
+            _log.info("http_listening", host="127.0.0.1", port=self.http_port)
+        send, receive = trio.open_memory_channel[BlockInput](0)
+        nursery.start_soon(self._intake, send, head.number if head else None)
+        await run_pipeline(lambda: _received(receive), stages, self._sink, config=options.config, events=self.events)
+        _log.info("pipeline_drained", head=self.committed_number)
+        if not self.stopping.is_set():
+            _log.info("serving_until_stopped", note="intake has ended; send SIGTERM to stop")
+            await self.stopping.wait()
+
+    # -- intake ---------------------------------------------------------------------
+
+    async def _intake(self, send: trio.MemorySendChannel[BlockInput], start_after: int | None) -> None:
+        self.stats.intake_running = True
+        seq = 0
+        try:
+            async with send:
+                with self.intake:
+                    try:
+                        async with aclosing(self.source.records(start_after)) as records:
+                            async for record in records:
+                                if not await self._admit(record):
+                                    continue
+                                seq += 1
+                                self._pending[record.number] = record.hash
+                                await send.send(BlockInput(seq, record.rlp, {"number": record.number, "hash": record.hash, "offset": record.offset}))
+                    except (BadInput, OSError) as error:
+                        self.stats.intake_error = str(error)
+                        _log.error("intake_stopped", error=str(error), note="blocks before it are still committed; the node keeps serving until stopped")
+                    else:
+                        _log.info("intake_finished", source=self.source.description)
+        finally:
+            self.stats.intake_running = False
+
+    async def _admit(self, record: BlockRecord) -> bool:
+        """Hand a record on unless it is already decided: blocks are final, so a block at
+        a committed height is a duplicate or a conflict, never a replacement; a block at
+        the height of one in flight waits for that one's verdict (it may be rejected)."""
+        while self._pending.get(record.number, record.hash) != record.hash:
+            await self._progress.wait()
+        if record.number in self._pending:
+            self.stats.skipped_records += 1
+            return False
+        if record.number <= self.committed_number:
+            assert self.store is not None
+            canonical = await trio.to_thread.run_sync(self.store.canonical_hash, record.number)
+            if canonical != record.hash:
+                _log.warning("conflicting_block_ignored", number=record.number, hash="0x" + record.hash.hex(), committed="0x" + (canonical or b"").hex())
+            self.stats.skipped_records += 1
+            return False
+        return True
+
+    # -- results ----------------------------------------------------------------------
+
+    async def _sink(self, block: InFlightBlock) -> None:
+        number = block.input.meta.get("number")
+        self._pending.pop(number, None)
+        self._progress.set()
+        self._progress = trio.Event()
+        if block.error is not None:
+            error = block.error
+            self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
+            _log.warning("invalid_block", number=number, hash="0x" + block.input.meta["hash"].hex(), code=error.code, reason=error.reason, stage=block.failed_stage, note="not committed; waiting for a valid block at this height")
+            return
+        assert block.block is not None
+        self.committed_number = max(self.committed_number, block.block.number)
+        self.stats.committed += 1
+        self.stats.transactions += len(block.block.transactions)
+        self.stats.gas += block.header.gas_used
+        _log.info("committed", number=block.block.number, hash="0x" + block.header.hash.hex(), txs=len(block.block.transactions), gas=block.header.gas_used)
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def _count_call(self, ok: bool) -> None:
+        self.stats.rpc_requests += 1
+        self.stats.rpc_errors += not ok
+
+    async def _route(self, request: Request) -> Response:
+        self.stats.http_requests += 1
+        assert self.rpc is not None
+        if request.path == "/health":
+            return await self._health() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+        if request.path == "/metrics":
+            return await self._metrics() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+        if request.path == "/":
+            if request.method != "POST":
+                return _not_allowed("POST")
+            body = await self.rpc.handle_body(request.body)
+            return Response(204) if body is None else Response(200, body)
+        return Response(404, b"not found: try GET /health, GET /metrics or POST / (JSON-RPC)\n", "text/plain; charset=utf-8")
+
+    async def _health(self) -> Response:
+        assert self.store is not None and self.chain is not None and self.rpc is not None
+        head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
+        intake = "running" if self.stats.intake_running else ("stopped" if self.stats.intake_error else "ended")
+        ok = self.stats.intake_error is None
+        body = {
+            "ok": ok,
+            "head": None if head is None else {"number": head.number, "hash": "0x" + head.hash.hex(), "state_root": "0x" + head.state_root.hex()},
+            "intake": intake,
+            "intake_error": self.stats.intake_error,
+            "in_flight": self.chain.in_flight,
+            "committed": self.stats.committed,
+            "rejected": sum(self.stats.rejected.values()),
+            "source": self.source.description,
+        }
+        return Response.json(body, 200 if ok else 503)
+
+    async def _metrics(self) -> Response:
+        assert self.store is not None and self.chain is not None and self.rpc is not None
+        head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
+        caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
+        text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
+        return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _received(channel: trio.MemoryReceiveChannel[BlockInput]) -> AsyncIterator[BlockInput]:
+    async with channel:
+        async for item in channel:
+            yield item
+
+
+def _not_allowed(method: str) -> Response:
+    return Response(405, f"use {method}\n".encode(), "text/plain; charset=utf-8", {"Allow": method})
+
+
+def _oversized(length: int) -> Response:
+    from evmpipe.httpd import MAX_BODY_BYTES
+
+    error = {"code": INVALID_REQUEST, "message": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES}"}
+    return Response.json({"jsonrpc": "2.0", "id": None, "error": error}, 413)
+
+
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    configure_logging(level=args.log)
+    try:
+        source = make_source(args.source, datadir=args.datadir, poll=args.poll, devnet=DevnetParams(1.0, args.devnet_blocks, args.devnet_txs, args.devnet_seed))
+    except BadInput as error:
+        print(f"evmpipe node: {error}", file=sys.stderr)
+        return 2
+    options = NodeOptions(
+        datadir=args.datadir,
+        config=PipelineConfig(lookahead=args.lookahead, capacity=args.capacity),
+        synchronous=args.fsync.upper(),
+        http_port=args.http_port,
+        strategy=args.strategy,
+        workers=args.workers,
+        verify=args.verify,
+        trace=args.trace,
+        log_events=args.log == "debug",
+    )
+    try:
+        return trio.run(Node(options, source).run)
+    except Exception as group:
+        error = _leaf(group)
+        if isinstance(error, BadInput):
+            print(f"evmpipe node: {error}", file=sys.stderr)
+            return 2
+        _log.error("node_failed", error=f"{type(error).__name__}: {error}")
+        traceback.print_exception(group)
+        print(f"evmpipe node: stopped on an error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
