@@ -51,15 +51,18 @@ def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: E
     started = time.perf_counter()
     network = test.get("network", "?")
     outcomes: list[BlockOutcome] = []
+    events = events or EventLog(log_events=False)
     try:
         pool = shared_pool() if strategy != "sequential" else None
         error = _run(test, outcomes, events, make_strategy(strategy, pool, verify=verify))
     except Exception as exc:  # a crash is a failed test with its reason, not a crashed runner
         error = f"{type(exc).__name__}: {exc}"
-    return TestResult(path, name, network, ENGINE, error is None, error, time.perf_counter() - started, outcomes)
+    result = TestResult(path, name, network, ENGINE, error is None, error, time.perf_counter() - started, outcomes)
+    result.stage_seconds = events.busy_by_stage()
+    return result
 
 
-def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog | None, strategy: ExecutionStrategy) -> str | None:
+def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, strategy: ExecutionStrategy) -> str | None:
     schedule = schedule_for_network(test["network"])
     with tempfile.TemporaryDirectory(prefix="evmpipe-bt-") as tmp:
         store = StateStore(Path(tmp) / "state.sqlite", synchronous="OFF")

@@ -240,9 +240,9 @@ class Node:
         self.stats.http_requests += 1
         assert self.rpc is not None
         if request.path == "/health":
-            return await self._health() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+            return await self._health() if request.method == "GET" else _not_allowed("GET")
         if request.path == "/metrics":
-            return await self._metrics() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+            return await self._metrics() if request.method == "GET" else _not_allowed("GET")
         if request.path == "/":
             if request.method != "POST":
                 return _not_allowed("POST")

@@ -218,7 +218,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         """Uniform over the part of the run that executes blocks: from just before the
         startup ends to the expected end of the blocks still to do."""
         left = 1.0 - (head.number / reference_head.number if head and reference_head.number else 0.0)
-        return rng.uniform(0.8 * startup, startup + max(full - startup, 0.05) * max(left, 0.1))
+        return rng.uniform(0.8 * startup, startup + max(full - startup, 0.05) * max(left, 0.25))
 
     tally = Tally(rounds=1)
     round_dir = workdir / "run-1"

@@ -100,6 +100,17 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="fail a test that runs longer than SECONDS (default: no limit)",
     )
     parser.add_argument(
+        "--strategy",
+        choices=("sequential", "optimistic", "auto"),
+        default="sequential",
+        help="pipeline engine: how transactions execute (default sequential)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="pipeline engine: also execute every block sequentially and fail on any difference",
+    )
+    parser.add_argument(
         "--list",
         action="store_true",
         help="print the selected tests as 'path::name', one a line, and run nothing",
@@ -157,6 +168,7 @@ def cmd_blocktest(args: argparse.Namespace) -> int:
             skip_slow=args.skip_slow,
             fail_fast=args.fail_fast,
             progress=runner.Progress(quiet=args.quiet),
+            engine_options={"strategy": args.strategy, "verify": args.verify} if args.engine == "pipeline" else None,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"evmpipe blocktest: {exc}", file=sys.stderr)

@@ -222,6 +222,14 @@ def _build_sections(results: Sequence[TestResult], *, engine: str, wall_seconds:
         f" {wall_seconds:.1f} s wall, {total.seconds:.1f} s in tests"
     )
 
+    stages: dict[str, float] = defaultdict(float)
+    for result in results:
+        for stage, seconds in result.stage_seconds.items():
+            stages[stage] += seconds
+    if stages:
+        busy = sum(stages.values()) or 1.0
+        sections.append("per-stage busy time (from the stage events): " + ", ".join(f"{stage} {seconds:.1f} s ({100 * seconds / busy:.1f} %)" for stage, seconds in stages.items()))
+
     failures = [r for r in results if r.failed]
     if failures:
         lines = [f"{r.test_id}: {r.error}" for r in failures[:MAX_LISTED_FAILURES]]

@@ -68,6 +68,7 @@ class TestResult:
     seconds: float
     blocks: list[BlockOutcome] = field(default_factory=list)
     skipped: bool = False  # set by the runner (--skip-slow); never by an engine
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # pipeline engine: busy time per stage
 
     @property
     def test_id(self) -> str:
@@ -95,4 +96,5 @@ class TestResult:
             seconds=data.get("seconds", 0.0),
             blocks=[BlockOutcome.from_dict(b) for b in data.get("blocks", [])],
             skipped=data.get("skipped", False),
+            stage_seconds=data.get("stage_seconds", {}),
         )

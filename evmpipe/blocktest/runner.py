@@ -84,6 +84,7 @@ class RunOptions:
     selection: Selection
     skip_slow: bool = False
     timeout_per_test: float | None = None
+    engine_options: tuple[tuple[str, Any], ...] = ()  # keyword arguments for the engine (pipeline: strategy, verify)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def run_test(path: str, name: str, test: dict[str, Any], options: RunOptions) ->
     try:
         engine = resolve_engine(options.engine)
         with _deadline(options.timeout_per_test):
-            result = engine(path, name, test)
+            result = engine(path, name, test, **dict(options.engine_options))
     except TestTimeout:
         return _error_result(path, name, options.engine, f"timed out after {options.timeout_per_test:g} s", time.perf_counter() - started, network)
     except Exception as exc:
@@ -188,6 +189,7 @@ def run_blocktests(
     skip_slow: bool = False,
     fail_fast: bool = False,
     progress: Progress | None = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> list[TestResult]:
     """Run every selected test under ``paths`` through ``engine``; results sorted by ``path::name``.
 
@@ -206,7 +208,7 @@ def run_blocktests(
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"engine {engine!r} ({ENGINES.get(engine, engine)}) cannot be loaded: {exc}") from exc
     jobs = jobs or os.cpu_count() or 1
-    options = RunOptions(engine, Selection.parse(patterns), skip_slow, timeout_per_test)
+    options = RunOptions(engine, Selection.parse(patterns), skip_slow, timeout_per_test, tuple(sorted((engine_options or {}).items())))
     total_files, slow_tasks = _plan_slow_tasks(paths, options)
     split_paths = {task.item.path for task in slow_tasks}
     tasks = itertools.chain(
@@ -235,7 +237,7 @@ def run_blocktests(
                 if finished(task, run_task(task, options)):
                     break
         else:
-            _run_in_pool(tasks, options, jobs, finished, progress.tick)
+            _run_in_pool(tasks, options, jobs, finished, progress)
     finally:
         progress.stop()
     results.sort(key=lambda r: (r.path, r.name))
@@ -296,7 +298,7 @@ def _run_in_pool(
     options: RunOptions,
     jobs: int,
     finished: Callable[[Task, list[TestResult]], bool],
-    heartbeat: Callable[[], None],
+    progress: Progress,
 ) -> None:
     """Feed ``tasks`` to ``jobs`` worker processes, a bounded number at a time.
 
@@ -340,7 +342,7 @@ def _run_in_pool(
                 break
             done, _ = cf.wait(pending, timeout=_HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
             if not done:
-                heartbeat()
+                progress.tick()
             broken = False
             for future in done:
                 task = pending.pop(future)
@@ -367,6 +369,10 @@ def _run_in_pool(
                             retry.append(task)
                         else:
                             finished(task, [_error_result(task.item.path, "<file>", options.engine, "worker process died running this file", 0.0)])
+                progress.note(
+                    f"blocktest: a worker process died; restarting the pool and retrying"
+                    f" {len(retry)} file(s) one at a time"
+                )
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     finally:
@@ -449,6 +455,13 @@ class Progress:
         """Nothing finished lately: print the plain line if it has been quiet for long."""
         if not self.quiet and self._bar is None and time.monotonic() - self._last_line_at >= _PLAIN_STEP_SECONDS:
             self._print_line()
+
+    def note(self, message: str) -> None:
+        """An out-of-band message (a worker died), shown even when quiet."""
+        if self._bar is not None:
+            self._bar.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=self.stream, flush=True)
 
     def _print_line(self) -> None:
         self._last_line_at = time.monotonic()
