@@ -89,3 +89,23 @@ def test_fixture_file(path: str) -> None:
         for block in mismatched:
             problems.append(f"{name}: block #{block.index} rejected for {block.reason}, fixture expects {block.expected_exception}")
     assert not problems, "\n".join(problems)
+
+
+BLOCK_FOLDERS = ("BlockchainTests/ValidBlocks/", "BlockchainTests/InvalidBlocks/", "BlockchainTests/TransitionTests/")
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/fixtures/blockchain-tests-dev.tar.gz is not present")
+@pytest.mark.parametrize("strategy", ["optimistic", "auto"])
+@pytest.mark.parametrize("path", [p for p in FILES if p.startswith(BLOCK_FOLDERS)] or ["none"])
+def test_fixture_file_parallel_strategies(path: str, strategy: str) -> None:
+    """The block-level fixtures again with the parallel strategies and `--verify`
+    (every block also executed sequentially and compared)."""
+    tests = json.loads((CACHE / path).read_text())
+    problems = []
+    for name, test in tests.items():
+        if name.startswith("_") or f"{path}::{name}" in KNOWN_FAILURES:
+            continue
+        result = run_blockchain_test(path, name, test, strategy=strategy, verify=True)
+        if not result.passed:
+            problems.append(f"{name}: {result.error}")
+    assert not problems, "\n".join(problems)
