@@ -276,10 +276,11 @@ class Node:
 
 
 def _start_workers(resources: ExitStack, pool: Any) -> Any:
-    """Start the worker processes with SIGINT ignored (they inherit it): a Ctrl-C
+    """Start the worker processes with SIGINT ignored, which they inherit: a Ctrl-C
     reaches the whole process group, and workers that died of it would fail the
-    blocks still draining. The node stops them itself; they also exit when their
-    pipe closes, so a killed node leaves none behind."""
+    blocks still draining. The node stops them itself, and they exit when their pipe
+    closes, so a killed node leaves none behind. The cost: a SIGINT that arrives
+    while the workers start (a second or two) is lost; SIGTERM is not."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return resources.enter_context(pool)
