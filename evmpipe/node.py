@@ -148,7 +148,8 @@ class Node:
         from execution.workers import WorkerPool
         from pipeline.node import build_stages
 
-        pool = _start_workers(resources, WorkerPool(options.workers)) if options.strategy != "sequential" else None
+        # workers ignore SIGINT themselves: the node stops them after draining
+        pool = resources.enter_context(WorkerPool(options.workers)) if options.strategy != "sequential" else None
         self.chain = chain = Chain(store, header.schedule)
         stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
         head = store.head()
@@ -273,19 +274,6 @@ class Node:
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
         return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-
-
-def _start_workers(resources: ExitStack, pool: Any) -> Any:
-    """Start the worker processes with SIGINT ignored, which they inherit: a Ctrl-C
-    reaches the whole process group, and workers that died of it would fail the
-    blocks still draining. The node stops them itself, and they exit when their pipe
-    closes, so a killed node leaves none behind. The cost: a SIGINT that arrives
-    while the workers start (a second or two) is lost; SIGTERM is not."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return resources.enter_context(pool)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 async def _received(channel: trio.MemoryReceiveChannel[BlockInput]) -> AsyncIterator[BlockInput]:

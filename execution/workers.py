@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,11 @@ class BlockRequest:
 
 
 def worker_main(conn: Any) -> None:
-    """A worker's loop: one request, one reply, until the pipe closes."""
+    """A worker's loop: one request, one reply, until the pipe closes.
+
+    Ctrl-C reaches the whole process group; the master decides when workers stop
+    (it drains in-flight blocks first), so workers ignore SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import execution  # noqa: F401  (selects the keccak backend before eth imports)
     import execution.block  # noqa: F401  (py-evm and every fork, imported before the first block)
     from execution.speculate import pack_results

@@ -46,9 +46,12 @@ class InFlightBlock:
 
     @property
     def number(self) -> int | None:
+        """The block's number: from the block, else the error, else the source's record."""
         if self.block is not None:
             return self.block.number
-        return self.error.number if self.error else None
+        if self.error is not None and self.error.number is not None:
+            return self.error.number
+        return self.input.meta.get("number")
 
     @property
     def hash(self) -> bytes | None:

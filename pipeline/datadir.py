@@ -25,9 +25,9 @@ def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp
     genesis, _ = decode_header(schedule, genesis_header_rlp)
     stored = store.get_meta("genesis_hash")
     if stored is None:
-        store.commit_block(genesis_commit(alloc, genesis.hash, genesis_header_rlp, genesis.state_root, genesis.difficulty))
-        store.set_meta("genesis_hash", genesis.hash)
-        store.set_meta("schedule", json.dumps(schedule.to_dict()).encode())
+        commit = genesis_commit(alloc, genesis.hash, genesis_header_rlp, genesis.state_root, genesis.difficulty)
+        commit.meta = {"genesis_hash": genesis.hash, "schedule": json.dumps(schedule.to_dict()).encode()}
+        store.commit_block(commit)  # one transaction: a kill leaves all of it or none
     elif stored != genesis.hash:
         store.close()
         raise BadInput(f"{directory}: holds the chain with genesis 0x{stored.hex()}, not 0x{genesis.hash.hex()}")

@@ -30,7 +30,7 @@ def trace_events(events: list[StageEvent]) -> list[dict]:
                 "tid": tracks.setdefault(event.stage, len(tracks) + 1),
                 "ts": round(event.start * 1e6, 3),
                 "dur": round(event.seconds * 1e6, 3),
-                "args": {"ok": event.ok, **{k: v for k, v in event.counts.items() if isinstance(v, (int, float, str))}},
+                "args": {"ok": event.ok, "seq": event.seq, **{k: v for k, v in event.counts.items() if isinstance(v, (int, float, str))}},
             }
         )
     return out

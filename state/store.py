@@ -74,6 +74,7 @@ class BlockCommit:
     trie_nodes: dict[bytes, bytes]
     receipts: list[bytes] = field(default_factory=list)
     tx_hashes: list[bytes] = field(default_factory=list)
+    meta: dict[str, bytes] = field(default_factory=dict)  # written in the same transaction
 
 
 class StateStore:
@@ -284,6 +285,7 @@ class StateStore:
                     "INSERT OR REPLACE INTO changesets VALUES (?, ?, ?, ?)",
                     (commit.hash, commit.number, pack_diff(reverse), pack_diff(commit.diff)),
                 )
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", commit.meta.items())
                 self._set_head(Head(commit.number, commit.hash, commit.state_root))
             self._update_cache(commit.diff)
 
