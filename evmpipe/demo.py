@@ -42,6 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             workers=args.workers,
             verify=args.verify,
+            max_in_flight=None,
         )
         print(f"replaying {replay_args.file}", file=sys.stderr)
         return cmd_replay(replay_args)

@@ -47,6 +47,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--log", choices=["off", "info", "debug"], default="off", help="structlog stage events on stderr (default off)")
     parser.add_argument("--limit", type=int, help="stop after this many blocks")
+    parser.add_argument("--max-in-flight", type=int, help="executed blocks that may await their commit (1: one block at a time; default: as the channels allow)")
     add_strategy_arguments(parser)
     parser.set_defaults(func=cmd_replay)
 
@@ -79,6 +80,7 @@ def replay_file(
     workers: int | None = None,
     verify: bool = False,
     pool: WorkerPool | None = None,
+    max_in_flight: int | None = None,
 ) -> ReplayOutcome:
     header = read_header(path)
     store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
@@ -115,7 +117,7 @@ def replay_file(
             if pool is None and strategy != "sequential":
                 pool = stack.enter_context(WorkerPool(workers))
             worker_cpu_before = pool.cpu_seconds if pool else 0.0
-            stages = build_stages(chain, make_strategy(strategy, pool, verify=verify))
+            stages = build_stages(chain, make_strategy(strategy, pool, verify=verify), max_in_flight)
             cpu_before, wall_before = cpu_time(), time.perf_counter()
             try:
                 trio.run(partial(run_pipeline, source, stages, sink, config=config, events=outcome.events))
@@ -162,6 +164,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 strategy=args.strategy,
                 workers=args.workers,
                 verify=args.verify,
+                max_in_flight=args.max_in_flight,
             )
     except BadInput as error:
         print(f"evmpipe replay: {error}", file=sys.stderr)

@@ -31,7 +31,7 @@ class Chain:
     best: bytes = b""  # the head fork choice picked; the store's head may differ during a reorg
     in_flight: int = 0
     generation: int = 0  # bumps whenever in-flight state is thrown away (workers resync)
-    _drained: trio.Event = field(default_factory=trio.Event)
+    _left: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:
         self.overlay = Overlay(self.store)
@@ -89,10 +89,13 @@ class Chain:
 
     def block_left(self) -> None:
         self.in_flight -= 1
-        if self.in_flight == 0:
-            self._drained.set()
-            self._drained = trio.Event()
+        self._left.set()
+        self._left = trio.Event()
+
+    async def wait_in_flight_below(self, limit: int) -> None:
+        """Wait until fewer than `limit` executed blocks await their commit."""
+        while self.in_flight >= limit:
+            await self._left.wait()
 
     async def wait_drained(self) -> None:
-        while self.in_flight:
-            await self._drained.wait()
+        await self.wait_in_flight_below(1)

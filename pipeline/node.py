@@ -11,12 +11,14 @@ from stages.prefetch import PrefetchStage
 from stages.validate import ValidateStage
 
 
-def build_stages(chain: Chain, strategy: ExecutionStrategy | None = None) -> list[Stage]:
+def build_stages(chain: Chain, strategy: ExecutionStrategy | None = None, max_in_flight: int | None = None) -> list[Stage]:
     """prefetch -> execute -> validate -> merkleize -> commit, in that order. When the
-    strategy speculates in worker processes, senders are recovered there."""
+    strategy speculates in worker processes, senders are recovered there.
+    `max_in_flight=1` executes a block only once the previous one is committed (one
+    block at a time, for comparison)."""
     return [
         PrefetchStage(chain, defer_recovery=getattr(strategy, "recovers_senders", False)),
-        ExecuteStage(chain, strategy),
+        ExecuteStage(chain, strategy, max_in_flight),
         ValidateStage(),
         MerkleizeStage(chain),
         CommitStage(chain),

@@ -26,14 +26,17 @@ NO_TIP = b"undecided"
 class ExecuteStage(BaseStage):
     id = StageId.EXECUTE
 
-    def __init__(self, chain: Chain, strategy: ExecutionStrategy | None = None) -> None:
+    def __init__(self, chain: Chain, strategy: ExecutionStrategy | None = None, max_in_flight: int | None = None) -> None:
         self.chain = chain
         self.strategy = strategy or SequentialStrategy()
+        self.max_in_flight = max_in_flight  # None: as many as the channels hold
 
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
         header = item.header
         off_best_chain = False
+        if self.max_in_flight is not None:
+            await chain.wait_in_flight_below(self.max_in_flight)
         if header.parent_hash != chain.tip or needs_intermediate_roots(item):
             # Not on the speculative tip (a sibling of a rejected block, or a side chain),
             # or intermediate roots need the parent's trie: wait for in-flight blocks.
