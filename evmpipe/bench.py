@@ -67,6 +67,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-pyevm", action="store_true", help="measure evmpipe only")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated evmpipe strategies (default {','.join(STRATEGIES)})")
     parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
+    parser.add_argument("--one-at-a-time", action="store_true", help="also run sequential with one block in flight (no pipelining across blocks)")
     parser.set_defaults(func=cmd_bench)
 
 
@@ -111,9 +112,10 @@ def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPo
                     engines.setdefault("py-evm", Measurement(path, "py-evm", [], [], txs, gas))
                     engines["py-evm"].runs.append(wall)
                     engines["py-evm"].cpu.append(cpu)
-                for strategy in strategies:
-                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{run}", strategy, pool)
-                    name = f"evmpipe {strategy}"
+                variants = [(s, None) for s in strategies] + ([("sequential", 1)] if args.one_at_a_time else [])
+                for strategy, in_flight in variants:
+                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{in_flight}-{run}", strategy, pool, in_flight)
+                    name = f"evmpipe {strategy}" + (" 1-in-flight" if in_flight else "")
                     engines.setdefault(name, Measurement(path, name, [], [], txs, gas))
                     engines[name].runs.append(wall)
                     engines[name].cpu.append(cpu)
@@ -149,8 +151,8 @@ def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
     return time.perf_counter() - wall0, cpu_time() - cpu0
 
 
-def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None) -> tuple[float, float]:
-    outcome = replay_file(str(native), str(datadir), synchronous="OFF", strategy=strategy, pool=pool)
+def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None, max_in_flight: int | None = None) -> tuple[float, float]:
+    outcome = replay_file(str(native), str(datadir), synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=max_in_flight)
     if outcome.rejected is not None or outcome.input_error is not None:
         raise SystemExit(f"evmpipe bench: replay failed: {outcome.rejected.error if outcome.rejected else outcome.input_error}")
     return outcome.wall_seconds, outcome.cpu_seconds

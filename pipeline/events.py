@@ -1,7 +1,8 @@
 """Per-stage, per-block events: structlog JSON lines and an in-memory record.
 
 One event per stage per block: stage, block number, start and end (seconds since the
-run began, monotonic clock), and that stage's counts. The in-memory list feeds the
+run began, monotonic clock), the depth of the stage's input and output channels, and
+that stage's counts. The in-memory list feeds the
 summary table and the trace file; structlog writes them as they happen.
 """
 from __future__ import annotations

@@ -74,6 +74,7 @@ async def _run_stage(
                     block.fail(stage.id.value, error)
                 counts = dict(block.counts.get(stage.id.value, {}))
                 counts["queue_in"] = inbox.statistics().current_buffer_used
+                counts["queue_out"] = outbox.statistics().current_buffer_used
                 events.record(StageEvent(stage.id.value, block.number, block.input.seq, start, events.now(), block.error is None, counts))
             await outbox.send(block)
 
