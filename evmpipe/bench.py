@@ -170,7 +170,7 @@ def _print_table(results: list[Measurement]) -> None:
         base = baseline.get(m.file)
         ratio = f"{base.wall / m.wall:.2f}" if base else "–"
         table.add_row(Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, f"{m.cpu_over_wall:.2f}")
-    Console().print(table)
+    Console(width=160).print(table)  # wide enough for file names when not on a terminal
 
 
 def _as_json(m: Measurement) -> dict[str, Any]:
