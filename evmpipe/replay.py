@@ -28,7 +28,7 @@ from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import Chain
 from pipeline.datadir import open_datadir
 from pipeline.errors import BadInput, InvalidBlock
-from pipeline.events import EventLog, configure_logging
+from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
 from pipeline.progress import Progress
 from pipeline.runner import PipelineConfig, run_pipeline
@@ -125,9 +125,19 @@ def replay_file(
                 pass
             outcome.wall_seconds = time.perf_counter() - wall_before
             outcome.cpu_seconds = cpu_time() - cpu_before + (pool.cpu_seconds - worker_cpu_before if pool else 0.0)
+            if pool is not None:
+                worker_events(outcome.events, pool, since=wall_before)
     finally:
         store.close()
     return outcome
+
+
+def worker_events(events: EventLog, pool: WorkerPool, since: float) -> None:
+    """The workers' request spans as events on tracks of their own ("worker N"), for
+    the trace; they are not pipeline stages, so the summary leaves them out."""
+    for worker, block, start, end in pool.spans:
+        if start >= since:
+            events.events.append(StageEvent(f"worker {worker}", block, -1, start - events.t0, end - events.t0, True, {}))
 
 
 def cpu_time() -> float:

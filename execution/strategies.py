@@ -103,7 +103,7 @@ class OptimisticStrategy:
         if needs_intermediate_roots(item) or not block.transactions:
             return await SequentialStrategy().run(chain, item)
         cpu_before = self.pool.cpu_seconds
-        results = await self.pool.speculate(self._request(chain, item))
+        results = await self.pool.speculate(self._request(chain, item), label=item.header.block_number)
         run = BlockRun(block_vm(chain, item), block)
         run.begin()
         conflicts = await validate_in_order(run, results)

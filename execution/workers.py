@@ -153,6 +153,7 @@ class WorkerPool:
         self._locks: list[trio.Lock] = []
         self._locks_run: Any = None
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
+        self.spans: list[tuple[int, int | None, float, float]] = []  # worker, block, start, end (perf_counter)
 
     def __enter__(self) -> WorkerPool:
         context = multiprocessing.get_context("spawn")
@@ -190,28 +191,30 @@ class WorkerPool:
     def workers_for(self, tx_count: int) -> int:
         return max(1, min(self.size, tx_count // MIN_TXS_PER_WORKER))
 
-    async def _call(self, worker: int, data: bytes) -> bytes:
+    async def _call(self, worker: int, data: bytes, label: int | None = None) -> bytes:
         """One request and its reply on one worker (requests to a worker never interleave)."""
         run = trio.lowlevel.current_root_task()
         if self._locks_run is not run:  # trio primitives belong to one trio.run
             self._locks, self._locks_run = [trio.Lock() for _ in self._conns], run
         conn = self._conns[worker]
         async with self._locks[worker]:
+            started = time.perf_counter()
             try:
                 await trio.to_thread.run_sync(conn.send_bytes, data)
                 reply = await trio.to_thread.run_sync(conn.recv_bytes)
             except (EOFError, OSError) as exc:
                 raise FatalError(f"worker {worker} died: {exc!r}") from exc
+            self.spans.append((worker, label, started, time.perf_counter()))
         cpu, packed = msgpack.unpackb(reply, raw=False)
         self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
         self._cpu[worker] = cpu
         return packed
 
-    async def _scatter(self, parts: list[bytes]) -> list[bytes]:
+    async def _scatter(self, parts: list[bytes], label: int | None = None) -> list[bytes]:
         replies: list[bytes] = [b""] * len(parts)
 
         async def one(worker: int) -> None:
-            replies[worker] = await self._call(worker, parts[worker])
+            replies[worker] = await self._call(worker, parts[worker], label)
 
         async with trio.open_nursery() as nursery:
             for worker in range(len(parts)):
@@ -223,12 +226,13 @@ class WorkerPool:
         chunk = -(-len(items) // count) if items else 1
         return [items[i * chunk : (i + 1) * chunk] for i in range(count)]
 
-    async def speculate(self, request: BlockRequest) -> list:
-        """Split the transactions over the workers, run them, return results in order."""
+    async def speculate(self, request: BlockRequest, label: int | None = None) -> list:
+        """Split the transactions over the workers, run them, return results in order.
+        `label` (the block number) tags the spans kept for the trace."""
         from execution.speculate import unpack_results
 
         parts = self._split(request.txs)
-        replies = await self._scatter([BlockRequest(**{**request.__dict__, "txs": part}).pack() for part in parts])
+        replies = await self._scatter([BlockRequest(**{**request.__dict__, "txs": part}).pack() for part in parts], label)
         results = [r for reply in replies for r in unpack_results(reply)]
         if [r.index for r in results] != [index for index, _, _ in request.txs]:
             raise FatalError(f"workers returned {len(results)} results for {len(request.txs)} transactions")

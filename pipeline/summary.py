@@ -48,6 +48,8 @@ def summarize(events: list[StageEvent], wall_seconds: float) -> RunSummary:
     summary = RunSummary(wall_seconds=wall_seconds)
     first_start: dict[int, float] = {}
     for event in events:
+        if event.stage not in STAGE_ORDER:
+            continue  # worker tracks: in the trace, not in the stage table
         summary.stage_busy[event.stage] = summary.stage_busy.get(event.stage, 0.0) + event.seconds
         first_start.setdefault(event.seq, event.start)
         if event.stage == "execute" and event.ok:

@@ -1,7 +1,8 @@
 """Stage events as a Chrome/Perfetto trace (the trace-event JSON format).
 
-One track (thread) per stage, one complete ("X") slice per block: open the file in
-ui.perfetto.dev or chrome://tracing and the stages of different blocks overlap.
+One track (thread) per stage, and one per speculative worker, one complete ("X")
+slice per block: open the file in ui.perfetto.dev or chrome://tracing and the stages
+of different blocks overlap.
 """
 from __future__ import annotations
 
