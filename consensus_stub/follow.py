@@ -244,9 +244,8 @@ class DirectoryFollower:
         assert self.cursor is not None and self.header is not None, "open() first"
         while True:
             found = await trio.to_thread.run_sync(self.cursor.poll)
-            for record in found.records:
-                if start_after is None or record.number > start_after:
-                    yield record
+            for record in _after(found.records, start_after):
+                yield record
             if found.records:
                 continue
             following = await trio.to_thread.run_sync(self._next_file)
@@ -256,9 +255,8 @@ class DirectoryFollower:
             # A later file exists: this one is finished. Read once more in case the
             # last record landed after the poll above, then it must end cleanly.
             found = await trio.to_thread.run_sync(self.cursor.poll)
-            for record in found.records:
-                if start_after is None or record.number > start_after:
-                    yield record
+            for record in _after(found.records, start_after):
+                yield record
             if found.records:
                 continue
             if found.pending:
@@ -273,3 +271,8 @@ class DirectoryFollower:
             raise BadInput(f"{cursor.path}: genesis 0x{header.genesis_hash.hex()} is not this chain's (0x{self.header.genesis_hash.hex()})")
         _log.info("next_block_file", file=cursor.path)
         self.cursor = cursor
+
+
+def _after(records: list[BlockRecord], start_after: int | None) -> list[BlockRecord]:
+    """The records past the committed head (all of them when there is none)."""
+    return [r for r in records if start_after is None or r.number > start_after]

@@ -95,12 +95,7 @@ def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, s
 
 
 def _check_outcomes(outcomes: list[BlockOutcome]) -> str | None:
-    for outcome in outcomes:
-        if outcome.expected_exception and not outcome.rejected:
-            return f"block #{outcome.index} should be rejected ({outcome.expected_exception}) but was accepted"
-        if not outcome.expected_exception and outcome.rejected:
-            return f"block #{outcome.index} rejected: {outcome.detail}"
-    return None
+    return next((problem for outcome in outcomes if (problem := outcome.problem())), None)
 
 
 def _check_post_state(store: StateStore, test: dict[str, Any]) -> str | None:

@@ -217,7 +217,7 @@ def _run(test: dict[str, Any], blocks: list[BlockOutcome]) -> str | None:
         outcome = _import_block(chain, index, block_fixture)
         blocks.append(outcome)
         if error is None:
-            error = _judge_block(outcome)
+            error = outcome.problem()
     if error:
         return error
 
@@ -308,15 +308,6 @@ def _number_from_rlp(raw: bytes) -> int:
 def _decode_block(chain: ChainAPI, raw: bytes, number: int) -> BlockAPI:
     block_class = chain.get_vm_class_for_block_number(number).get_block_class()
     return rlp.decode(raw, sedes=block_class)
-
-
-def _judge_block(outcome: BlockOutcome) -> str | None:
-    where = f"block {outcome.index}" + (f" (#{outcome.number})" if outcome.number is not None else "")
-    if outcome.expected_exception and not outcome.rejected:
-        return f"{where} was imported, expected rejection: {outcome.expected_exception}"
-    if not outcome.expected_exception and outcome.rejected:
-        return f"{where} rejected unexpectedly: {outcome.reason} ({outcome.detail})"
-    return None
 
 
 def _check_post_state(chain: ChainAPI, test: dict[str, Any]) -> str | None:

@@ -38,6 +38,16 @@ class BlockOutcome:
             return _reason_matches(self.expected_exception, self.reason)
         return False
 
+    def problem(self) -> str | None:
+        """Why this block's handling fails the test: an invalid block accepted or a
+        valid block rejected (None when it was handled as the fixture expects)."""
+        where = f"block #{self.index}" + (f" (number {self.number})" if self.number is not None else "")
+        if self.expected_exception and not self.rejected:
+            return f"{where} was accepted, the fixture expects rejection: {self.expected_exception}"
+        if not self.expected_exception and self.rejected:
+            return f"{where} rejected unexpectedly: {self.reason} ({self.detail})"
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

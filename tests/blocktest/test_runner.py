@@ -423,7 +423,7 @@ def test_pyevm_flags_wrong_lastblockhash_and_accepted_invalid_block(real_fixture
     wrongly_invalid = copy.deepcopy(test)
     wrongly_invalid["blocks"][0]["expectException"] = "BlockException.INVALID_STATE_ROOT"
     result = run_blockchain_test(VALID_FILE, name, wrongly_invalid)
-    assert not result.passed and "was imported, expected rejection" in result.error
+    assert not result.passed and "was accepted, the fixture expects rejection" in result.error
     assert result.blocks[0].reason_matches is False
 
 
