@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.vm.forks.byzantium.constants import EIP658_TRANSACTION_STATUS_CODE_FAILURE, EIP658_TRANSACTION_STATUS_CODE_SUCCESS
-from eth.chains.mainnet.constants import DAO_FORK_MAINNET_EXTRA_DATA  # noqa: F401  (documentation of the rule)
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
 from eth_utils import ValidationError
@@ -125,7 +124,7 @@ class BlockRun:
             raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
         self.db.begin_transaction()
         self.check_allowance(index, tx)
-        check_transaction_state(self.state, header, tx, index, header.gas_limit - self.gas_used, MAX_BLOB_GAS_PER_BLOCK - self.blob_gas_used)
+        check_transaction_state(self.state, header, tx, index)
         try:
             computation = self.state.apply_transaction(tx)
         except ValidationError as exc:

@@ -248,16 +248,13 @@ def max_transaction_cost(tx: SignedTransactionAPI) -> int:
     return cost
 
 
-def check_transaction_state(state: Any, header: BlockHeaderAPI, tx: SignedTransactionAPI, index: int, gas_left: int, blob_gas_left: int) -> None:
-    """Checks against the state just before `tx` runs: gas left, sender code, nonce, balance."""
+def check_transaction_state(state: Any, header: BlockHeaderAPI, tx: SignedTransactionAPI, index: int) -> None:
+    """Checks against the state just before `tx` runs: sender code, nonce, balance.
+
+    (Gas and blob gas left in the block are in-order facts, checked by `BlockRun`.)"""
     def fail(code: str, reason: str) -> None:
         raise InvalidTransaction(_T + code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
 
-    if tx.gas > gas_left:
-        fail("GAS_ALLOWANCE_EXCEEDED", f"gas {tx.gas} > gas left in block {gas_left}")
-    type_id = getattr(tx, "type_id", None) or 0
-    if type_id == 3 and len(tx.blob_versioned_hashes) * GAS_PER_BLOB > blob_gas_left:
-        fail("TYPE_3_TX_MAX_BLOB_GAS_ALLOWANCE_EXCEEDED", "blob gas above what the block has left")
     sender = tx.sender
     if state.get_code_hash(sender) != EMPTY_CODE_HASH:
         fail("SENDER_NOT_EOA", f"sender 0x{sender.hex()} has code")
@@ -270,4 +267,3 @@ def check_transaction_state(state: Any, header: BlockHeaderAPI, tx: SignedTransa
     cost = max_transaction_cost(tx)
     if balance < cost:
         fail("INSUFFICIENT_ACCOUNT_FUNDS", f"balance {balance} < up-front cost {cost}")
-

@@ -23,8 +23,6 @@ from execution.account_db import RecordingAccountDB
 from execution.checks import check_transaction_state
 from pipeline.errors import InvalidBlock
 
-_UNLIMITED = 2**256
-
 
 @dataclass
 class SpecResult:
@@ -55,7 +53,7 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
         state._account_db = db
         db.begin_transaction()
         try:
-            check_transaction_state(state, header, tx, index, _UNLIMITED, _UNLIMITED)
+            check_transaction_state(state, header, tx, index)
             computation = state.apply_transaction(tx)
         except (InvalidBlock, ValidationError):
             results.append(SpecResult(index, False, reads=db.reads, sender=sender))
