@@ -38,6 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             trace=args.trace,
             json=None,
             log="off",
+            log_file=None,
             limit=None,
             strategy=args.strategy,
             workers=args.workers,

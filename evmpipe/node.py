@@ -58,6 +58,7 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="SQLite synchronous mode (default normal; full: survive power loss)")
     parser.add_argument("--trace", metavar="FILE", help="at exit, write a Perfetto trace of the newest stage events")
     parser.add_argument("--log", choices=["off", "info", "debug"], default="info", help="structlog lines on stderr (default info; debug adds every stage event)")
+    parser.add_argument("--log-file", metavar="FILE", help="write the structlog events as JSON lines to FILE (appended) instead of stderr")
     parser.add_argument("--devnet-blocks", type=int, default=64, help="devnet: blocks in the generated chain (default 64)")
     parser.add_argument("--devnet-txs", type=int, default=16, help="devnet: transactions per block (default 16)")
     parser.add_argument("--devnet-seed", type=int, default=1, help="devnet: generator seed (default 1)")
@@ -300,7 +301,7 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    configure_logging(level=args.log)
+    configure_logging(level=args.log, log_file=args.log_file)
     try:
         source = make_source(args.source, datadir=args.datadir, poll=args.poll, devnet=DevnetParams(1.0, args.devnet_blocks, args.devnet_txs, args.devnet_seed))
     except BadInput as error:

@@ -46,6 +46,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the stages")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--log", choices=["off", "info", "debug"], default="off", help="structlog stage events on stderr (default off)")
+    parser.add_argument("--log-file", metavar="FILE", help="write the structlog events as JSON lines to FILE (appended) instead of stderr")
     parser.add_argument("--limit", type=int, help="stop after this many blocks")
     parser.add_argument("--max-in-flight", type=int, help="executed blocks that may await their commit (1: one block at a time; default: as the channels allow)")
     add_strategy_arguments(parser)
@@ -152,7 +153,7 @@ def _next(records: Iterator[BlockRecord]) -> BlockRecord | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    configure_logging(level=args.log)
+    configure_logging(level=args.log, log_file=args.log_file)
     try:
         header = read_header(args.file)
     except (BadInput, OSError) as error:

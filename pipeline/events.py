@@ -30,8 +30,11 @@ class StageEvent:
         return self.end - self.start
 
 
-def configure_logging(*, json_lines: bool | None = None, level: str = "info", stream: Any = None) -> None:
-    """JSON lines when not on a terminal (or when asked), a readable console otherwise."""
+def configure_logging(*, json_lines: bool | None = None, level: str = "info", stream: Any = None, log_file: str | None = None) -> None:
+    """JSON lines when not on a terminal (or when asked, or to `log_file`), a readable
+    console otherwise."""
+    if log_file is not None:
+        stream, json_lines = open(log_file, "a", buffering=1), True  # line-buffered: each event lands whole
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not stream.isatty()
