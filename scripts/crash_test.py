@@ -44,14 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from state.store import Head  # noqa: E402  (after the path is set)
+
 DB_NAME = "state.sqlite"
-
-
-@dataclass(frozen=True)
-class Head:
-    number: int
-    hash: bytes
-    state_root: bytes
 
 
 @dataclass

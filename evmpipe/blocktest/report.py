@@ -27,7 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any, TextIO
 
 from evmpipe.blocktest.discover import ANCHOR_DIR
-from evmpipe.blocktest.result import BlockOutcome, TestResult
+from evmpipe.blocktest.result import BlockOutcome, Counts, TestResult
 
 TOP_LEVEL_GROUP = "(top level)"
 # Beyond this many, failures are counted but not listed (the JSON report has them all).
@@ -45,23 +45,6 @@ def group_of(path: str) -> str:
     return "/".join(dirs[:2]) or TOP_LEVEL_GROUP
 
 
-@dataclass
-class Counts:
-    tests: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-
-    def add(self, result: TestResult) -> None:
-        self.tests += 1
-        self.seconds += result.seconds
-        if result.skipped:
-            self.skipped += 1
-        elif result.passed:
-            self.passed += 1
-        else:
-            self.failed += 1
 
 
 @dataclass

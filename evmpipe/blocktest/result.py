@@ -108,3 +108,24 @@ class TestResult:
             skipped=data.get("skipped", False),
             stage_seconds=data.get("stage_seconds", {}),
         )
+
+
+@dataclass
+class Counts:
+    """Tests counted by outcome (the report's folders and the progress line)."""
+
+    tests: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def add(self, result: TestResult) -> None:
+        self.tests += 1
+        self.seconds += result.seconds
+        if result.skipped:
+            self.skipped += 1
+        elif result.passed:
+            self.passed += 1
+        else:
+            self.failed += 1

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from evmpipe.blocktest.discover import Selection, WorkItem, iter_tests, iter_work_items, test_id
-from evmpipe.blocktest.result import TestResult
+from evmpipe.blocktest.result import Counts, TestResult
 from evmpipe.blocktest.slow import SLOW_TESTS, slow_seconds
 
 EngineFn = Callable[[str, str, dict[str, Any]], TestResult]
@@ -395,7 +395,7 @@ class Progress:
         self.use_rich = (not quiet) and (rich if rich is not None else _isatty(self.stream))
         self.total = 0
         self.files = 0
-        self.passed = self.failed = self.skipped = 0
+        self.counts = Counts()
         self.started = time.monotonic()
         self._last_line_at = self.started
         self._last_line_files = 0
@@ -434,12 +434,7 @@ class Progress:
         """Count finished tests, and ``files`` finished files (0 for part of a split file)."""
         self.files += files
         for result in file_results:
-            if result.skipped:
-                self.skipped += 1
-            elif result.passed:
-                self.passed += 1
-            else:
-                self.failed += 1
+            self.counts.add(result)
         if self.quiet:
             return
         if self._bar is not None:
@@ -480,9 +475,10 @@ class Progress:
         )
 
     def _stats(self) -> str:
-        text = f"{self.passed} passed, {self.failed} failed"
-        if self.skipped:
-            text += f", {self.skipped} skipped"
+        counts = self.counts
+        text = f"{counts.passed} passed, {counts.failed} failed"
+        if counts.skipped:
+            text += f", {counts.skipped} skipped"
         return text
 
 
