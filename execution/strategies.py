@@ -27,10 +27,10 @@ from eth.vm.forks import ByzantiumVM
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
 from execution.decode import mark_sender
 from execution.speculate import SpecResult
-from execution.workers import BlockRequest, WorkerPool
+from execution.workers import BlockRequest, SpeculationStream, WorkerPool
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
-from pipeline.errors import FatalError
+from pipeline.errors import FatalError, InvalidBlock
 from state.codec import pack_diff
 from state.diff import StateDiff
 from state.merkle import merkleize
@@ -103,10 +103,18 @@ class OptimisticStrategy:
         if needs_intermediate_roots(item) or not block.transactions:
             return await SequentialStrategy().run(chain, item)
         cpu_before = self.pool.cpu_seconds
-        results = await self.pool.speculate(self._request(chain, item), label=item.header.block_number)
-        run = BlockRun(block_vm(chain, item), block)
-        run.begin()
-        conflicts = await validate_in_order(run, results)
+        invalid: InvalidBlock | None = None
+        async with trio.open_nursery() as nursery:
+            stream = self.pool.start_speculation(nursery, self._request(chain, item), label=item.header.block_number)
+            run = BlockRun(block_vm(chain, item), block)
+            try:
+                run.begin()
+                conflicts = await validate_in_order(run, stream)
+            except InvalidBlock as error:  # the block is rejected: stop speculating on it
+                invalid = error
+                nursery.cancel_scope.cancel()
+        if invalid is not None:
+            raise invalid
         execution = run.finish()
         item.senders = [tx.sender for tx in block.transactions]
         counts = item.counts.setdefault("execute", {})
@@ -140,12 +148,13 @@ class OptimisticStrategy:
         )
 
 
-async def validate_in_order(run: BlockRun, results: list[SpecResult]) -> Counter[str]:
+async def validate_in_order(run: BlockRun, results: list[SpecResult] | SpeculationStream) -> Counter[str]:
     """Block order: take each speculative result whose reads all still hold, execute
-    the transaction again on the exact state otherwise. Returns what conflicted."""
+    the transaction again on the exact state otherwise. Returns what conflicted.
+    With a `SpeculationStream`, validation starts while later chunks still run."""
     conflicts: Counter[str] = Counter()
     for index, tx in enumerate(run.block.transactions):
-        result = results[index]
+        result = results[index] if isinstance(results, list) else await results.get(index)
         if result.sender is not None:
             mark_sender(tx, result.sender)
         stale = _first_stale_read(run.db, result.reads) if result.ok else ("invalid on the pre-block state",)

@@ -8,9 +8,11 @@ one (new diffs, the committed head, a generation that bumps when the master thre
 in-flight work away), the block's header and its share of the transactions, as
 msgpack bytes; the reply is the packed `SpecResult`s plus the worker's CPU seconds.
 
-The trio side (`WorkerPool.speculate`) sends and receives on trio worker threads, so
-the event loop never blocks on a pipe, and checks that every transaction it sent
-came back (a dead worker raises `FatalError` inside the nursery).
+The trio side (`WorkerPool.start_speculation`) sends and receives on trio worker
+threads, so the event loop never blocks on a pipe; it hands a block out in chunks,
+round-robin in block order, so that in-order validation starts on the first chunk
+while the workers run the rest; and it checks that every transaction it sent came
+back (a dead worker raises `FatalError` inside the nursery).
 """
 from __future__ import annotations
 
@@ -199,41 +201,72 @@ class WorkerPool:
         conn = self._conns[worker]
         async with self._locks[worker]:
             started = time.perf_counter()
-            try:
-                await trio.to_thread.run_sync(conn.send_bytes, data)
-                reply = await trio.to_thread.run_sync(conn.recv_bytes)
-            except (EOFError, OSError) as exc:
-                raise FatalError(f"worker {worker} died: {exc!r}") from exc
+            # Shielded: a request and its reply are one unit, or a cancelled caller
+            # would leave a reply in the pipe for the next request to read.
+            with trio.CancelScope(shield=True):
+                try:
+                    await trio.to_thread.run_sync(conn.send_bytes, data)
+                    reply = await trio.to_thread.run_sync(conn.recv_bytes)
+                except (EOFError, OSError) as exc:
+                    raise FatalError(f"worker {worker} died: {exc!r}") from exc
             self.spans.append((worker, label, started, time.perf_counter()))
         cpu, packed = msgpack.unpackb(reply, raw=False)
         self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
         self._cpu[worker] = cpu
         return packed
 
-    async def _scatter(self, parts: list[bytes], label: int | None = None) -> list[bytes]:
-        replies: list[bytes] = [b""] * len(parts)
-
-        async def one(worker: int) -> None:
-            replies[worker] = await self._call(worker, parts[worker], label)
-
-        async with trio.open_nursery() as nursery:
-            for worker in range(len(parts)):
-                nursery.start_soon(one, worker)
-        return replies
-
-    def _split(self, items: list) -> list[list]:
-        count = self.workers_for(len(items))
-        chunk = -(-len(items) // count) if items else 1
-        return [items[i * chunk : (i + 1) * chunk] for i in range(count)]
-
-    async def speculate(self, request: BlockRequest, label: int | None = None) -> list:
-        """Split the transactions over the workers, run them, return results in order.
-        `label` (the block number) tags the spans kept for the trace."""
+    def start_speculation(self, nursery: trio.Nursery, request: BlockRequest, label: int | None = None) -> SpeculationStream:
+        """Start speculating in the background, in chunks handed out round-robin in
+        block order, so that in-order validation can begin on the first chunk while
+        the workers run the rest. Results are read with `await stream.get(index)`."""
         from execution.speculate import unpack_results
 
-        parts = self._split(request.txs)
-        replies = await self._scatter([BlockRequest(**{**request.__dict__, "txs": part}).pack() for part in parts], label)
-        results = [r for reply in replies for r in unpack_results(reply)]
-        if [r.index for r in results] != [index for index, _, _ in request.txs]:
-            raise FatalError(f"workers returned {len(results)} results for {len(request.txs)} transactions")
-        return results
+        txs = request.txs
+        workers = self.workers_for(len(txs))
+        chunks = max(1, min(len(txs), workers * CHUNKS_PER_WORKER))
+        size = -(-len(txs) // chunks) if txs else 1
+        parts = [txs[i : i + size] for i in range(0, len(txs), size)]
+        stream = SpeculationStream([index for index, _, _ in txs], [len(p) for p in parts])
+
+        async def run_worker(worker: int) -> None:
+            for chunk in range(worker, len(parts), workers):  # ascending: early chunks first
+                data = BlockRequest(**{**request.__dict__, "txs": parts[chunk]}).pack()
+                stream.deliver(chunk, unpack_results(await self._call(worker, data, label)))
+
+        for worker in range(min(workers, len(parts))):
+            nursery.start_soon(run_worker, worker)
+        return stream
+
+
+#: Chunks per worker per block: smaller chunks let validation start sooner; each costs
+#: one round trip (about a millisecond here).
+CHUNKS_PER_WORKER = 4
+
+
+class SpeculationStream:
+    """Speculative results of one block as they arrive, chunk by chunk."""
+
+    def __init__(self, indices: list[int], chunk_sizes: list[int]) -> None:
+        self._indices = indices
+        self._results: dict[int, Any] = {}
+        self._ready = [trio.Event() for _ in chunk_sizes]
+        self._chunk_of: dict[int, int] = {}
+        self._expected: list[list[int]] = []
+        position = 0
+        for chunk, size in enumerate(chunk_sizes):
+            members = indices[position : position + size]
+            self._expected.append(members)
+            for index in members:
+                self._chunk_of[index] = chunk
+            position += size
+
+    def deliver(self, chunk: int, results: list) -> None:
+        if [r.index for r in results] != self._expected[chunk]:
+            raise FatalError(f"a worker returned {len(results)} results for {len(self._expected[chunk])} transactions")
+        for result in results:
+            self._results[result.index] = result
+        self._ready[chunk].set()
+
+    async def get(self, index: int) -> Any:
+        await self._ready[self._chunk_of[index]].wait()
+        return self._results[index]
