@@ -226,17 +226,10 @@ class _RecordReader:
             raise self._fail(offset, f"the file ends {end - offset} bytes into the record (truncated)") from None
         except Exception as exc:  # msgpack raises several types for garbage
             raise self._fail(offset, f"not a valid record ({type(exc).__name__}: {exc})") from None
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], bytes) and isinstance(item[2], int)):
-            raise self._fail(offset, "not a [kind, body, crc32] record")
-        kind, body, crc = item
-        if zlib.crc32(body) != crc:
-            raise self._fail(offset, "checksum mismatch (corrupt record)")
         try:
-            body_map = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:
-            raise self._fail(offset, f"record body does not decode ({exc})") from None
-        if not isinstance(body_map, dict):
-            raise self._fail(offset, "record body is not a map")
+            kind, body_map = decode_frame(item)
+        except RecordProblem as problem:
+            raise self._fail(offset, str(problem)) from None
         return kind, body_map, offset
 
     def read_header(self) -> BlockFileHeader:
@@ -277,13 +270,42 @@ class _RecordReader:
             yield block
 
     def _block(self, body: dict[str, Any], offset: int) -> BlockRecord:
-        number, block_hash, data, root = body.get("number"), body.get("hash"), body.get("rlp"), body.get("state_root")
-        if not isinstance(number, int) or not isinstance(data, bytes) or not _is_hash(block_hash) or not (root is None or _is_hash(root)):
-            raise self._fail(offset, "block record lacks number, 32-byte hash or rlp")
+        try:
+            block = parse_block(body, offset)
+        except RecordProblem as problem:
+            raise self._fail(offset, str(problem)) from None
         expected = (self.last_block if self.last_block is not None else -1) + 1
-        if number != expected:
-            raise self._fail(offset, f"block {number} where block {expected} was due")
-        return BlockRecord(number, block_hash, data, offset, root)
+        if block.number != expected:
+            raise self._fail(offset, f"block {block.number} where block {expected} was due")
+        return block
+
+
+class RecordProblem(ValueError):
+    """What is wrong with one record; the reader that met it adds where."""
+
+
+def decode_frame(item: object) -> tuple[str, dict[str, Any]]:
+    """(kind, body map) of one unpacked `[kind, body, crc32]` record, checksum checked."""
+    if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], bytes) and isinstance(item[2], int)):
+        raise RecordProblem("not a [kind, body, crc32] record")
+    kind, body, crc = item
+    if zlib.crc32(body) != crc:
+        raise RecordProblem("checksum mismatch (corrupt record)")
+    try:
+        body_map = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several types for garbage
+        raise RecordProblem(f"record body does not decode ({exc})") from None
+    if not isinstance(body_map, dict):
+        raise RecordProblem("record body is not a map")
+    return kind, body_map
+
+
+def parse_block(body: dict[str, Any], offset: int) -> BlockRecord:
+    """A block record's fields, type-checked."""
+    number, block_hash, data, root = body.get("number"), body.get("hash"), body.get("rlp"), body.get("state_root")
+    if not isinstance(number, int) or number < 0 or not isinstance(data, bytes) or not _is_hash(block_hash) or not (root is None or _is_hash(root)):
+        raise RecordProblem("block record lacks number, 32-byte hash or rlp")
+    return BlockRecord(number, block_hash, data, offset, root)
 
 
 def _is_hash(value: object) -> bool:

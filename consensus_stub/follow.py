@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
@@ -25,14 +24,13 @@ import msgpack
 import structlog
 import trio
 
-from consensus_stub.blockfile import MAGIC, BlockFileError, BlockFileHeader, BlockRecord, read_header
+from consensus_stub.blockfile import MAGIC, BlockFileError, BlockFileHeader, BlockRecord, RecordProblem, decode_frame, parse_block, read_header
 from pipeline.errors import BadInput
 
 DEFAULT_POLL = 0.2  # seconds between polls of a file that has nothing new
 MAX_BATCH = 64  # records read per poll: bounds memory when resuming on a long file
 STALL_WARNING = 60.0  # seconds an incomplete tail may sit unchanged before a warning
 _MAX_RECORD = 1 << 30
-_HASH_LEN = 32
 
 _log = structlog.get_logger("evmpipe.source")
 
@@ -142,27 +140,13 @@ class FileCursor:
         return BlockFileError(self.path, offset, self.index, self.last_block, problem)
 
     def _block(self, item: Any, offset: int) -> BlockRecord:
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], bytes) and isinstance(item[2], int)):
-            raise self.fail(offset, "not a [kind, body, crc32] record")
-        kind, body, crc = item
-        if zlib.crc32(body) != crc:
-            raise self.fail(offset, "checksum mismatch (corrupt record)")
-        if kind != "block":
-            raise self.fail(offset, f"unexpected {kind!r} record")
         try:
-            fields = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:
-            raise self.fail(offset, f"record body does not decode ({exc})") from None
-        if not isinstance(fields, dict):
-            raise self.fail(offset, "record body is not a map")
-        number, block_hash, data, root = fields.get("number"), fields.get("hash"), fields.get("rlp"), fields.get("state_root")
-        if not isinstance(number, int) or number < 0 or not isinstance(data, bytes) or not _is_hash(block_hash) or not (root is None or _is_hash(root)):
-            raise self.fail(offset, "block record lacks number, 32-byte hash or rlp")
-        return BlockRecord(number, block_hash, data, offset, root)
-
-
-def _is_hash(value: object) -> bool:
-    return isinstance(value, bytes) and len(value) == _HASH_LEN
+            kind, body = decode_frame(item)
+            if kind != "block":
+                raise RecordProblem(f"unexpected {kind!r} record")
+            return parse_block(body, offset)
+        except RecordProblem as problem:
+            raise self.fail(offset, str(problem)) from None
 
 
 async def _wait_header(cursor: FileCursor, poll: float, what: str) -> BlockFileHeader:

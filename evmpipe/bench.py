@@ -136,9 +136,9 @@ def _load_single_test(path: str) -> tuple[str, dict[str, Any]]:
 
 def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
     """Median-ready timing of py-evm importing every block (chain setup not timed)."""
-    from evmpipe.blocktest.pyevm_engine import _new_chain
+    from evmpipe.blocktest.pyevm_engine import new_chain
 
-    chain = _new_chain(test)
+    chain = new_chain(test)
     blocks = []
     for entry in test["blocks"]:
         raw = hex_bytes(entry["rlp"])

@@ -17,7 +17,7 @@ from typing import Any
 import rlp
 import trio
 
-from consensus_stub.fixture import fixture_alloc, fixture_source, hex_bytes, hex_int
+from consensus_stub.fixture import fixture_alloc, fixture_source, hex_bytes
 from evmpipe.blocktest.result import BlockOutcome, TestResult
 from execution.decode import decode_header
 from execution.forks import schedule_for_network
@@ -140,5 +140,3 @@ def compare_state(store: StateStore, post: dict[str, Any]) -> str | None:
             return f"{where} storage differs: {diff}"
     return None
 
-
-__all__ = ["run_blockchain_test", "hex_int"]

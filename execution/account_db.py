@@ -466,9 +466,6 @@ class RecordingAccountDB:
         for address, amount in credits:
             self._apply_credit(address, amount)
 
-    def new_code_since(self, known: set[bytes]) -> dict[bytes, bytes]:
-        return {h: c for h, c in self._new_code.items() if h not in known}
-
     def block_diff(self) -> StateDiff:
         """Everything the block changed so far, with final values."""
         diff = self._diff(self._block_accounts, self._block_wiped, self._block_slots)

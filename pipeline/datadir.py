@@ -33,7 +33,3 @@ def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp
         raise BadInput(f"{directory}: holds the chain with genesis 0x{stored.hex()}, not 0x{genesis.hash.hex()}")
     return store
 
-
-def stored_schedule(store: StateStore) -> ForkSchedule | None:
-    raw = store.get_meta("schedule")
-    return None if raw is None else ForkSchedule.from_dict(json.loads(raw))

@@ -22,9 +22,5 @@ class Account:
     code_hash: bytes = EMPTY_CODE_HASH
     storage_root: bytes = BLANK_ROOT
 
-    def is_empty(self) -> bool:
-        """Empty in the sense of [EIP-161]: no code, zero nonce, zero balance."""
-        return self.nonce == 0 and self.balance == 0 and self.code_hash == EMPTY_CODE_HASH
-
 
 EMPTY_ACCOUNT = Account()

@@ -208,7 +208,7 @@ def _quiet_pyevm_logging() -> None:
 
 def _run(test: dict[str, Any], blocks: list[BlockOutcome]) -> str | None:
     """Run the test, filling ``blocks``; return the first failure, or None."""
-    chain = _new_chain(test)
+    chain = new_chain(test)
     error = _check_genesis(chain, test)
     if error:
         return error
@@ -231,7 +231,7 @@ def _run(test: dict[str, Any], blocks: list[BlockOutcome]) -> str | None:
     return _check_post_state(chain, test)
 
 
-def _new_chain(test: dict[str, Any]) -> ChainAPI:
+def new_chain(test: dict[str, Any]) -> ChainAPI:
     """A chain at the fixture's genesis, with the fixture's fork schedule."""
     fixture = {
         "network": test["network"],

@@ -101,11 +101,6 @@ class Task:
     skip_names: tuple[str, ...] = ()
 
 
-def run_file(item: WorkItem, options: RunOptions) -> list[TestResult]:
-    """Run every selected test of one fixture file; never raises for a failing test."""
-    return run_task(Task(item), options)
-
-
 def run_task(task: Task, options: RunOptions) -> list[TestResult]:
     """Run the selected tests of one task; never raises for a failing test."""
     item = task.item
