@@ -4,7 +4,11 @@ Each transaction runs alone on a fresh account database over the same read-only 
 with deferred credits (see `execution.account_db`), and comes back as a
 `SpecResult`: its read set, write set, gas and logs. Nothing here depends on the
 order of the other transactions: that is the point. In-order validation
-(`stages/execute.py`, optimistic strategy) decides which results still hold.
+(`execution.strategies.validate_in_order`) decides which results still hold.
+
+The `declared` strategy adds chains: transactions predicted to depend on each other
+run one after another on one database, each seeing the writes of the chain's
+earlier ones.
 
 Results cross process boundaries as msgpack: integers of 256 bits become bytes
 (msgpack stops at 64), keys become lists.
@@ -37,19 +41,28 @@ class SpecResult:
     sender: bytes | None = None  # None: the signature does not recover
 
 
-def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI]]) -> list[SpecResult]:
-    """Run each transaction on the pre-block view of `vm`'s state, independently."""
+def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI, int | None]], chains: dict[int, RecordingAccountDB] | None = None) -> list[SpecResult]:
+    """Run each transaction on the pre-block view of `vm`'s state.
+
+    A transaction with chain None runs alone; one with a chain id runs after the
+    earlier transactions of its chain (`declared` strategy), on a database kept in
+    `chains` between calls, so that it sees their writes."""
     state = vm.state
     reader = state._account_db._reader
+    chains = {} if chains is None else chains
     results = []
-    for index, tx in txs:
+    for index, tx, chain in txs:
         try:
             sender = tx.sender
         except Exception:  # eth-keys raises several types for bad signatures
             results.append(SpecResult(index, False))
             continue
-        db = RecordingAccountDB(reader)
-        db.deferred_credits = True
+        db = chains.get(chain) if chain is not None else None
+        if db is None:
+            db = RecordingAccountDB(reader)
+            db.deferred_credits = True
+            if chain is not None:
+                chains[chain] = db
         state._account_db = db
         db.begin_transaction()
         try:
@@ -57,12 +70,14 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
             computation = state.apply_transaction(tx)
         except (InvalidBlock, ValidationError):
             results.append(SpecResult(index, False, reads=db.reads, sender=sender))
+            chains.pop(chain, None)  # the chain's later transactions start afresh
             continue
         receipt = vm.make_receipt(SimpleNamespace(gas_used=0), tx, computation, state)
         reads = db.reads
         writes = db.end_transaction()
+        new_code = {h: db._new_code[h] for k, h in writes.items() if k[0] == "code" and h in db._new_code}
         logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
-        results.append(SpecResult(index, True, reads, writes, dict(db._new_code), receipt.gas_used, not computation.is_error, logs, sender))
+        results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender))
     return results
 
 

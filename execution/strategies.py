@@ -26,6 +26,7 @@ from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
 from execution.decode import mark_sender
+from execution.predict import AccessPredictor, Prediction, schedule_chains
 from execution.speculate import SpecResult
 from execution.workers import BlockRequest, SpeculationStream, WorkerPool
 from pipeline.block import InFlightBlock
@@ -95,17 +96,17 @@ class OptimisticStrategy:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self._sent: set[int] = set()
-        self._generation = -1
+        self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         block: BlockAPI = item.block  # type: ignore[assignment]
         if needs_intermediate_roots(item) or not block.transactions:
             return await SequentialStrategy().run(chain, item)
         cpu_before = self.pool.cpu_seconds
+        request, affinity = await self._plan(chain, item)
         invalid: InvalidBlock | None = None
         async with trio.open_nursery() as nursery:
-            stream = self.pool.start_speculation(nursery, self._request(chain, item), label=item.header.block_number)
+            stream = self.pool.start_speculation(nursery, request, label=item.header.block_number, affinity=affinity)
             run = BlockRun(block_vm(chain, item), block)
             try:
                 run.begin()
@@ -125,17 +126,29 @@ class OptimisticStrategy:
             worker_cpu=round(self.pool.cpu_seconds - cpu_before, 6),  # type: ignore[dict-item]
             top_conflicts=";".join(f"{label}x{n}" for label, n in conflicts.most_common(3)),  # type: ignore[dict-item]
         )
+        self._learn(item, execution)
         return execution
 
-    def _request(self, chain: Chain, item: InFlightBlock) -> BlockRequest:
-        """What the workers need: the overlay diffs they have not seen, the block."""
-        if chain.generation != self._generation:
-            self._generation, self._sent = chain.generation, set()
+    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
+        """The request, and which worker runs each transaction (None: any)."""
+        return self._request(chain, item, [None] * len(item.encoded_txs)), None
+
+    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> None:
+        """What the executed block teaches (nothing, for plain optimism)."""
+
+    def _request(self, chain: Chain, item: InFlightBlock, chains: list[int | None]) -> BlockRequest:
+        """What the workers need: the overlay of uncommitted diffs, the block."""
         head = chain.store.head()
         committed = head.number if head else -1
-        diffs = [(number, pack_diff(diff)) for number, diff in chain.overlay.diffs if number not in self._sent]
-        self._sent = {number for number, _ in chain.overlay.diffs}
+        diffs = []
+        for number, diff in chain.overlay.diffs:
+            key = (chain.generation, number)
+            if key not in self._packed:
+                self._packed[key] = pack_diff(diff)
+            diffs.append((number, self._packed[key]))
+        self._packed = {key: self._packed[key] for key in self._packed if key[0] == chain.generation and key[1] > committed}
         header = item.header
+        senders = item.senders or [None] * len(item.encoded_txs)
         return BlockRequest(
             db_path=chain.store.path,
             generation=chain.generation,
@@ -144,8 +157,56 @@ class OptimisticStrategy:
             schedule=chain.schedule.to_dict(),
             header_rlp=rlp.encode(header),
             prev_hashes=chain.ancestor_hashes(header.parent_hash),
-            txs=[(i, encoded, item.senders[i] if item.senders else None) for i, encoded in enumerate(item.encoded_txs)],
+            txs=[(i, encoded, senders[i], chains[i]) for i, encoded in enumerate(item.encoded_txs)],
         )
+
+
+class DeclaredStrategy(OptimisticStrategy):
+    """Schedule up front from predicted access sets (`execution.predict`): a chain of
+    transactions predicted to depend on each other runs in order on one worker;
+    chains run in parallel; in-order validation re-executes what was mispredicted."""
+
+    name = "declared"
+
+    def __init__(self, pool: WorkerPool) -> None:
+        super().__init__(pool)
+        self.predictor = AccessPredictor()
+
+    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
+        block: BlockAPI = item.block  # type: ignore[assignment]
+        header_rlp = rlp.encode(item.header)
+        senders = await self.pool.recover_senders(chain.schedule.to_dict(), header_rlp, item.encoded_txs)
+        for tx, sender in zip(block.transactions, senders):
+            if sender is not None:
+                mark_sender(tx, sender)
+        item.senders = senders  # type: ignore[assignment]
+        # A transaction whose signature does not recover is invalid: it runs alone,
+        # and validation reports it in block order.
+        predictions = [self.predictor.predict(tx, sender) if sender else Prediction() for tx, sender in zip(block.transactions, senders)]
+        chains = schedule_chains(predictions)
+        affinity = assign_workers(chains, self.pool.size)
+        counts = item.counts.setdefault("execute", {})
+        sizes = Counter(chains)
+        counts.update(chains=len(sizes), longest_chain=max(sizes.values()))
+        return self._request(chain, item, chains), affinity  # type: ignore[arg-type]
+
+    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> None:
+        predictor, fee_recipient = self.predictor, item.header.coinbase
+        for tx, sender, result in zip(item.block.transactions, item.senders, execution.tx_results):  # type: ignore[union-attr]
+            if predictor.wants(tx):
+                predictor.learn(tx, sender, result.reads, result.writes, fee_recipient)
+
+
+def assign_workers(chains: list[int], workers: int) -> list[int]:
+    """A worker per transaction: whole chains, longest first, to the least loaded."""
+    sizes = Counter(chains)
+    load = [0] * workers
+    worker_of: dict[int, int] = {}
+    for chain_id, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        worker = load.index(min(load))
+        worker_of[chain_id] = worker
+        load[worker] += size
+    return [worker_of[chain_id] for chain_id in chains]
 
 
 async def validate_in_order(run: BlockRun, results: list[SpecResult] | SpeculationStream) -> Counter[str]:
@@ -258,11 +319,13 @@ def make_strategy(name: str, pool: WorkerPool | None, *, verify: bool = False) -
         raise ValueError(f"strategy {name!r} needs a worker pool")
     elif name == "optimistic":
         strategy = OptimisticStrategy(pool)
+    elif name == "declared":
+        strategy = DeclaredStrategy(pool)
     elif name == "auto":
         strategy = AutoStrategy(pool)
     else:
-        raise ValueError(f"unknown strategy {name!r}: sequential, optimistic or auto")
+        raise ValueError(f"unknown strategy {name!r}: {', '.join(STRATEGIES)}")
     return VerifiedStrategy(strategy) if verify else strategy
 
 
-STRATEGIES = ("sequential", "optimistic", "auto")
+STRATEGIES = ("sequential", "optimistic", "declared", "auto")

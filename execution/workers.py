@@ -41,7 +41,7 @@ class BlockRequest:
     schedule: dict
     header_rlp: bytes
     prev_hashes: list[bytes]
-    txs: list[tuple[int, bytes, bytes | None]]  # index, encoded transaction, sender if known
+    txs: list[tuple[int, bytes, bytes | None, int | None]]  # index, encoded tx, sender if known, chain
 
     def pack(self) -> bytes:
         return msgpack.packb(
@@ -70,9 +70,12 @@ def worker_main(conn: Any) -> None:
         if data == b"stop":
             break
         op, payload = msgpack.unpackb(data, raw=False)
-        if op != "speculate":
+        if op == "speculate":
+            reply = pack_results(worker.run(payload))
+        elif op == "senders":
+            reply = msgpack.packb(worker.senders(payload), use_bin_type=True)
+        else:
             raise ValueError(f"unknown request {op!r}")
-        reply = pack_results(worker.run(payload))
         conn.send_bytes(msgpack.packb([time.process_time(), reply], use_bin_type=True))
     worker.close()
 
@@ -84,6 +87,10 @@ class _Worker:
         self.path = ""
         self.generation = -1
         self.schedules: dict[str, Any] = {}
+        self.chains: dict[int, Any] = {}  # chain id -> account database, for one block
+        self.chains_block = b""
+        self.committed = -1  # the committed head at the last request
+        self.seen: set[int] = set()  # uncommitted blocks whose diffs this worker holds
 
     def close(self) -> None:
         if self.store is not None:
@@ -99,12 +106,20 @@ class _Worker:
             self.store = StateStore(path, readonly=True)
             self.overlay = Overlay(self.store)
             self.path, self.generation = path, generation
+            self.chains, self.chains_block = {}, b""
+            self.committed, self.seen = committed, set()
         for number, diff in self.overlay.diffs:
             if number <= committed:
                 self.store.update_cache(diff)
+        if any(number not in self.seen for number in range(self.committed + 1, committed + 1)):
+            # A block was committed whose diff this worker never got (it was committed
+            # before a request could carry it): what the cache holds may be older.
+            self.store.clear_cache()
+        self.committed = committed
         self.overlay.drop_committed(committed)
         for number, packed in diffs:
             self.overlay.push(number, unpack_diff(packed))
+        self.seen = {number for number in self.seen if number > committed} | {number for number, _ in diffs}
 
     def _schedule(self, schedule: dict) -> Any:
         import json
@@ -121,25 +136,43 @@ class _Worker:
 
         path, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = payload
         self._sync(path, generation, committed, diffs)
+        if header_rlp != self.chains_block:  # chains live for one block
+            self.chains, self.chains_block = {}, header_rlp
         fork_schedule = self._schedule(schedule)
         header, vm_class = decode_header(fork_schedule, header_rlp)
         builder = vm_class.get_transaction_builder()
         decoded = []
-        for index, encoded, sender in txs:
+        for index, encoded, sender, chain in txs:
             tx = builder.decode(encoded)
             if sender is not None:
                 mark_sender(tx, sender)  # recovered once already
             else:
                 skip_signature_check(tx)  # recovery (in `speculate`) is the check
-            decoded.append((index, tx))
+            decoded.append((index, tx, chain))
         self._warm(header, decoded)
         vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
-        return speculate(vm, header, decoded)
+        return speculate(vm, header, decoded, self.chains)
+
+    def senders(self, payload: list) -> list[bytes | None]:
+        """Recover the senders of encoded transactions (None: the signature does not
+        recover; the master reports that invalid transaction in block order)."""
+        from execution.decode import decode_header
+
+        schedule, header_rlp, txs = payload
+        _, vm_class = decode_header(self._schedule(schedule), header_rlp)
+        builder = vm_class.get_transaction_builder()
+        senders: list[bytes | None] = []
+        for encoded in txs:
+            try:
+                senders.append(builder.decode(encoded).sender)
+            except Exception:  # eth-keys raises several types for bad signatures
+                senders.append(None)
+        return senders
 
     def _warm(self, header: Any, txs: list) -> None:
         """One batched read of the accounts every transaction touches first."""
         addresses = {header.coinbase}
-        addresses.update(tx.to for _, tx in txs if tx.to)
+        addresses.update(tx.to for _, tx, _ in txs if tx.to)
         accounts = self.store.read_accounts(addresses)
         self.store.read_code({a.code_hash for a in accounts.values() if a is not None})
 
@@ -152,6 +185,7 @@ class WorkerPool:
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._cpu: list[float] = []
+        self._seen: list[tuple[int, set[int]]] = []  # per worker: generation, diffs sent
         self._locks: list[trio.Lock] = []
         self._locks_run: Any = None
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
@@ -167,6 +201,7 @@ class WorkerPool:
             self._conns.append(parent)
             self._procs.append(process)
             self._cpu.append(0.0)
+            self._seen.append((-1, set()))
         for worker, conn in enumerate(self._conns):  # imports take about a second: not on the clock
             try:
                 self._cpu[worker] = msgpack.unpackb(conn.recv_bytes())
@@ -189,6 +224,7 @@ class WorkerPool:
             conn.close()
         self._conns.clear()
         self._procs.clear()
+        self._seen.clear()
 
     def workers_for(self, tx_count: int) -> int:
         return max(1, min(self.size, tx_count // MIN_TXS_PER_WORKER))
@@ -215,27 +251,66 @@ class WorkerPool:
         self._cpu[worker] = cpu
         return packed
 
-    def start_speculation(self, nursery: trio.Nursery, request: BlockRequest, label: int | None = None) -> SpeculationStream:
-        """Start speculating in the background, in chunks handed out round-robin in
-        block order, so that in-order validation can begin on the first chunk while
-        the workers run the rest. Results are read with `await stream.get(index)`."""
+    def _diffs_for(self, worker: int, request: BlockRequest) -> list[tuple[int, bytes]]:
+        """The overlay diffs this worker has not been sent yet (its first request of a
+        block carries them; a worker left out of a block gets them with the next)."""
+        generation, seen = self._seen[worker]
+        if generation != request.generation:
+            seen = set()
+        current = {number for number, _ in request.diffs}
+        diffs = [(number, packed) for number, packed in request.diffs if number not in seen]
+        self._seen[worker] = (request.generation, (seen & current) | current)
+        return diffs
+
+    def start_speculation(self, nursery: trio.Nursery, request: BlockRequest, label: int | None = None, affinity: list[int] | None = None) -> SpeculationStream:
+        """Start speculating in the background, in chunks in block order, so that
+        in-order validation can begin on the first chunk while the workers run the
+        rest. Without `affinity` chunks go round-robin; with it (the worker of each
+        transaction, so that a chain stays on one worker) each chunk is split by
+        worker. Results are read with `await stream.get(index)`."""
         from execution.speculate import unpack_results
 
         txs = request.txs
-        workers = self.workers_for(len(txs))
+        workers = self.workers_for(len(txs)) if affinity is None else self.size
         chunks = max(1, min(len(txs), workers * CHUNKS_PER_WORKER))
         size = -(-len(txs) // chunks) if txs else 1
-        parts = [txs[i : i + size] for i in range(0, len(txs), size)]
-        stream = SpeculationStream([index for index, _, _ in txs], [len(p) for p in parts])
+        parts: list[tuple[int, list]] = []  # (worker, transactions), in block order
+        for number, start in enumerate(range(0, len(txs), size)):
+            chunk = txs[start : start + size]
+            if affinity is None:
+                parts.append((number % workers, chunk))
+                continue
+            for worker in range(workers):
+                mine = [tx for position, tx in zip(range(start, start + size), chunk) if affinity[position] == worker]
+                if mine:
+                    parts.append((worker, mine))
+        stream = SpeculationStream([[entry[0] for entry in part] for _, part in parts])
 
         async def run_worker(worker: int) -> None:
-            for chunk in range(worker, len(parts), workers):  # ascending: early chunks first
-                data = BlockRequest(**{**request.__dict__, "txs": parts[chunk]}).pack()
-                stream.deliver(chunk, unpack_results(await self._call(worker, data, label)))
+            for number, (owner, part) in enumerate(parts):
+                if owner == worker:
+                    data = BlockRequest(**{**request.__dict__, "txs": part, "diffs": self._diffs_for(worker, request)}).pack()
+                    stream.deliver(number, unpack_results(await self._call(worker, data, label)))
 
-        for worker in range(min(workers, len(parts))):
+        for worker in sorted({owner for owner, _ in parts}):
             nursery.start_soon(run_worker, worker)
         return stream
+
+    async def recover_senders(self, schedule: dict, header_rlp: bytes, encoded: list[bytes]) -> list[bytes | None]:
+        """Senders of `encoded` transactions, recovered by all workers in parallel."""
+        workers = self.workers_for(len(encoded))
+        size = -(-len(encoded) // workers) if encoded else 1
+        parts = [encoded[i : i + size] for i in range(0, len(encoded), size)]
+        replies: list[list[bytes | None]] = [[] for _ in parts]
+
+        async def run(worker: int) -> None:
+            data = msgpack.packb(["senders", [schedule, header_rlp, parts[worker]]], use_bin_type=True)
+            replies[worker] = msgpack.unpackb(await self._call(worker, data), raw=False)
+
+        async with trio.open_nursery() as nursery:
+            for worker in range(len(parts)):
+                nursery.start_soon(run, worker)
+        return [sender for reply in replies for sender in reply]
 
 
 #: Chunks per worker per block: smaller chunks let validation start sooner; each costs
@@ -244,29 +319,21 @@ CHUNKS_PER_WORKER = 4
 
 
 class SpeculationStream:
-    """Speculative results of one block as they arrive, chunk by chunk."""
+    """Speculative results of one block as they arrive, part by part."""
 
-    def __init__(self, indices: list[int], chunk_sizes: list[int]) -> None:
-        self._indices = indices
+    def __init__(self, parts: list[list[int]]) -> None:
         self._results: dict[int, Any] = {}
-        self._ready = [trio.Event() for _ in chunk_sizes]
-        self._chunk_of: dict[int, int] = {}
-        self._expected: list[list[int]] = []
-        position = 0
-        for chunk, size in enumerate(chunk_sizes):
-            members = indices[position : position + size]
-            self._expected.append(members)
-            for index in members:
-                self._chunk_of[index] = chunk
-            position += size
+        self._ready = [trio.Event() for _ in parts]
+        self._expected = parts
+        self._part_of = {index: number for number, members in enumerate(parts) for index in members}
 
-    def deliver(self, chunk: int, results: list) -> None:
-        if [r.index for r in results] != self._expected[chunk]:
-            raise FatalError(f"a worker returned {len(results)} results for {len(self._expected[chunk])} transactions")
+    def deliver(self, part: int, results: list) -> None:
+        if [r.index for r in results] != self._expected[part]:
+            raise FatalError(f"a worker returned {len(results)} results for {len(self._expected[part])} transactions")
         for result in results:
             self._results[result.index] = result
-        self._ready[chunk].set()
+        self._ready[part].set()
 
     async def get(self, index: int) -> Any:
-        await self._ready[self._chunk_of[index]].wait()
+        await self._ready[self._part_of[index]].wait()
         return self._results[index]

@@ -427,6 +427,12 @@ class StateStore:
         with self._lock:
             self._update_cache(diff)
 
+    def clear_cache(self) -> None:
+        """Forget cached accounts and slots (code is content-addressed: never stale)."""
+        with self._lock:
+            self.accounts.clear()
+            self.slots.clear()
+
     def _update_cache(self, diff: StateDiff) -> None:
         for address, account in diff.accounts.items():
             self.accounts.put(address, account)

@@ -95,7 +95,7 @@ BLOCK_FOLDERS = ("BlockchainTests/ValidBlocks/", "BlockchainTests/InvalidBlocks/
 
 
 @pytest.mark.skipif(not FILES, reason="../shared/fixtures/blockchain-tests-dev.tar.gz is not present")
-@pytest.mark.parametrize("strategy", ["optimistic", "auto"])
+@pytest.mark.parametrize("strategy", ["optimistic", "declared", "auto"])
 @pytest.mark.parametrize("path", [p for p in FILES if p.startswith(BLOCK_FOLDERS)] or ["none"])
 def test_fixture_file_parallel_strategies(path: str, strategy: str) -> None:
     """The block-level fixtures again with the parallel strategies and `--verify`

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execution.block import BlockRun, execute_block, make_vm
+from execution.predict import AccessPredictor, schedule_chains
 from execution.speculate import pack_results, speculate, unpack_results
 from execution.strategies import first_difference, validate_in_order
 from state.genesis import genesis_commit
@@ -129,13 +130,36 @@ def _vm(overlay: Overlay, block):  # type: ignore[no-untyped-def]
     return make_vm(CancunVM, block.header, overlay, [], CHAIN_ID)
 
 
+def _alone(block):  # type: ignore[no-untyped-def]
+    """Every transaction on its own, on the pre-block state (the optimistic strategy)."""
+    return [(index, tx, None) for index, tx in enumerate(block.transactions)]
+
+
+def _in_chains(block, chains: list[int]):  # type: ignore[no-untyped-def]
+    """Transactions in chains (the declared strategy): a chain runs in order on one
+    database; chains are speculated one after another, as a worker would."""
+    order = sorted(range(len(chains)), key=lambda index: (chains[index], index))
+    return [(index, block.transactions[index], chains[index]) for index in order]
+
+
+def _optimistic(overlay: Overlay, block, txs):  # type: ignore[no-untyped-def]
+    """Speculate `txs`, then validate in block order; returns (execution, conflicts)."""
+    speculative = speculate(_vm(overlay, block), block.header, txs)
+    speculative = unpack_results(pack_results(speculative))  # through the wire format, as from a worker
+    speculative.sort(key=lambda result: result.index)
+    run = BlockRun(_vm(overlay, block), block)
+    run.begin()
+    conflicts = trio.run(validate_in_order, run, speculative)
+    return run.finish(), conflicts
+
+
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(tx_spec, min_size=1, max_size=24))
 def test_optimistic_equals_sequential(overlay: Overlay, specs: list) -> None:
     block = _block(specs)
     sequential = execute_block(_vm(overlay, block), block)
 
-    speculative = speculate(_vm(overlay, block), block.header, list(enumerate(block.transactions)))
+    speculative = speculate(_vm(overlay, block), block.header, _alone(block))
     speculative = unpack_results(pack_results(speculative))  # through the wire format, as from a worker
     run = BlockRun(_vm(overlay, block), block)
     run.begin()
@@ -154,7 +178,7 @@ def test_payments_to_one_recipient_do_not_conflict(overlay: Overlay) -> None:
     from 4 senders with tips to the same fee recipient, re-execute only nonce chains."""
     specs = [(i % 4, 1, 10**15, 2) for i in range(4)]  # four senders, one recipient, first tx each
     block = _block(specs)
-    speculative = speculate(_vm(overlay, block), block.header, list(enumerate(block.transactions)))
+    speculative = speculate(_vm(overlay, block), block.header, _alone(block))
     run = BlockRun(_vm(overlay, block), block)
     run.begin()
     conflicts = trio.run(validate_in_order, run, speculative)
@@ -165,7 +189,7 @@ def test_payments_to_one_recipient_do_not_conflict(overlay: Overlay) -> None:
 def test_shared_counter_conflicts_and_is_exact(overlay: Overlay) -> None:
     specs = [(i, TARGETS.index(COUNTER), 0, 1) for i in range(4)]
     block = _block(specs)
-    speculative = speculate(_vm(overlay, block), block.header, list(enumerate(block.transactions)))
+    speculative = speculate(_vm(overlay, block), block.header, _alone(block))
     run = BlockRun(_vm(overlay, block), block)
     run.begin()
     conflicts = trio.run(validate_in_order, run, speculative)
@@ -173,3 +197,54 @@ def test_shared_counter_conflicts_and_is_exact(overlay: Overlay) -> None:
     optimistic = run.finish()
     assert optimistic.diff.storage[COUNTER][0] == 5 + 4
     assert first_difference(optimistic, execute_block(_vm(overlay, block), block)) is None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(tx_spec, min_size=1, max_size=24), st.data())
+def test_any_chains_equal_sequential(overlay: Overlay, specs: list, data: st.DataObject) -> None:
+    """Whatever the chains (a prediction can be arbitrarily wrong), declared execution
+    gives the sequential result."""
+    block = _block(specs)
+    chains = data.draw(st.lists(st.integers(0, 3), min_size=len(specs), max_size=len(specs)))
+    sequential = execute_block(_vm(overlay, block), block)
+    declared, conflicts = _optimistic(overlay, block, _in_chains(block, chains))
+    assert first_difference(declared, sequential) is None
+    assert [r.encode() for r in declared.receipts] == [r.encode() for r in sequential.receipts]
+    assert declared.diff.accounts == sequential.diff.accounts
+    assert declared.diff.storage == sequential.diff.storage
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(tx_spec, min_size=1, max_size=24))
+def test_predicted_chains_equal_sequential_and_learn(overlay: Overlay, specs: list) -> None:
+    """Chains from the predictor, after it learned from the block run sequentially:
+    identical result, and no conflict left where the prediction can be exact (nonce
+    chains, the shared counter)."""
+    block = _block(specs)
+    sequential = execute_block(_vm(overlay, block), block)
+    predictor = AccessPredictor()
+    for tx, result in zip(block.transactions, sequential.tx_results):
+        predictor.learn(tx, tx.sender, result.reads, result.writes, COINBASE)
+    chains = schedule_chains([predictor.predict(tx, tx.sender) for tx in block.transactions])
+    declared, conflicts = _optimistic(overlay, block, _in_chains(block, chains))
+    assert first_difference(declared, sequential) is None
+    assert declared.diff.accounts == sequential.diff.accounts
+    assert declared.diff.storage == sequential.diff.storage
+    predictable = {EOAS[1], EOAS[2], COUNTER, REVERTER}
+    if all(tx.to in predictable for tx in block.transactions):
+        assert sum(conflicts.values()) == 0
+
+
+def test_declared_chains_a_shared_counter(overlay: Overlay) -> None:
+    """Four increments of one slot: optimistic re-executes three; after learning the
+    slot, declared runs them as one chain and re-executes none."""
+    block = _block([(i, TARGETS.index(COUNTER), 0, 1) for i in range(4)])
+    sequential = execute_block(_vm(overlay, block), block)
+    predictor = AccessPredictor()
+    predictor.learn(block.transactions[0], SENDERS[0], sequential.tx_results[0].reads, sequential.tx_results[0].writes, COINBASE)
+    chains = schedule_chains([predictor.predict(tx, tx.sender) for tx in block.transactions])
+    assert chains == [0, 0, 0, 0]
+    declared, conflicts = _optimistic(overlay, block, _in_chains(block, chains))
+    assert sum(conflicts.values()) == 0
+    assert declared.diff.storage[COUNTER][0] == 5 + 4
+    assert first_difference(declared, sequential) is None
