@@ -18,7 +18,10 @@ from typing import Any, Callable, Iterable
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.vm.forks.byzantium.constants import EIP658_TRANSACTION_STATUS_CODE_FAILURE, EIP658_TRANSACTION_STATUS_CODE_SUCCESS
+from eth.rlp.logs import Log
+from eth.rlp.receipts import Receipt
 from eth.vm.chain_context import ChainContext
+from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
 from eth_utils import ValidationError
 
@@ -26,6 +29,7 @@ import execution.precompiles  # noqa: F401  (installs the MODEXP fix)
 from execution.account_db import RecordingAccountDB, StateReader
 from execution.checks import GAS_PER_BLOB, MAX_BLOB_GAS_PER_BLOCK, check_transaction_state
 from execution.forks import VMClass
+from execution.speculate import SpecResult
 from pipeline.errors import InvalidTransaction
 from state.diff import StateDiff
 
@@ -134,13 +138,13 @@ class BlockRun:
         writes = self.db.end_transaction()
         self._account(index, tx, receipt, not computation.is_error, reads, writes)
 
-    def take_result(self, index: int, tx: SignedTransactionAPI, success: bool, tx_gas: int, logs: list, reads: dict, writes: dict, new_code: dict) -> None:
+    def take_result(self, index: int, tx: SignedTransactionAPI, result: SpecResult) -> None:
         """Apply a speculative result whose reads were checked to hold now."""
         self.check_allowance(index, tx)
-        self.db.apply_writes(writes, new_code)
-        status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS if success else EIP658_TRANSACTION_STATUS_CODE_FAILURE
-        receipt = tx.make_receipt(status, self.gas_used + tx_gas, logs)
-        self._account(index, tx, receipt, success, reads, writes)
+        self.db.apply_writes(result.writes, result.new_code)
+        status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS if result.success else EIP658_TRANSACTION_STATUS_CODE_FAILURE
+        receipt = build_receipt(tx, status, self.gas_used + result.gas_used, result.logs, result.bloom)
+        self._account(index, tx, receipt, result.success, result.reads, result.writes)
 
     def _account(self, index: int, tx: SignedTransactionAPI, receipt: ReceiptAPI, success: bool, reads: dict, writes: dict) -> None:
         tx_gas = receipt.gas_used - self.gas_used
@@ -160,6 +164,15 @@ class BlockRun:
             self.vm._assign_block_rewards(self.block)
         self.system_writes.append(self.db.end_transaction())
         return BlockExecution(self.receipts, self.results, self.gas_used, self.blob_gas_used, self.bloom, self.db.block_diff(), self.system_writes)
+
+
+def build_receipt(tx: SignedTransactionAPI, status: bytes, cumulative_gas: int, logs: list, bloom: int) -> ReceiptAPI:
+    """`tx.make_receipt`, with the bloom the worker computed (py-evm would hash every
+    log topic again here, in the one serial process)."""
+    receipt: ReceiptAPI = Receipt(state_root=status, gas_used=cumulative_gas, logs=[Log(a, t, d) for a, t, d in logs], bloom=bloom)
+    if isinstance(tx, TypedTransaction):
+        receipt = tx.receipt_builder.typed_receipt_class(tx.type_id, receipt)
+    return receipt
 
 
 def blob_gas(tx: SignedTransactionAPI) -> int:

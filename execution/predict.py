@@ -145,20 +145,20 @@ class AccessPredictor:
         key = self._profile_key(tx)
         return key is not None and self._profiles.get(key, _Profile()).samples < SAMPLES
 
-    def learn(self, tx: Any, sender: bytes, reads: dict[Key, Any], writes: dict[Key, Any], fee_recipient: bytes) -> None:
+    def learn(self, tx: Any, sender: bytes, reads: dict[Key, Any], writes: dict[Key, Any], fee_recipient: bytes) -> int:
         """Add an executed call's keys to its (contract, selector) profile. The fee
         recipient's balance is left out: speculation credits it without a read (a
         transaction executed again in block order reads and writes it)."""
         key = self._profile_key(tx)
         if key is None or reads.get(("code", tx.to)) == EMPTY_CODE_HASH:
-            return  # a plain transfer to an account without code: nothing to learn
+            return 0  # a plain transfer to an account without code: nothing to learn
         profile = self._profiles.get(key)
         if profile is None:
             if len(self._profiles) >= MAX_PROFILES:
                 del self._profiles[next(iter(self._profiles))]
             profile = self._profiles[key] = _Profile()
         if profile.samples >= SAMPLES:
-            return
+            return 0
         words = _words(sender, tx.to, bytes(tx.data))
         addresses = {}
         for source, word in words.items():
@@ -175,6 +175,7 @@ class AccessPredictor:
         profile.reads.update(_templates(reads, addresses, slots, fee_recipient))
         profile.writes.update(_templates(changed, addresses, slots, fee_recipient))
         profile.samples += 1
+        return 1
 
 
 def _templates(keys: dict[Key, Any], addresses: dict[bytes, Source], slots: dict[int, tuple], fee_recipient: bytes) -> Iterator[tuple]:

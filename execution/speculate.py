@@ -39,6 +39,7 @@ class SpecResult:
     success: bool = False
     logs: list[tuple[bytes, list[int], bytes]] = field(default_factory=list)
     sender: bytes | None = None  # None: the signature does not recover
+    bloom: int = 0  # of this transaction's logs
 
 
 def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI, int | None]], chains: dict[int, RecordingAccountDB] | None = None) -> list[SpecResult]:
@@ -77,7 +78,7 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
         writes = db.end_transaction()
         new_code = {h: db._new_code[h] for k, h in writes.items() if k[0] == "code" and h in db._new_code}
         logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
-        results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender))
+        results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender, receipt.bloom))
     return results
 
 
@@ -118,6 +119,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
                 r.success,
                 [[a, [_int(t) for t in topics], data] for a, topics, data in r.logs],
                 r.sender,
+                _int(r.bloom),
             ]
             for r in results
         ],
@@ -127,7 +129,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
 
 def unpack_results(data: bytes) -> list[SpecResult]:
     out = []
-    for index, ok, reads, writes, new_code, gas_used, success, logs, sender in msgpack.unpackb(data, raw=False):
+    for index, ok, reads, writes, new_code, gas_used, success, logs, sender, bloom in msgpack.unpackb(data, raw=False):
         out.append(
             SpecResult(
                 index,
@@ -139,6 +141,7 @@ def unpack_results(data: bytes) -> list[SpecResult]:
                 success,
                 [(a, [int.from_bytes(t, "big") for t in topics], d) for a, topics, d in logs],
                 sender,
+                int.from_bytes(bloom, "big"),
             )
         )
     return out

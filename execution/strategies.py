@@ -40,6 +40,8 @@ from state.merkle import merkleize
 AUTO_MIN_TXS = 24
 #: `auto` goes sequential for the next block when more than this share was re-executed.
 AUTO_MAX_REEXEC = 0.6
+#: `auto` runs a block sequentially when its predicted longest chain is above this share.
+AUTO_MAX_CHAIN_SHARE = 0.5
 #: validation yields to the event loop every this many transactions.
 CHECKPOINT_EVERY = 64
 
@@ -133,8 +135,10 @@ class OptimisticStrategy:
         """The request, and which worker runs each transaction (None: any)."""
         return self._request(chain, item, [None] * len(item.encoded_txs)), None
 
-    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> None:
-        """What the executed block teaches (nothing, for plain optimism)."""
+    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
+        """What the executed block teaches (nothing, for plain optimism); returns the
+        number of transactions learned from."""
+        return 0
 
     def _request(self, chain: Chain, item: InFlightBlock, chains: list[int | None]) -> BlockRequest:
         """What the workers need: the overlay of uncommitted diffs, the block."""
@@ -171,8 +175,11 @@ class DeclaredStrategy(OptimisticStrategy):
     def __init__(self, pool: WorkerPool) -> None:
         super().__init__(pool)
         self.predictor = AccessPredictor()
+        self._scheduled: tuple[InFlightBlock | None, list[int]] = (None, [])
 
-    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
+    async def schedule(self, chain: Chain, item: InFlightBlock) -> list[int]:
+        """Recover the senders (in the workers), predict, and chain: the chain id of
+        every transaction. `auto` looks at the chains before choosing."""
         block: BlockAPI = item.block  # type: ignore[assignment]
         header_rlp = rlp.encode(item.header)
         senders = await self.pool.recover_senders(chain.schedule.to_dict(), header_rlp, item.encoded_txs)
@@ -184,17 +191,30 @@ class DeclaredStrategy(OptimisticStrategy):
         # and validation reports it in block order.
         predictions = [self.predictor.predict(tx, sender) if sender else Prediction() for tx, sender in zip(block.transactions, senders)]
         chains = schedule_chains(predictions)
-        affinity = assign_workers(chains, self.pool.size)
-        counts = item.counts.setdefault("execute", {})
         sizes = Counter(chains)
-        counts.update(chains=len(sizes), longest_chain=max(sizes.values()))
-        return self._request(chain, item, chains), affinity  # type: ignore[arg-type]
+        item.counts.setdefault("execute", {}).update(chains=len(sizes), longest_chain=max(sizes.values()))
+        self._scheduled = (item, chains)
+        return chains
 
-    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> None:
+    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
+        scheduled_item, chains = self._scheduled
+        if scheduled_item is not item:
+            chains = await self.schedule(chain, item)
+        self._scheduled = (None, [])
+        return self._request(chain, item, chains), assign_workers(chains, self.pool.size)  # type: ignore[arg-type]
+
+    def learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
+        """Teach the predictor the layouts of contracts it has not seen enough of."""
+        return self._learn(item, execution)
+
+    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
         predictor, fee_recipient = self.predictor, item.header.coinbase
-        for tx, sender, result in zip(item.block.transactions, item.senders, execution.tx_results):  # type: ignore[union-attr]
+        learned = 0
+        for tx, result in zip(item.block.transactions, execution.tx_results):  # type: ignore[union-attr]
             if predictor.wants(tx):
-                predictor.learn(tx, sender, result.reads, result.writes, fee_recipient)
+                learned += predictor.learn(tx, tx.sender, result.reads, result.writes, fee_recipient)
+        item.counts.setdefault("execute", {})["learned"] = learned
+        return learned
 
 
 def assign_workers(chains: list[int], workers: int) -> list[int]:
@@ -220,7 +240,7 @@ async def validate_in_order(run: BlockRun, results: list[SpecResult] | Speculati
             mark_sender(tx, result.sender)
         stale = _first_stale_read(run.db, result.reads) if result.ok else ("invalid on the pre-block state",)
         if stale is None:
-            run.take_result(index, tx, result.success, result.gas_used, result.logs, result.reads, result.writes, result.new_code)
+            run.take_result(index, tx, result)
         else:
             conflicts[_conflict_label(stale)] += 1
             run.run_transaction(index, tx)
@@ -245,25 +265,42 @@ def _conflict_label(key: tuple) -> str:
 
 
 class AutoStrategy:
-    """Optimistic where it pays, sequential where it cannot (the rule is measured:
-    docs/BENCHMARKS.md)."""
+    """Declared where it pays, sequential where it cannot (the rule is measured:
+    docs/BENCHMARKS.md): small blocks, blocks before Byzantium, blocks whose
+    predicted longest chain is most of the block (one hot pool: nothing to run in
+    parallel), and the block after one in which most transactions ran twice."""
 
     name = "auto"
     recovers_senders = True
 
     def __init__(self, pool: WorkerPool) -> None:
-        self.optimistic = OptimisticStrategy(pool)
+        self.declared = DeclaredStrategy(pool)
         self.sequential = SequentialStrategy()
         self._last_reexec_share = 0.0
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         txs = len(item.block.transactions)  # type: ignore[union-attr]
-        if txs < AUTO_MIN_TXS or self._last_reexec_share > AUTO_MAX_REEXEC:
-            self._last_reexec_share = 0.0  # probe optimistic again on the next block
-            return await self.sequential.run(chain, item)
-        execution = await self.optimistic.run(chain, item)
+        if txs < AUTO_MIN_TXS or needs_intermediate_roots(item):
+            return await self._sequential(chain, item, "small")
+        if self._last_reexec_share > AUTO_MAX_REEXEC:
+            # Most of the last block ran twice and taught the predictor nothing new:
+            # this block sequentially, then try in parallel again.
+            self._last_reexec_share = 0.0
+            return await self._sequential(chain, item, "conflicts")
+        chains = await self.declared.schedule(chain, item)
+        if max(Counter(chains).values()) > AUTO_MAX_CHAIN_SHARE * txs:
+            return await self._sequential(chain, item, "serial")
+        execution = await self.declared.run(chain, item)
         counts = item.counts.get("execute", {})
-        self._last_reexec_share = counts.get("reexecuted", 0) / txs if txs else 0.0
+        if not counts.get("learned"):
+            self._last_reexec_share = counts.get("reexecuted", 0) / txs
+        counts["strategy"] = "auto:declared"
+        return execution
+
+    async def _sequential(self, chain: Chain, item: InFlightBlock, reason: str) -> BlockExecution:
+        execution = await self.sequential.run(chain, item)
+        self.declared.learn(item, execution)
+        item.counts.setdefault("execute", {})["strategy"] = f"auto:sequential:{reason}"  # type: ignore[assignment]
         return execution
 
 

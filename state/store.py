@@ -96,6 +96,9 @@ class StateStore:
         self.accounts: LRUCache[bytes, Account | None] = LRUCache(cache_size)
         self.slots: LRUCache[tuple[bytes, int], int] = LRUCache(cache_size)
         self.codes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 50, 64))
+        # Trie nodes near the root are read by every block's merkleization; new nodes
+        # are cached as they are committed (the next block updates those paths).
+        self.nodes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 2, 64))
         if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
 
@@ -204,10 +207,14 @@ class StateStore:
             yield address, decode_account(data)
 
     def get_trie_node(self, node_hash: bytes) -> bytes:
+        cached = self.nodes.get(node_hash)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
         with self._lock:
             row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
         if row is None:
             raise KeyError(node_hash)
+        self.nodes.put(node_hash, row[0])
         return row[0]
 
     # -- chain reads -------------------------------------------------------------
@@ -288,6 +295,8 @@ class StateStore:
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", commit.meta.items())
                 self._set_head(Head(commit.number, commit.hash, commit.state_root))
             self._update_cache(commit.diff)
+            for node_hash, node in commit.trie_nodes.items():
+                self.nodes.put(node_hash, node)
 
     def unwind_block(self) -> Head:
         """Undo the head block from its change set, in one transaction; returns the new head.
