@@ -12,6 +12,8 @@ read and write sets, for the stages that follow.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import rlp
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
@@ -19,7 +21,6 @@ from typing import Any, Callable, Iterable
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.vm.forks.byzantium.constants import EIP658_TRANSACTION_STATUS_CODE_FAILURE, EIP658_TRANSACTION_STATUS_CODE_SUCCESS
 from eth.rlp.logs import Log
-from eth.rlp.receipts import Receipt
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
@@ -143,7 +144,8 @@ class BlockRun:
         self.check_allowance(index, tx)
         self.db.apply_writes(result.writes, result.new_code)
         status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS if result.success else EIP658_TRANSACTION_STATUS_CODE_FAILURE
-        receipt = build_receipt(tx, status, self.gas_used + result.gas_used, result.logs, result.bloom)
+        type_id = tx.type_id if isinstance(tx, TypedTransaction) else None
+        receipt = SpeculatedReceipt(type_id, status, self.gas_used + result.gas_used, result.bloom, result.logs, result.logs_rlp)
         self._account(index, tx, receipt, result.success, result.reads, result.writes)
 
     def _account(self, index: int, tx: SignedTransactionAPI, receipt: ReceiptAPI, success: bool, reads: dict, writes: dict) -> None:
@@ -166,13 +168,36 @@ class BlockRun:
         return BlockExecution(self.receipts, self.results, self.gas_used, self.blob_gas_used, self.bloom, self.db.block_diff(), self.system_writes)
 
 
-def build_receipt(tx: SignedTransactionAPI, status: bytes, cumulative_gas: int, logs: list, bloom: int) -> ReceiptAPI:
-    """`tx.make_receipt`, with the bloom the worker computed (py-evm would hash every
-    log topic again here, in the one serial process)."""
-    receipt: ReceiptAPI = Receipt(state_root=status, gas_used=cumulative_gas, logs=[Log(a, t, d) for a, t, d in logs], bloom=bloom)
-    if isinstance(tx, TypedTransaction):
-        receipt = tx.receipt_builder.typed_receipt_class(tx.type_id, receipt)
-    return receipt
+class SpeculatedReceipt:
+    """The receipt of a transaction taken from a speculative result, with what py-evm's
+    receipt offers (`state_root` (the status), `gas_used`, `bloom`, `logs`,
+    `encode`), built from the worker's bloom and pre-encoded logs: py-evm's rlp
+    objects cost about 70 µs per receipt here, in the one serial process."""
+
+    __slots__ = ("type_id", "state_root", "gas_used", "bloom", "_logs", "_logs_rlp", "_encoded")
+
+    def __init__(self, type_id: int | None, status: bytes, gas_used: int, bloom: int, logs: list, logs_rlp: bytes) -> None:
+        self.type_id, self.state_root, self.gas_used, self.bloom = type_id, status, gas_used, bloom
+        self._logs, self._logs_rlp = logs, logs_rlp
+        self._encoded: bytes | None = None
+
+    @property
+    def logs(self) -> list[Log]:
+        return [Log(address, topics, data) for address, topics, data in self._logs]
+
+    def encode(self) -> bytes:
+        if self._encoded is None:
+            body = rlp.encode(self.state_root) + rlp.encode(self.gas_used) + rlp.encode(self.bloom.to_bytes(256, "big")) + self._logs_rlp
+            encoded = _list_prefix(len(body)) + body
+            self._encoded = encoded if self.type_id is None else bytes([self.type_id]) + encoded
+        return self._encoded
+
+
+def _list_prefix(length: int) -> bytes:
+    if length < 56:
+        return bytes([0xC0 + length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0xF7 + len(size)]) + size
 
 
 def blob_gas(tx: SignedTransactionAPI) -> int:

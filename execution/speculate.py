@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable
 
 import msgpack
+import rlp
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
 from eth_utils import ValidationError
 
@@ -40,6 +41,7 @@ class SpecResult:
     logs: list[tuple[bytes, list[int], bytes]] = field(default_factory=list)
     sender: bytes | None = None  # None: the signature does not recover
     bloom: int = 0  # of this transaction's logs
+    logs_rlp: bytes = b"\xc0"  # the logs, RLP-encoded as in the receipt
 
 
 def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI, int | None]], chains: dict[int, RecordingAccountDB] | None = None) -> list[SpecResult]:
@@ -78,7 +80,8 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
         writes = db.end_transaction()
         new_code = {h: db._new_code[h] for k, h in writes.items() if k[0] == "code" and h in db._new_code}
         logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
-        results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender, receipt.bloom))
+        logs_rlp = rlp.encode(receipt.logs) if logs else b"\xc0"
+        results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender, receipt.bloom, logs_rlp))
     return results
 
 
@@ -120,6 +123,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
                 [[a, [_int(t) for t in topics], data] for a, topics, data in r.logs],
                 r.sender,
                 _int(r.bloom),
+                r.logs_rlp,
             ]
             for r in results
         ],
@@ -129,7 +133,7 @@ def pack_results(results: list[SpecResult]) -> bytes:
 
 def unpack_results(data: bytes) -> list[SpecResult]:
     out = []
-    for index, ok, reads, writes, new_code, gas_used, success, logs, sender, bloom in msgpack.unpackb(data, raw=False):
+    for index, ok, reads, writes, new_code, gas_used, success, logs, sender, bloom, logs_rlp in msgpack.unpackb(data, raw=False):
         out.append(
             SpecResult(
                 index,
@@ -142,6 +146,7 @@ def unpack_results(data: bytes) -> list[SpecResult]:
                 [(a, [int.from_bytes(t, "big") for t in topics], d) for a, topics, d in logs],
                 sender,
                 int.from_bytes(bloom, "big"),
+                logs_rlp,
             )
         )
     return out
