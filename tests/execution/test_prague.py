@@ -120,3 +120,51 @@ def test_requests_hash_of_nothing_is_sha256_of_nothing() -> None:
     assert compute_requests_hash([]) == hashlib.sha256(b"").digest() == EMPTY_REQUESTS_HASH
     one = b"\x01" + b"\xaa" * 76
     assert compute_requests_hash([one]) == hashlib.sha256(hashlib.sha256(one).digest()).digest()
+
+
+def test_cancun_to_prague_boundary_uses_the_childs_blob_target(tmp_path: Path) -> None:
+    """CancunToPragueAtTime15k: a Cancun block with 6 blobs (Cancun's maximum), then the
+    first Prague block, whose excess blob gas is computed with Prague's target: 0, not
+    Cancun's 393216 (EIP-7691). Sealed by py-evm, replayed by evmpipe."""
+    from eth.chains.base import Chain
+    from eth.db.atomic import AtomicDB
+    from eth.vm.forks import CancunVM, PragueVM
+
+    from evmpipe.gen.builder import header_json
+    from evmpipe.gen.keys import fresh_address
+    from evmpipe.gen.prague import EXTRA_DATA, Tx, alloc_json, build_world, genesis_params, sign
+
+    world = build_world(6, 4)
+    chain_class = Chain.configure("Transition", vm_configuration=((0, CancunVM), (2, PragueVM)), chain_id=1)
+    params = {k: v for k, v in genesis_params().items() if k != "requests_hash"}
+    chain = chain_class.from_genesis(AtomicDB(), dict(params, timestamp=14_976), world.alloc)
+    genesis = chain.get_canonical_block_by_number(0)
+    nonces = {address: fields["nonce"] for address, fields in world.alloc.items()}
+    parent, blocks = genesis.header, []
+    for number, (vm_class, txs) in enumerate(((CancunVM, [Tx("6 blobs", world.sponsors[0], fresh_address(6, "x", 0), kind="blob", blobs=6)]),
+                                              (PragueVM, [Tx("transfer", world.sponsors[1], fresh_address(6, "x", 1), value=1)])), start=1):
+        template = chain.create_header_from_parent(parent, coinbase=world.coinbase, gas_limit=parent.gas_limit, timestamp=14_976 + 12 * number, extra_data=EXTRA_DATA, parent_beacon_block_root=b"\x07" * 32)
+        builder = vm_class.get_transaction_builder()
+        signed = [builder.decode(sign(tx, nonces, template.base_fee_per_gas).encode()) for tx in txs]
+        block = vm_class.get_block_class()(header=template, transactions=signed, uncles=[], withdrawals=[])
+        sealed = chain.import_block(block, perform_validation=False).imported_block
+        blocks.append({"rlp": "0x" + rlp.encode(sealed).hex(), "blockHeader": header_json(sealed.header)})
+        parent = sealed.header
+    assert blocks[0]["blockHeader"]["blobGasUsed"] == "0x0c0000" and blocks[1]["blockHeader"]["excessBlobGas"] == "0x00"
+    assert "requestsHash" in blocks[1]["blockHeader"] and "requestsHash" not in blocks[0]["blockHeader"]
+    test = {
+        "network": "CancunToPragueAtTime15k", "pre": alloc_json(world.alloc), "genesisBlockHeader": header_json(genesis.header),
+        "genesisRLP": "0x" + rlp.encode(genesis).hex(), "blocks": blocks, "lastblockhash": "0x" + parent.hash.hex(),
+        "postStateHash": "0x" + parent.state_root.hex(),
+    }
+    from evmpipe.engine import run_blockchain_test
+
+    result = run_blockchain_test("transition", "cancun-to-prague", test)
+    assert result.passed, result.error
+    # and the Cancun rule at the boundary would be wrong: evmpipe rejects it
+    wrong = PragueVM.get_block_class()
+    block2 = rlp.decode(bytes.fromhex(blocks[1]["rlp"][2:]), sedes=wrong)
+    bad = dict(test, blocks=[blocks[0], {"rlp": "0x" + rlp.encode(block2.copy(header=block2.header.copy(excess_blob_gas=393_216))).hex(), "expectException": "BlockException.INCORRECT_EXCESS_BLOB_GAS"}], lastblockhash=blocks[0]["blockHeader"]["hash"])
+    bad["postStateHash"] = blocks[0]["blockHeader"]["stateRoot"]
+    result = run_blockchain_test("transition", "cancun-rule-at-prague", bad)
+    assert result.blocks[1].reason == "BlockException.INCORRECT_EXCESS_BLOB_GAS" and result.passed, result.error
