@@ -373,6 +373,7 @@ def generate_prague(params: GenParams) -> Workload:
         counts["setCode"] += sum(tx.kind == "setcode" for tx in txs)
         counts["authorizations"] += sum(len(tx.auths) for tx in txs)
         counts["blobs"] += sum(tx.blobs for tx in txs)
+        counts["requests"] += sum(tx.to in (DEPOSIT_CONTRACT_ADDRESS, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS) for tx in txs)
         blocks_json.append({
             "blockHeader": header_json(sealed.header),
             "blocknumber": str(sealed.number),
