@@ -385,7 +385,7 @@ def generate_prague(params: GenParams) -> Workload:
         })
         headers.append(sealed.header)
         parent = sealed.header
-    addresses = list(world.alloc) + [world.coinbase]
+    addresses = list(world.alloc) + [world.coinbase, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, DEPOSIT_CONTRACT_ADDRESS]
     addresses += [fresh_address(params.seed, "validator", i) for i in range(2)]
     addresses += [fresh_address(params.seed, role, i) for role in ("blob-sink", "floor-sink", "a1-sink", "a2-sink") for i in range(4)]
     addresses += [fresh_address(params.seed, f"filler-sink-{n}", i) for n in range(len(plan)) for i in range(filler_txs)]

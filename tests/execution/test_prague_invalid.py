@@ -120,3 +120,24 @@ def test_seven_blobs_are_too_many_for_cancun_only(test_json: dict[str, Any]) -> 
     with pytest.raises(InvalidTransaction) as error:
         check_transaction_static(CancunVM, block.header, tx, 0, 1)
     assert error.value.code == "TransactionException.TYPE_3_TX_BLOB_COUNT_EXCEEDED"
+
+
+def test_missing_request_contract_makes_the_block_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EELS (final Prague) rejects a block whose EIP-7251 contract has no code; py-evm
+    skips the call (and seals such blocks), evmpipe follows EELS."""
+    import evmpipe.gen.prague as prague
+    from execution.requests import CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS
+
+    real = prague.build_world
+
+    def without_consolidations(seed: int, fillers: int) -> prague.PragueWorld:
+        world = real(seed, fillers)
+        del world.alloc[CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS]
+        return world
+
+    monkeypatch.setattr(prague, "build_world", without_consolidations)
+    test = generate(GenParams("prague", txs=0, seed=SEED)).fixture
+    bad = dict(test, blocks=[dict(test["blocks"][0], expectException="BlockException.SYSTEM_CONTRACT_EMPTY")],
+               lastblockhash=test["genesisBlockHeader"]["hash"], postState=test["pre"])
+    result = run_blockchain_test("prague-invalid", "no-consolidation-contract", bad)
+    assert result.blocks[0].reason == "BlockException.SYSTEM_CONTRACT_EMPTY" and result.passed, result.error
