@@ -382,6 +382,28 @@ def geth_schedule(config: dict[str, Any], genesis_difficulty: int, first_pos_blo
     return simplify_schedule(ForkSchedule(tuple(activations), chain_id, dao))
 
 
+def check_blob_schedule(config: dict[str, Any]) -> None:
+    """geth's `config.blobSchedule` (blobs per block and update fraction per fork):
+    accepted when it is mainnet's ([EIP-7691]), which evmpipe's per-fork table
+    (`execution.blobs`) implements; any other schedule is refused rather than run
+    with the wrong limits. Entries of forks evmpipe does not run are ignored.
+
+    [EIP-7691]: https://eips.ethereum.org/EIPS/eip-7691"""
+    from execution.blobs import CANCUN, GAS_PER_BLOB, PRAGUE
+
+    schedule = config.get("blobSchedule") or {}
+    if not isinstance(schedule, dict):
+        raise ValueError("blobSchedule is not an object")
+    for fork, params in (("cancun", CANCUN), ("prague", PRAGUE)):
+        entry = schedule.get(fork)
+        if entry is None:
+            continue
+        given = (hex_int(entry.get("target")), hex_int(entry.get("max")), hex_int(entry.get("baseFeeUpdateFraction")))
+        expected = (params.target // GAS_PER_BLOB, params.max // GAS_PER_BLOB, params.update_fraction)
+        if given != expected:
+            raise ValueError(f"blobSchedule.{fork} is {given} (target, max, fraction); evmpipe runs mainnet's {expected}")
+
+
 def _paris_block(config: dict[str, Any], genesis_difficulty: int, first_pos_block: int | None) -> int | None:
     if config.get("mergeNetsplitBlock") is not None:
         return hex_int(config["mergeNetsplitBlock"])
@@ -499,6 +521,7 @@ def geth_to_native(export_path: StrPath, genesis_json_path: StrPath, dst: StrPat
         difficulty = geth_difficulty(genesis)
         first_pos = _first_pos_block(export_path) if _needs_merge_scan(genesis["config"], difficulty) else None
         schedule = geth_schedule(genesis["config"], difficulty, first_pos)
+        check_blob_schedule(genesis["config"])
         genesis_header = geth_genesis_header(genesis, schedule, alloc)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise BadInput(f"{genesis_json_path}: cannot build the genesis block: {exc}") from exc

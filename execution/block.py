@@ -1,13 +1,20 @@
 """Execute one block's transactions over our state with py-evm as the interpreter.
 
 This is EELS's `apply_body` for evmpipe: system changes before the transactions
-([EIP-4788] beacon root, the DAO drain), each transaction checked against state and
-run, then withdrawals ([EIP-4895]) and, before the merge, block and ommer rewards.
-The result is data: receipts, gas, and the block's `StateDiff` with per-transaction
-read and write sets, for the stages that follow.
+([EIP-4788] beacon root, [EIP-2935] parent hash, the DAO drain), each transaction
+checked against state and run, then withdrawals ([EIP-4895]), before the merge block
+and ommer rewards, and from Prague the requests ([EIP-7685]). The result is data:
+receipts, gas, requests hash, and the block's `StateDiff` with per-transaction read
+and write sets, for the stages that follow.
 
+All system work happens in `BlockRun.begin` and `BlockRun.finish`, which every
+strategy calls in the master, in block order: the system writes are never
+speculative, and a transaction that read a slot they changed is re-executed.
+
+[EIP-2935]: https://eips.ethereum.org/EIPS/eip-2935
 [EIP-4788]: https://eips.ethereum.org/EIPS/eip-4788
 [EIP-4895]: https://eips.ethereum.org/EIPS/eip-4895
+[EIP-7685]: https://eips.ethereum.org/EIPS/eip-7685
 """
 from __future__ import annotations
 
@@ -23,14 +30,19 @@ from eth.vm.forks.byzantium.constants import EIP658_TRANSACTION_STATUS_CODE_FAIL
 from eth.rlp.logs import Log
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.berlin.transactions import TypedTransaction
+from eth.vm.forks import CancunVM, PragueVM
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
 from eth_utils import ValidationError
 
 import execution.precompiles  # noqa: F401  (installs the MODEXP fix)
+import execution.receipt_gas  # noqa: F401  (installs the EIP-7623 receipt gas fix)
 from execution.account_db import RecordingAccountDB, StateReader
-from execution.checks import GAS_PER_BLOB, MAX_BLOB_GAS_PER_BLOCK, check_transaction_state
+from execution.blobs import blob_gas, blob_params
+from execution.checks import check_transaction_state
 from execution.forks import VMClass
 from execution.speculate import SpecResult
+from execution.requests import compute_requests_hash, process_requests
+from execution.system import process_history_hash
 from pipeline.errors import InvalidTransaction
 from state.diff import StateDiff
 
@@ -55,6 +67,8 @@ class BlockExecution:
     bloom: int
     diff: StateDiff
     system_writes: list[dict[tuple, Any]] = field(default_factory=list)
+    requests: list[bytes] = field(default_factory=list)  # EIP-7685, type byte first
+    requests_hash: bytes | None = None  # None before Prague
 
 
 @lru_cache(maxsize=None)
@@ -104,12 +118,22 @@ class BlockRun:
         self.blob_gas_used = 0
         self.bloom = 0
         self.system_writes: list[dict[tuple, Any]] = []
+        self.prague = isinstance(vm, PragueVM)
+        blobs = blob_params(type(vm))
+        self.max_blob_gas = blobs.max if blobs is not None else 0
 
     def begin(self) -> None:
-        """System changes before the first transaction: DAO drain, EIP-4788 beacon root."""
+        """System changes before the first transaction: DAO drain, EIP-4788 beacon root,
+        EIP-2935 parent hash (a system call, as in EELS)."""
         self.db.begin_transaction()
         _apply_dao_fork(self.vm, self.header)
-        self.vm.block_preprocessing(self.block)
+        if self.prague:
+            # py-evm's Prague preprocessing writes the history slot only for the code it
+            # knows; EELS calls whatever code is deployed there
+            CancunVM.block_preprocessing(self.vm, self.block)
+            process_history_hash(self.vm, self.header)
+        else:
+            self.vm.block_preprocessing(self.block)
         self.system_writes.append(self.db.end_transaction())
 
     def check_allowance(self, index: int, tx: SignedTransactionAPI) -> None:
@@ -117,7 +141,7 @@ class BlockRun:
         header = self.header
         if tx.gas > header.gas_limit - self.gas_used:
             raise InvalidTransaction("TransactionException.GAS_ALLOWANCE_EXCEEDED", f"gas {tx.gas} > gas left in block {header.gas_limit - self.gas_used}", number=header.block_number, block_hash=header.hash, tx_index=index)
-        if blob_gas(tx) > MAX_BLOB_GAS_PER_BLOCK - self.blob_gas_used:
+        if blob_gas(tx) > self.max_blob_gas - self.blob_gas_used:
             raise InvalidTransaction("TransactionException.TYPE_3_TX_MAX_BLOB_GAS_ALLOWANCE_EXCEEDED", "blob gas above what the block has left", number=header.block_number, block_hash=header.hash, tx_index=index)
 
     def run_transaction(self, index: int, tx: SignedTransactionAPI) -> None:
@@ -157,15 +181,26 @@ class BlockRun:
         self.results.append(TxResult(index, tx_gas, success, reads, writes))
 
     def finish(self) -> BlockExecution:
-        """Withdrawals ([EIP-4895]) and, before the merge, block and ommer rewards."""
+        """Withdrawals ([EIP-4895]), before the merge block and ommer rewards, and from
+        Prague the requests ([EIP-7685]: deposits from the receipts, then the withdrawal
+        and consolidation system calls). Raises `InvalidBlock` when a request contract
+        is missing or fails, or a deposit log is malformed."""
         self.db.begin_transaction()
         withdrawals = getattr(self.block, "withdrawals", None)
         if withdrawals:
             self.vm.apply_all_withdrawals(withdrawals)
         if self.block.number > 0:
             self.vm._assign_block_rewards(self.block)
+        requests: list[bytes] = []
+        requests_hash = None
+        if self.prague:
+            requests = process_requests(self.vm, self.header, self.receipts)
+            requests_hash = compute_requests_hash(requests)
         self.system_writes.append(self.db.end_transaction())
-        return BlockExecution(self.receipts, self.results, self.gas_used, self.blob_gas_used, self.bloom, self.db.block_diff(), self.system_writes)
+        return BlockExecution(
+            self.receipts, self.results, self.gas_used, self.blob_gas_used, self.bloom, self.db.block_diff(), self.system_writes,
+            requests=requests, requests_hash=requests_hash,
+        )
 
 
 class SpeculatedReceipt:
@@ -198,12 +233,6 @@ def _list_prefix(length: int) -> bytes:
         return bytes([0xC0 + length])
     size = length.to_bytes((length.bit_length() + 7) // 8, "big")
     return bytes([0xF7 + len(size)]) + size
-
-
-def blob_gas(tx: SignedTransactionAPI) -> int:
-    if getattr(tx, "type_id", None) == 3:
-        return GAS_PER_BLOB * len(tx.blob_versioned_hashes)
-    return 0
 
 
 def execute_block(vm: Any, block: BlockAPI) -> BlockExecution:

@@ -7,19 +7,25 @@ balance, sender code, gas left in the block) run just before each transaction.
 
 py-evm 0.12.1b1 leaves out some of these (no chain-id check, no [EIP-3607] sender
 check, no signature or intrinsic-gas check in type-2 `validate()`, a Cancun balance
-check that forgets `tx.value`); evmpipe checks them all itself, each with the
-ethereum/tests exception code, and keeps py-evm's own checks behind as a backstop.
+check that forgets `tx.value`, no [EIP-7623] calldata floor check, no [EIP-7702]
+transaction rules beyond a non-empty list); evmpipe checks them all itself, each with
+the ethereum/tests exception code, and keeps py-evm's own checks behind as a backstop.
+Blob limits and prices are per fork (`execution.blobs`, [EIP-7691]).
 
 [EIP-3607]: https://eips.ethereum.org/EIPS/eip-3607
+[EIP-7623]: https://eips.ethereum.org/EIPS/eip-7623
+[EIP-7691]: https://eips.ethereum.org/EIPS/eip-7691
+[EIP-7702]: https://eips.ethereum.org/EIPS/eip-7702
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
-from eth.vm.forks import BerlinVM, CancunVM, LondonVM, ShanghaiVM
+from eth.vm.forks import BerlinVM, CancunVM, LondonVM, PragueVM, ShanghaiVM
 from eth_utils import ValidationError
 
+from execution.blobs import GAS_PER_BLOB, VERSIONED_HASH_VERSION_KZG, blob_base_fee, blob_params, calc_excess_blob_gas
 from execution.forks import VMClass, is_merged
 from pipeline.errors import InvalidBlock, InvalidTransaction
 from state.account import EMPTY_CODE_HASH
@@ -31,12 +37,13 @@ GAS_LIMIT_MAXIMUM = 2**63 - 1  # geth's and ethereum/tests' bound
 ELASTICITY_MULTIPLIER = 2  # EIP-1559
 MAX_EXTRA_DATA = 32
 MAX_INITCODE_SIZE = 2 * 24576  # EIP-3860
-MAX_BLOB_GAS_PER_BLOCK = 786432  # EIP-4844
-GAS_PER_BLOB = 2**17
-TARGET_BLOB_GAS_PER_BLOCK = 393216
-VERSIONED_HASH_VERSION_KZG = b"\x01"
-MIN_BLOB_BASE_FEE = 1
-BLOB_BASE_FEE_UPDATE_FRACTION = 3338477
+TX_BASE_COST = 21000
+FLOOR_CALLDATA_COST = 10  # EIP-7623, per calldata token
+STANDARD_CALLDATA_TOKEN_COST = 4  # a non-zero byte is 4 tokens, a zero byte 1
+SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+EOA_DELEGATION_MARKER = b"\xef\x01\x00"  # EIP-7702
+EOA_DELEGATED_CODE_LENGTH = 23
+UINT8_MAX = 2**8 - 1
 UINT64_MAX = 2**64 - 1
 UINT256_MAX = 2**256 - 1
 EMPTY_OMMERS_HASH = bytes.fromhex("1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347")
@@ -44,27 +51,6 @@ DAO_EXTRA_DATA = b"dao-hard-fork"
 
 _B = "BlockException."
 _T = "TransactionException."
-
-
-def fake_exponential(factor: int, numerator: int, denominator: int) -> int:
-    """EIP-4844's integer approximation of factor * e ** (numerator / denominator)."""
-    i, output, accum = 1, 0, factor * denominator
-    while accum > 0:
-        output += accum
-        accum = (accum * numerator) // (denominator * i)
-        i += 1
-    return output // denominator
-
-
-def blob_base_fee(excess_blob_gas: int) -> int:
-    return fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas, BLOB_BASE_FEE_UPDATE_FRACTION)
-
-
-def calc_excess_blob_gas(parent: BlockHeaderAPI) -> int:
-    excess = header_field(parent, "excess_blob_gas") or 0
-    used = header_field(parent, "blob_gas_used") or 0
-    total = excess + used
-    return 0 if total < TARGET_BLOB_GAS_PER_BLOCK else total - TARGET_BLOB_GAS_PER_BLOCK
 
 
 def header_field(header: BlockHeaderAPI, name: str) -> Any:
@@ -134,8 +120,9 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
         if header.difficulty != expected_difficulty:
             fail("INVALID_DIFFICULTY", f"difficulty {header.difficulty}, expected {expected_difficulty}")
 
-    if issubclass(vm_class, CancunVM):
-        expected_excess = calc_excess_blob_gas(parent) if issubclass(parent_vm, CancunVM) else 0
+    params = blob_params(vm_class)
+    if params is not None:
+        expected_excess = calc_excess_blob_gas(parent, params) if issubclass(parent_vm, CancunVM) else 0
         excess, used = header_field(header, "excess_blob_gas"), header_field(header, "blob_gas_used")
         if excess is None or used is None:
             fail("INCORRECT_BLOCK_FORMAT", "a Cancun header needs blob gas fields")
@@ -143,6 +130,8 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
             fail("INCORRECT_EXCESS_BLOB_GAS", f"excess blob gas {excess}, expected {expected_excess}")
         if used % GAS_PER_BLOB:
             fail("INCORRECT_BLOB_GAS_USED", f"blob gas used {used} not a multiple of {GAS_PER_BLOB}")
+    if issubclass(vm_class, PragueVM) and header_field(header, "requests_hash") is None:
+        fail("INCORRECT_BLOCK_FORMAT", "a Prague header needs the requests hash ([EIP-7685])")
 
     dao_block = getattr(vm_class, "_dao_fork_block_number", None)
     if getattr(vm_class, "support_dao_fork", False) and dao_block is not None:
@@ -156,7 +145,9 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
 
 
 def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: SignedTransactionAPI, index: int, chain_id: int) -> None:
-    """Checks of one transaction that need only the header ([EIP-1559], [EIP-4844], [EIP-3860]).
+    """Checks of one transaction that need only the header ([EIP-1559], [EIP-4844],
+    [EIP-3860], [EIP-7623], [EIP-7702]), in EELS's order (`validate_transaction`, then
+    the header-only part of `check_transaction`).
 
     Raises `InvalidTransaction` naming the transaction index.
     """
@@ -166,8 +157,12 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
     type_id = getattr(tx, "type_id", None) or 0
     if type_id == 3 and not issubclass(vm_class, CancunVM):
         fail("TYPE_3_TX_PRE_FORK", f"blob transactions start at Cancun, this block is {vm_class.fork}")
+    if type_id == 4 and not issubclass(vm_class, PragueVM):
+        fail("TYPE_4_TX_PRE_FORK", f"set-code transactions start at Prague, this block is {vm_class.fork}")
     if type_id and type_id not in _allowed_types(vm_class):
         fail("TYPE_NOT_SUPPORTED", f"transaction type {type_id} is not valid in {vm_class.fork}")
+    if type_id == 4:
+        check_authorization_format(tx, fail)
     tx_chain_id = getattr(tx, "chain_id", None)
     if tx_chain_id is not None and tx_chain_id != chain_id:
         fail("INVALID_CHAINID", f"chain id {tx_chain_id}, expected {chain_id}")
@@ -190,21 +185,30 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
         fail("INITCODE_SIZE_EXCEEDED", f"init code of {len(tx.data)} bytes > {MAX_INITCODE_SIZE}")
     if tx.gas < tx.intrinsic_gas:
         fail("INTRINSIC_GAS_TOO_LOW", f"gas {tx.gas} < intrinsic gas {tx.intrinsic_gas}")
+    if issubclass(vm_class, PragueVM) and tx.gas < calldata_floor_gas(tx.data):
+        fail("INTRINSIC_GAS_BELOW_FLOOR_GAS_COST", f"gas {tx.gas} < calldata floor {calldata_floor_gas(tx.data)} ([EIP-7623])")
 
     if type_id == 3:
+        params = blob_params(vm_class)
+        assert params is not None  # type 3 before Cancun was rejected above
         hashes = tx.blob_versioned_hashes
         if is_create:
             fail("TYPE_3_TX_CONTRACT_CREATION", "a blob transaction cannot create a contract")
         if not hashes:
             fail("TYPE_3_TX_ZERO_BLOBS", "a blob transaction carries no blob")
-        if len(hashes) * GAS_PER_BLOB > MAX_BLOB_GAS_PER_BLOCK:
-            fail("TYPE_3_TX_BLOB_COUNT_EXCEEDED", f"{len(hashes)} blobs exceed the block limit")
+        if len(hashes) * GAS_PER_BLOB > params.max:
+            fail("TYPE_3_TX_BLOB_COUNT_EXCEEDED", f"{len(hashes)} blobs exceed the block limit of {params.max_blobs}")
         for h in hashes:
             if h[:1] != VERSIONED_HASH_VERSION_KZG:
                 fail("TYPE_3_TX_INVALID_BLOB_VERSIONED_HASH", f"versioned hash 0x{h.hex()} lacks the KZG version byte")
-        fee = blob_base_fee(header.excess_blob_gas)
+        fee = blob_base_fee(header.excess_blob_gas, params)
         if tx.max_fee_per_blob_gas < fee:
             fail("INSUFFICIENT_MAX_FEE_PER_BLOB_GAS", f"max fee per blob gas {tx.max_fee_per_blob_gas} < blob base fee {fee}")
+    if type_id == 4:
+        if is_create:
+            fail("TYPE_4_TX_CONTRACT_CREATION", "a set-code transaction cannot create a contract")
+        if not tx.authorization_list:
+            fail("TYPE_4_EMPTY_AUTHORIZATION_LIST", "a set-code transaction without authorizations")
 
     try:
         tx.validate()
@@ -212,12 +216,31 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
         fail("INVALID_SIGNATURE", f"py-evm: {exc}")
 
 
-def check_block_blob_gas(header: BlockHeaderAPI) -> None:
-    """[EIP-4844] the header's blob gas used within the block limit (after the
+def calldata_floor_gas(data: bytes) -> int:
+    """[EIP-7623] the least gas a transaction with this calldata pays (and must offer)."""
+    zeros = data.count(0)
+    tokens = zeros + (len(data) - zeros) * STANDARD_CALLDATA_TOKEN_COST
+    return TX_BASE_COST + FLOOR_CALLDATA_COST * tokens
+
+
+def check_authorization_format(tx: SignedTransactionAPI, fail: Callable[[str, str], None]) -> None:
+    """[EIP-7702] field widths of each authorization: EELS decodes the tuple as
+    (U256, Address, U64, U8, U256, U256) and rejects the transaction if it does not fit.
+    Signature validity (r, s ranges, recovery) is not checked here: an authorization
+    whose signature is bad is skipped at execution, the transaction stays valid."""
+    for number, auth in enumerate(tx.authorization_list):
+        if auth.chain_id > UINT256_MAX or auth.nonce > UINT64_MAX or auth.y_parity > UINT8_MAX or auth.r > UINT256_MAX or auth.s > UINT256_MAX:
+            fail("TYPE_4_INVALID_AUTHORIZATION_FORMAT", f"authorization {number}: a field is wider than EIP-7702 allows")
+
+
+def check_block_blob_gas(vm_class: VMClass, header: BlockHeaderAPI) -> None:
+    """[EIP-4844] the header's blob gas used within the fork's block limit (after the
     per-transaction blob checks, which ethereum/tests report first)."""
     used = header_field(header, "blob_gas_used")
-    if used is not None and used > MAX_BLOB_GAS_PER_BLOCK:
-        raise InvalidBlock(_B + "BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {MAX_BLOB_GAS_PER_BLOCK}", number=header.block_number, block_hash=header.hash)
+    params = blob_params(vm_class)
+    if used is not None and params is not None and used > params.max:
+        raise InvalidBlock(_B + "BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {params.max}", number=header.block_number, block_hash=header.hash)
+
 
 
 def check_withdrawals(header: BlockHeaderAPI, withdrawals: Any) -> None:
@@ -229,6 +252,8 @@ def check_withdrawals(header: BlockHeaderAPI, withdrawals: Any) -> None:
 
 
 def _allowed_types(vm_class: VMClass) -> set[int]:
+    if issubclass(vm_class, PragueVM):
+        return {1, 2, 3, 4}
     if issubclass(vm_class, CancunVM):
         return {1, 2, 3}
     if issubclass(vm_class, LondonVM):
@@ -248,16 +273,31 @@ def max_transaction_cost(tx: SignedTransactionAPI) -> int:
     return cost
 
 
+def is_valid_delegation(code: bytes) -> bool:
+    """[EIP-7702] a delegation designation: 0xef0100 followed by an address. An account
+    whose code is one is still an EOA and may send transactions ([EIP-3607] as amended).
+    Before Prague no such code can be set, and 0xef-prefixed code cannot be deployed
+    since London ([EIP-3541]).
+
+    [EIP-3541]: https://eips.ethereum.org/EIPS/eip-3541"""
+    return len(code) == EOA_DELEGATED_CODE_LENGTH and code[:3] == EOA_DELEGATION_MARKER
+
+
 def check_transaction_state(state: Any, header: BlockHeaderAPI, tx: SignedTransactionAPI, index: int) -> None:
     """Checks against the state just before `tx` runs: sender code, nonce, balance.
 
-    (Gas and blob gas left in the block are in-order facts, checked by `BlockRun`.)"""
+    (Gas and blob gas left in the block are in-order facts, checked by `BlockRun`.)
+    Reading a delegated sender's code records a read of its code hash, so a
+    speculative result is re-run when an earlier transaction changed the delegation."""
     def fail(code: str, reason: str) -> None:
         raise InvalidTransaction(_T + code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
 
     sender = tx.sender
     if state.get_code_hash(sender) != EMPTY_CODE_HASH:
-        fail("SENDER_NOT_EOA", f"sender 0x{sender.hex()} has code")
+        # from Prague (its headers carry a requests hash) a delegated EOA may send
+        prague = header_field(header, "requests_hash") is not None
+        if not (prague and is_valid_delegation(state.get_code(sender))):
+            fail("SENDER_NOT_EOA", f"sender 0x{sender.hex()} has code")
     nonce = state.get_nonce(sender)
     if tx.nonce < nonce:
         fail("NONCE_MISMATCH_TOO_LOW", f"nonce {tx.nonce} < account nonce {nonce}")

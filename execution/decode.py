@@ -1,8 +1,12 @@
 """Block RLP to py-evm objects, with the fork chosen from the header itself.
 
 The fork decides the block's layout (London adds the base fee, Shanghai withdrawals,
-Cancun blob fields), and the header names the block number and timestamp that decide
-the fork: read those two from the raw list first, then decode with the right class.
+Cancun blob fields, Prague the requests hash) and its transaction types (py-evm's
+Prague builder decodes [EIP-7702] set-code transactions, type 4). The header names
+the block number and timestamp that decide the fork: read those two from the raw list
+first, then decode with the right class.
+
+[EIP-7702]: https://eips.ethereum.org/EIPS/eip-7702
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass
     try:
         block = rlp.decode(data, sedes=block_class)
     except UnrecognizedTransactionType as exc:
-        code = "TYPE_3_TX_PRE_FORK" if exc.args[0] == 3 else "TYPE_NOT_SUPPORTED"
+        code = {3: "TYPE_3_TX_PRE_FORK", 4: "TYPE_4_TX_PRE_FORK"}.get(exc.args[0], "TYPE_NOT_SUPPORTED")
         raise InvalidBlock("TransactionException." + code, f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
     except Exception as exc:  # rlp and py-evm raise many types for malformed input
         raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc

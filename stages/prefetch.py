@@ -57,7 +57,7 @@ class PrefetchStage(BaseStage):
             item.senders = recover_senders(block)
         for index, tx in enumerate(block.transactions):
             check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
-        check_block_blob_gas(header)
+        check_block_blob_gas(vm_class, header)
         self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
         item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
         item.counts["prefetch"] = {"txs": len(block.transactions), "warm_keys": item.warm_keys}

@@ -8,11 +8,16 @@ order of the specs (EELS `apply_body` then the header comparisons): a fixture wh
 header roots leave out an invalid transaction must be rejected for that transaction.
 
 Transaction validity against state (nonce, balance, sender code) is checked as each
-transaction runs; here the block as a whole: gas used, logs bloom, receipts root and
-blob gas used must equal the header's ([EIP-4844] for blob gas).
+transaction runs; here the block as a whole: gas used, logs bloom, receipts root,
+blob gas used ([EIP-4844]) and, for Prague headers, the requests hash ([EIP-7685])
+must equal the header's.
+
+[EIP-4844]: https://eips.ethereum.org/EIPS/eip-4844
+[EIP-7685]: https://eips.ethereum.org/EIPS/eip-7685
 """
 from __future__ import annotations
 
+from execution.checks import header_field
 from pipeline.block import InFlightBlock
 from pipeline.errors import InvalidBlock
 from pipeline.stage import BaseStage, StageId
@@ -47,5 +52,9 @@ class ValidateStage(BaseStage):
             raise InvalidBlock(_B + "INVALID_RECEIPTS_ROOT", f"receipts root 0x{receipts_root.hex()}, header says 0x{header.receipt_root.hex()}")
         if execution.bloom != header.bloom:
             raise InvalidBlock(_B + "INVALID_LOG_BLOOM", "logs bloom differs from the header's")
+        requests_hash = header_field(header, "requests_hash")
+        if requests_hash is not None and execution.requests_hash != requests_hash:
+            computed = execution.requests_hash.hex() if execution.requests_hash else "none"
+            raise InvalidBlock(_B + "INVALID_REQUESTS", f"requests hash 0x{computed}, header says 0x{requests_hash.hex()}")
         item.receipts_root = receipts_root
         item.counts["validate"] = {"txs": len(execution.receipts)}

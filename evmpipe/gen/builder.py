@@ -96,6 +96,7 @@ def header_json(header: BlockHeaderAPI) -> dict[str, str]:
         "blobGasUsed": qty(header.blob_gas_used),
         "excessBlobGas": qty(header.excess_blob_gas),
         "parentBeaconBlockRoot": data(header.parent_beacon_block_root),
+        **({"requestsHash": data(header.requests_hash)} if getattr(header, "requests_hash", None) is not None else {}),
         "hash": data(header.hash),
     }
 
@@ -264,6 +265,10 @@ def dump_state(db: Any, state_root: bytes, addresses: list[bytes], slots: dict[b
 
 def generate(params: GenParams) -> Workload:
     """Plan, seal and assemble one workload (deterministic in `params`)."""
+    if params.kind == "prague":
+        from evmpipe.gen.prague import generate_prague
+
+        return generate_prague(params)
     started = time.perf_counter()
     params = params.resolved()
     world, plans = plan_workload(params)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evmpipe.gen.kinds import KIND_HELP, KINDS
+from evmpipe.gen.kinds import ALL_KINDS, KIND_HELP
 
 
 def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    kinds = "\n".join(f"  {kind:<22} {KIND_HELP[kind]}" for kind in KINDS)
+    kinds = "\n".join(f"  {kind:<22} {KIND_HELP[kind]}" for kind in ALL_KINDS)
     parser = subparsers.add_parser(
         "gen",
         help="generate a deterministic workload (a BlockchainTest fixture of sealed Cancun blocks)",
@@ -22,7 +22,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         epilog="kinds:\n" + kinds,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("kind", choices=KINDS, metavar="KIND", help="workload kind: " + ", ".join(KINDS))
+    parser.add_argument("kind", choices=ALL_KINDS, metavar="KIND", help="workload kind: " + ", ".join(ALL_KINDS))
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; gzip-compressed when it ends in .gz")
     parser.add_argument("--blocks", type=int, default=4, help="number of blocks (default 4)")
     parser.add_argument("--txs", type=int, default=250, help="transactions per block (default 250)")
@@ -58,6 +58,12 @@ def cmd_gen(args: argparse.Namespace) -> int:
         print(f"evmpipe gen: cannot write {args.output}: {exc}", file=sys.stderr)
         return 2
     s = workload.stats
+    if args.kind == "prague":
+        print(
+            f"{args.output}: {workload.name}: {s['blocks']} blocks, {s['transactions']} txs ({s['setCode']} set-code with "
+            f"{s['authorizations']} authorizations, {s['blobs']} blobs), {size:,} bytes, {workload.seconds:.1f} s"
+        )
+        return 0
     print(
         f"{args.output}: {workload.name}: {len(s['gasUsedPerBlock'])} blocks, {s['transactions']} txs "
         f"({s['legacyTransactions']} legacy, {s['reverted']} reverted, {s['distinctSenders']} senders), "
