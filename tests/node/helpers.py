@@ -48,7 +48,9 @@ def with_bad_state_root(record: BlockRecord) -> BlockRecord:
     return BlockRecord(record.number, header_hash, rlp.encode(block), 0, None)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
+    """Poll until `predicate` holds. The timeout only catches a hang: on a loaded
+    2-core CI machine a node start (imports, a spawned worker pool) takes seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -106,7 +108,7 @@ class NodeProcess:
         assert status == 200, (status, body)
         return json.loads(body)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         self.process.send_signal(signum)
         return self.process.wait(timeout)
 
