@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import rlp
 from consensus_stub.convert import blocktest_to_native
 from consensus_stub.fixture import hex_bytes
 from evmpipe.replay import cpu_time, replay_file
+from pipeline.summary import summarize
 from execution.strategies import STRATEGIES
 from execution.workers import WorkerPool
 
@@ -41,6 +42,7 @@ class Measurement:
     cpu: list[float]
     txs: int
     gas: int
+    execute_cpu: list[float] = field(default_factory=list)  # CPU/wall of the execute stage (parallel blocks)
 
     @property
     def wall(self) -> float:
@@ -49,6 +51,10 @@ class Measurement:
     @property
     def cpu_over_wall(self) -> float:
         return statistics.median(c / w for c, w in zip(self.cpu, self.runs))
+
+    @property
+    def execute_cpu_over_wall(self) -> float | None:
+        return statistics.median(self.execute_cpu) if self.execute_cpu else None
 
     @property
     def tx_per_s(self) -> float:
@@ -114,11 +120,13 @@ def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPo
                     engines["py-evm"].cpu.append(cpu)
                 variants = [(s, None) for s in strategies] + ([("sequential", 1)] if args.one_at_a_time else [])
                 for strategy, in_flight in variants:
-                    wall, cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{in_flight}-{run}", strategy, pool, in_flight)
+                    wall, cpu, execute_cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{in_flight}-{run}", strategy, pool, in_flight)
                     name = f"evmpipe {strategy}" + (" 1-in-flight" if in_flight else "")
                     engines.setdefault(name, Measurement(path, name, [], [], txs, gas))
                     engines[name].runs.append(wall)
                     engines[name].cpu.append(cpu)
+                    if execute_cpu is not None:
+                        engines[name].execute_cpu.append(execute_cpu)
                 print(f"{Path(path).name}: run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         results.extend(engines.values())
     return results
@@ -151,11 +159,15 @@ def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
     return time.perf_counter() - wall0, cpu_time() - cpu0
 
 
-def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None, max_in_flight: int | None = None) -> tuple[float, float]:
+def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None, max_in_flight: int | None = None) -> tuple[float, float, float | None]:
+    """Wall, CPU (with the workers') and the execute stage's CPU over wall time on
+    blocks that ran in parallel (None when none did)."""
     outcome = replay_file(str(native), str(datadir), synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=max_in_flight)
     if outcome.rejected is not None or outcome.input_error is not None:
         raise SystemExit(f"evmpipe bench: replay failed: {outcome.rejected.error if outcome.rejected else outcome.input_error}")
-    return outcome.wall_seconds, outcome.cpu_seconds
+    summary = summarize(outcome.events.events, outcome.wall_seconds)
+    execute_cpu = summary.parallel_cpu / summary.parallel_wall if summary.parallel_wall else None
+    return outcome.wall_seconds, outcome.cpu_seconds, execute_cpu
 
 
 def _print_table(results: list[Measurement]) -> None:
@@ -163,19 +175,22 @@ def _print_table(results: list[Measurement]) -> None:
     from rich.table import Table
 
     table = Table(title="evmpipe bench (medians)")
-    for column in ("file", "engine", "txs", "wall s", "tx/s", "Mgas/s", "× py-evm", "CPU/wall"):
+    for column in ("file", "engine", "txs", "wall s", "tx/s", "Mgas/s", "× py-evm", "× sequential", "CPU/wall", "execute CPU/wall"):
         table.add_column(column, justify="left" if column in ("file", "engine") else "right")
     baseline = {m.file: m for m in results if m.engine == "py-evm"}
+    sequential = {m.file: m for m in results if m.engine == "evmpipe sequential"}
     for m in results:
-        base = baseline.get(m.file)
+        base, seq = baseline.get(m.file), sequential.get(m.file)
         ratio = f"{base.wall / m.wall:.2f}" if base else "–"
-        table.add_row(Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, f"{m.cpu_over_wall:.2f}")
+        to_sequential = f"{seq.wall / m.wall:.2f}" if seq and m.engine.startswith("evmpipe") else "–"
+        execute = f"{m.execute_cpu_over_wall:.2f}" if m.execute_cpu_over_wall is not None else "–"
+        table.add_row(Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, to_sequential, f"{m.cpu_over_wall:.2f}", execute)
     Console(width=160).print(table)  # wide enough for file names when not on a terminal
 
 
 def _as_json(m: Measurement) -> dict[str, Any]:
     record = asdict(m)
-    record.update(wall_median=m.wall, tx_per_s=m.tx_per_s, mgas_per_s=m.mgas_per_s, cpu_over_wall=m.cpu_over_wall)
+    record.update(wall_median=m.wall, tx_per_s=m.tx_per_s, mgas_per_s=m.mgas_per_s, cpu_over_wall=m.cpu_over_wall, execute_cpu_over_wall=m.execute_cpu_over_wall)
     return record
 
 

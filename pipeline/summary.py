@@ -20,6 +20,8 @@ class RunSummary:
     reexecuted: int = 0
     speculated: int = 0  # transactions executed speculatively (optimistic blocks)
     worker_cpu: float = 0.0
+    parallel_cpu: float = 0.0  # master and worker CPU during the execute stage of parallel blocks
+    parallel_wall: float = 0.0  # wall time of those execute stages
     conflict_keys: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -59,6 +61,8 @@ def summarize(events: list[StageEvent], wall_seconds: float) -> RunSummary:
                 summary.speculated += int(event.counts.get("txs", 0))
                 summary.reexecuted += int(event.counts["reexecuted"])
                 summary.worker_cpu += float(event.counts.get("worker_cpu", 0.0))
+                summary.parallel_cpu += float(event.counts.get("worker_cpu", 0.0)) + float(event.counts.get("master_cpu", 0.0))
+                summary.parallel_wall += event.seconds
                 for part in str(event.counts.get("top_conflicts", "")).split(";"):
                     if part:
                         label, _, n = part.rpartition("x")
@@ -85,6 +89,8 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     if summary.speculated:
         rows.append(("re-executed (conflicts)", f"{summary.reexecuted:,} of {summary.speculated:,} ({100 * summary.reexecuted / summary.speculated:.1f} %)"))
         rows.append(("worker CPU", f"{summary.worker_cpu:.2f} s"))
+        if summary.parallel_wall:
+            rows.append(("execute stage CPU / wall", f"{summary.parallel_cpu / summary.parallel_wall:.2f}"))
         top = sorted(summary.conflict_keys.items(), key=lambda kv: -kv[1])[:3]
         if top:
             rows.append(("most conflicted keys", ", ".join(f"{label} ×{n}" for label, n in top)))
