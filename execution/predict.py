@@ -7,6 +7,8 @@ the keys `execution.account_db` records (``("nonce", a)``, ``("slot", a, s)``...
   recipient's balance (a credit);
 - its EIP-2930 access list, taken as both read and written (a declaration says
   "touched", not how);
+- a call of a contract function not learned yet: a key of its own per contract, so
+  such calls run in one chain (conservative until learned);
 - what calls of the same contract and function touched before, learned from
   executed transactions as *templates*: a slot is a constant, or a mapping entry
   ``keccak(key ‖ base)`` / ``keccak(base ‖ key)`` (Solidity / Vyper layouts), one
@@ -138,6 +140,12 @@ class AccessPredictor:
             words = _words(sender, tx.to, bytes(tx.data))
             prediction.reads.update(_resolve(profile.reads, words))
             prediction.writes.update(_resolve(profile.writes, words))
+        elif key is not None and tx.data:
+            # A call of a function not learned yet: assume it conflicts with every
+            # other such call of the contract (they run in one chain) until it is.
+            unknown = ("unlearned", tx.to)
+            prediction.reads.add(unknown)
+            prediction.writes.add(unknown)
         return prediction
 
     def wants(self, tx: Any) -> bool:

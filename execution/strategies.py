@@ -181,12 +181,9 @@ class DeclaredStrategy(OptimisticStrategy):
         """Recover the senders (in the workers), predict, and chain: the chain id of
         every transaction. `auto` looks at the chains before choosing."""
         block: BlockAPI = item.block  # type: ignore[assignment]
-        header_rlp = rlp.encode(item.header)
-        senders = await self.pool.recover_senders(chain.schedule.to_dict(), header_rlp, item.encoded_txs)
-        for tx, sender in zip(block.transactions, senders):
-            if sender is not None:
-                mark_sender(tx, sender)
-        item.senders = senders  # type: ignore[assignment]
+        if len(item.senders) != len(block.transactions):  # not recovered in prefetch
+            await self.recover_senders(chain, item)
+        senders = item.senders
         # A transaction whose signature does not recover is invalid: it runs alone,
         # and validation reports it in block order.
         predictions = [self.predictor.predict(tx, sender) if sender else Prediction() for tx, sender in zip(block.transactions, senders)]
@@ -195,6 +192,17 @@ class DeclaredStrategy(OptimisticStrategy):
         item.counts.setdefault("execute", {}).update(chains=len(sizes), longest_chain=max(sizes.values()))
         self._scheduled = (item, chains)
         return chains
+
+    async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
+        """Recover the block's senders in the workers (the prefetch stage calls this
+        for the next blocks while this one executes): `item.senders`, None where a
+        signature does not recover."""
+        block: BlockAPI = item.block  # type: ignore[assignment]
+        senders = await self.pool.recover_senders(chain.schedule.to_dict(), rlp.encode(item.header), item.encoded_txs)
+        for tx, sender in zip(block.transactions, senders):
+            if sender is not None:
+                mark_sender(tx, sender)
+        item.senders = senders  # type: ignore[assignment]
 
     async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
         scheduled_item, chains = self._scheduled
@@ -274,9 +282,11 @@ class AutoStrategy:
     recovers_senders = True
 
     def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
         self.declared = DeclaredStrategy(pool)
         self.sequential = SequentialStrategy()
         self._last_reexec_share = 0.0
+        self.recover_senders = self.declared.recover_senders
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         txs = len(item.block.transactions)  # type: ignore[union-attr]
@@ -311,6 +321,9 @@ class VerifiedStrategy:
         self.inner = inner
         self.name = f"{inner.name}+verify"
         self.recovers_senders = getattr(inner, "recovers_senders", False)
+        self.pool = getattr(inner, "pool", None)
+        if hasattr(inner, "recover_senders"):
+            self.recover_senders = inner.recover_senders
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         execution = await self.inner.run(chain, item)

@@ -13,11 +13,12 @@ from stages.validate import ValidateStage
 
 def build_stages(chain: Chain, strategy: ExecutionStrategy | None = None, max_in_flight: int | None = None) -> list[Stage]:
     """prefetch -> execute -> validate -> merkleize -> commit, in that order. When the
-    strategy speculates in worker processes, senders are recovered there.
+    strategy speculates in worker processes, senders are recovered there: during
+    speculation (optimistic), or by prefetch through the strategy (declared, auto).
     `max_in_flight=1` executes a block only once the previous one is committed (one
     block at a time, for comparison)."""
     return [
-        PrefetchStage(chain, defer_recovery=getattr(strategy, "recovers_senders", False)),
+        PrefetchStage(chain, defer_recovery=getattr(strategy, "recovers_senders", False), recover=getattr(strategy, "recover_senders", None)),
         ExecuteStage(chain, strategy, max_in_flight),
         ValidateStage(),
         MerkleizeStage(chain),

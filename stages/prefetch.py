@@ -11,6 +11,8 @@ in a few batched queries on a worker thread: execution then reads memory only.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import rlp
 import trio
 from eth.abc import BlockAPI
@@ -33,9 +35,10 @@ MAX_OMMER_DEPTH = 6
 class PrefetchStage(BaseStage):
     id = StageId.PREFETCH
 
-    def __init__(self, chain: Chain, defer_recovery: bool = False) -> None:
+    def __init__(self, chain: Chain, defer_recovery: bool = False, recover: Callable[[Chain, InFlightBlock], Awaitable[None]] | None = None) -> None:
         self.chain = chain
         self.defer_recovery = defer_recovery
+        self.recover = recover  # recovers `item.senders` in worker processes
 
     async def execute(self, item: InFlightBlock) -> None:
         block, vm_class = decode_block(self.chain.schedule, item.input.rlp)
@@ -50,9 +53,12 @@ class PrefetchStage(BaseStage):
         check_withdrawals(header, getattr(block, "withdrawals", None))
         item.encoded_txs = [tx.encode() for tx in block.transactions]
         if self.defer_recovery:
-            # the workers recover senders while they speculate: one round trip, in parallel
+            # the workers recover senders: while they speculate, or now (the strategy's
+            # `recover`), for the blocks ahead while the current one executes
             for tx in block.transactions:
                 skip_signature_check(tx)
+            if self.recover is not None and block.transactions:
+                await self.recover(self.chain, item)
         else:
             item.senders = recover_senders(block)
         for index, tx in enumerate(block.transactions):
@@ -65,7 +71,7 @@ class PrefetchStage(BaseStage):
     def _warm(self, block: BlockAPI, senders: list[bytes]) -> int:
         """Batched reads of the block's known keys into the store's cache."""
         store = self.chain.store
-        addresses = set(senders)
+        addresses = {sender for sender in senders if sender is not None}
         addresses.update(tx.to for tx in block.transactions if tx.to)
         addresses.add(block.header.coinbase)
         addresses.update(w.address for w in getattr(block, "withdrawals", ()) or ())
