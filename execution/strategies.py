@@ -155,6 +155,7 @@ class OptimisticStrategy:
         senders = item.senders or [None] * len(item.encoded_txs)
         return BlockRequest(
             db_path=chain.store.path,
+            db_id=chain.store.database_id,
             generation=chain.generation,
             committed=committed,
             diffs=diffs,

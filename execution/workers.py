@@ -35,6 +35,7 @@ MIN_TXS_PER_WORKER = 8
 @dataclass
 class BlockRequest:
     db_path: str
+    db_id: bytes  # the database's random id: a new database at the same path is another
     generation: int
     committed: int
     diffs: list[tuple[int, bytes]]
@@ -45,7 +46,7 @@ class BlockRequest:
 
     def pack(self) -> bytes:
         return msgpack.packb(
-            ["speculate", [self.db_path, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
+            ["speculate", [self.db_path, self.db_id, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
             use_bin_type=True,
         )
 
@@ -85,6 +86,7 @@ class _Worker:
         self.store: Any = None
         self.overlay: Any = None
         self.path = ""
+        self.db_id = b""
         self.generation = -1
         self.schedules: dict[str, Any] = {}
         self.chains: dict[int, Any] = {}  # chain id -> account database, for one block
@@ -96,16 +98,16 @@ class _Worker:
         if self.store is not None:
             self.store.close()
 
-    def _sync(self, path: str, generation: int, committed: int, diffs: list) -> None:
+    def _sync(self, path: str, db_id: bytes, generation: int, committed: int, diffs: list) -> None:
         from state.codec import unpack_diff
         from state.overlay import Overlay
         from state.store import StateStore
 
-        if path != self.path or generation != self.generation:
+        if (path, db_id, generation) != (self.path, self.db_id, self.generation):
             self.close()
             self.store = StateStore(path, readonly=True)
             self.overlay = Overlay(self.store)
-            self.path, self.generation = path, generation
+            self.path, self.db_id, self.generation = path, db_id, generation
             self.chains, self.chains_block = {}, b""
             self.committed, self.seen = committed, set()
         for number, diff in self.overlay.diffs:
@@ -134,8 +136,8 @@ class _Worker:
         from execution.decode import decode_header, mark_sender, skip_signature_check
         from execution.speculate import speculate
 
-        path, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = payload
-        self._sync(path, generation, committed, diffs)
+        path, db_id, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = payload
+        self._sync(path, db_id, generation, committed, diffs)
         if header_rlp != self.chains_block:  # chains live for one block
             self.chains, self.chains_block = {}, header_rlp
         fork_schedule = self._schedule(schedule)
@@ -185,7 +187,7 @@ class WorkerPool:
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._cpu: list[float] = []
-        self._seen: list[tuple[int, set[int]]] = []  # per worker: generation, diffs sent
+        self._seen: list[tuple[tuple[bytes, int], set[int]]] = []  # per worker: (database, generation), diffs sent
         self._locks: list[trio.Lock] = []
         self._locks_run: Any = None
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
@@ -201,7 +203,7 @@ class WorkerPool:
             self._conns.append(parent)
             self._procs.append(process)
             self._cpu.append(0.0)
-            self._seen.append((-1, set()))
+            self._seen.append(((b"", -1), set()))
         for worker, conn in enumerate(self._conns):  # imports take about a second: not on the clock
             try:
                 self._cpu[worker] = msgpack.unpackb(conn.recv_bytes())
@@ -254,12 +256,12 @@ class WorkerPool:
     def _diffs_for(self, worker: int, request: BlockRequest) -> list[tuple[int, bytes]]:
         """The overlay diffs this worker has not been sent yet (its first request of a
         block carries them; a worker left out of a block gets them with the next)."""
-        generation, seen = self._seen[worker]
-        if generation != request.generation:
+        state, seen = self._seen[worker]
+        if state != (request.db_id, request.generation):
             seen = set()
         current = {number for number, _ in request.diffs}
         diffs = [(number, packed) for number, packed in request.diffs if number not in seen]
-        self._seen[worker] = (request.generation, (seen & current) | current)
+        self._seen[worker] = ((request.db_id, request.generation), (seen & current) | current)
         return diffs
 
     def start_speculation(self, nursery: trio.Nursery, request: BlockRequest, label: int | None = None, affinity: list[int] | None = None) -> SpeculationStream:

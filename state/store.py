@@ -22,6 +22,7 @@ never leaves a half-applied one. ``synchronous=FULL`` fsyncs every commit.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -101,12 +102,20 @@ class StateStore:
         self.nodes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 2, 64))
         if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+        if not readonly and self.get_meta("database_id") is None:
+            self.set_meta("database_id", os.urandom(16))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # -- meta ------------------------------------------------------------------
+
+    @property
+    def database_id(self) -> bytes:
+        """Random, set when the database is created: which database this is, whatever
+        its path (worker processes reopen when it changes)."""
+        return self.get_meta("database_id") or b""
 
     def get_meta(self, key: str) -> bytes | None:
         with self._lock:
