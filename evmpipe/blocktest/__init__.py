@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 
 from evmpipe.blocktest.result import BlockOutcome, TestResult
+from execution.strategies import STRATEGIES
 
 __all__ = [
     "BlockOutcome",
@@ -101,7 +102,7 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--strategy",
-        choices=("sequential", "optimistic", "auto"),
+        choices=STRATEGIES,
         default="sequential",
         help="pipeline engine: how transactions execute (default sequential)",
     )
