@@ -158,7 +158,10 @@ class AccessPredictor:
         recipient's balance is left out: speculation credits it without a read (a
         transaction executed again in block order reads and writes it)."""
         key = self._profile_key(tx)
-        if key is None or reads.get(("code", tx.to)) == EMPTY_CODE_HASH:
+        if key is None:
+            return 0
+        no_code = reads.get(("code", tx.to)) == EMPTY_CODE_HASH
+        if no_code and not tx.data:
             return 0  # a plain transfer to an account without code: nothing to learn
         profile = self._profiles.get(key)
         if profile is None:
@@ -167,6 +170,9 @@ class AccessPredictor:
             profile = self._profiles[key] = _Profile()
         if profile.samples >= SAMPLES:
             return 0
+        if no_code:  # data sent to an account without code: a transfer, nothing to learn
+            profile.samples = SAMPLES
+            return 1
         words = _words(sender, tx.to, bytes(tx.data))
         addresses = {}
         for source, word in words.items():

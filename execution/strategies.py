@@ -26,7 +26,7 @@ from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
 from execution.decode import mark_sender
-from execution.predict import AccessPredictor, Prediction, schedule_chains
+from execution.predict import SAMPLES, AccessPredictor, Prediction, schedule_chains
 from execution.speculate import SpecResult
 from execution.workers import BlockRequest, SpeculationStream, WorkerPool
 from pipeline.block import InFlightBlock
@@ -185,6 +185,7 @@ class DeclaredStrategy(OptimisticStrategy):
         if len(item.senders) != len(block.transactions):  # not recovered in prefetch
             await self.recover_senders(chain, item)
         senders = item.senders
+        await self._learn_unseen(chain, item)
         # A transaction whose signature does not recover is invalid: it runs alone,
         # and validation reports it in block order.
         predictions = [self.predictor.predict(tx, sender) if sender else Prediction() for tx, sender in zip(block.transactions, senders)]
@@ -193,6 +194,33 @@ class DeclaredStrategy(OptimisticStrategy):
         item.counts.setdefault("execute", {}).update(chains=len(sizes), longest_chain=max(sizes.values()))
         self._scheduled = (item, chains)
         return chains
+
+    async def _learn_unseen(self, chain: Chain, item: InFlightBlock) -> None:
+        """Calls of contract functions the predictor has not learned: speculate a few
+        of each first (one short round trip) and learn from their read and write
+        sets, so that this block is already scheduled by what they touch."""
+        block: BlockAPI = item.block  # type: ignore[assignment]
+        wanted: Counter[tuple] = Counter()
+        sample = []
+        for index, (tx, sender) in enumerate(zip(block.transactions, item.senders)):
+            if sender is None or not tx.data or not self.predictor.wants(tx):
+                continue
+            key = (tx.to, bytes(tx.data[:4]))
+            if wanted[key] < SAMPLES:
+                wanted[key] += 1
+                sample.append(index)
+        if not sample:
+            return
+        request = self._request(chain, item, [None] * len(item.encoded_txs))
+        request.txs = [request.txs[index] for index in sample]
+        async with trio.open_nursery() as nursery:
+            stream = self.pool.start_speculation(nursery, request, label=item.header.block_number)
+            results = [await stream.get(index) for index in sample]
+        fee_recipient = item.header.coinbase
+        for index, result in zip(sample, results):
+            if result.ok:
+                self.predictor.learn(block.transactions[index], item.senders[index], result.reads, result.writes, fee_recipient)
+        item.counts.setdefault("execute", {})["sampled"] = len(sample)
 
     async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
         """Recover the block's senders in the workers (the prefetch stage calls this
