@@ -68,6 +68,7 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
                 chains[chain] = db
         state._account_db = db
         db.begin_transaction()
+        code_before = len(db._new_code)
         try:
             check_transaction_state(state, header, tx, index)
             computation = state.apply_transaction(tx)
@@ -78,7 +79,10 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
         receipt = vm.make_receipt(SimpleNamespace(gas_used=0), tx, computation, state)
         reads = db.reads
         writes = db.end_transaction()
-        new_code = {h: db._new_code[h] for k, h in writes.items() if k[0] == "code" and h in db._new_code}
+        # the code this transaction created (also code it created and destroyed: the
+        # sequential run stores that too), and any code its writes point to
+        new_code = dict(list(db._new_code.items())[code_before:])
+        new_code.update((h, db._new_code[h]) for k, h in writes.items() if k[0] == "code" and h in db._new_code)
         logs = [(log.address, list(log.topics), log.data) for log in receipt.logs]
         logs_rlp = rlp.encode(receipt.logs) if logs else b"\xc0"
         results.append(SpecResult(index, True, reads, writes, new_code, receipt.gas_used, not computation.is_error, logs, sender, receipt.bloom, logs_rlp))
