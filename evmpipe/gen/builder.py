@@ -334,28 +334,34 @@ def generate(params: GenParams) -> Workload:
         "preStateAccounts": len(world.genesis_alloc),
         "postStateAccounts": len(post),
     }
-    fixture = {
-        "_info": {
-            "comment": f"evmpipe gen {params.kind}: transactions planned from seed {params.seed}, executed and sealed by py-evm CancunVM.",
-            "generator": GENERATOR,
-            "filling-tool-version": "py-evm 0.12.1b1",
-            "params": params.as_dict(),
-            "stats": stats_json,
-            "contracts": C.build_info() if world.tokens else {},
-            "addresses": {
-                "coinbase": data(world.coinbase),
-                "tokens": [data(t) for t in world.tokens],
-                "pools": [data(p.address) for p in world.pools],
-                "hotWallets": [data(h.address) for h in world.hot],
-            },
+    info = {
+        "comment": f"evmpipe gen {params.kind}: transactions planned from seed {params.seed}, executed and sealed by py-evm CancunVM.",
+        "generator": GENERATOR,
+        "filling-tool-version": "py-evm 0.12.1b1",
+        "params": params.as_dict(),
+        "stats": stats_json,
+        "contracts": C.build_info() if world.tokens else {},
+        "addresses": {
+            "coinbase": data(world.coinbase),
+            "tokens": [data(t) for t in world.tokens],
+            "pools": [data(p.address) for p in world.pools],
+            "hotWallets": [data(h.address) for h in world.hot],
         },
-        "network": NETWORK,
+    }
+    fixture = fixture_json(info, NETWORK, world.genesis_alloc, genesis, blocks_json, parent.hash, post)
+    return Workload(params, params.test_name(), fixture, stats_json, time.perf_counter() - started)
+
+
+def fixture_json(info: dict[str, Any], network: str, pre: dict, genesis: Any, blocks_json: list[dict], last_hash: bytes, post: dict) -> dict[str, Any]:
+    """One BlockchainTest, as ethereum/tests writes it."""
+    return {
+        "_info": info,
+        "network": network,
         "sealEngine": "NoProof",
-        "pre": alloc_json(world.genesis_alloc),
+        "pre": alloc_json(pre),
         "genesisBlockHeader": header_json(genesis.header),
         "genesisRLP": data(rlp.encode(genesis)),
         "blocks": blocks_json,
-        "lastblockhash": data(parent.hash),
+        "lastblockhash": data(last_hash),
         "postState": alloc_json(post),
     }
-    return Workload(params, params.test_name(), fixture, stats_json, time.perf_counter() - started)

@@ -40,10 +40,9 @@ from eth.vm.forks.cancun.constants import BEACON_ROOTS_ADDRESS, BEACON_ROOTS_CON
 from eth.vm.forks.prague.constants import HISTORY_SERVE_WINDOW, HISTORY_STORAGE_ADDRESS, HISTORY_STORAGE_CONTRACT_CODE
 from eth.vm.forks.prague.transactions import Authorization
 from eth.vm.forks.shanghai.withdrawals import Withdrawal as PyEvmWithdrawal
-from eth_hash.auto import keccak
 
 import execution.receipt_gas  # noqa: F401  (py-evm's receipt gas under the calldata floor, fixed)
-from evmpipe.gen.builder import GENERATOR, Workload, alloc_json, data, dump_state, header_json, qty, withdrawal_json
+from evmpipe.gen.builder import GENERATOR, Workload, data, dump_state, fixture_json, header_json, qty, withdrawal_json
 from evmpipe.gen.keys import KeyedAccount, derive_hash, fresh_address, keyed_account
 from evmpipe.gen.workloads import GenerationError, GenParams
 from execution.requests import (
@@ -391,28 +390,19 @@ def generate_prague(params: GenParams) -> Workload:
     addresses += [fresh_address(params.seed, f"filler-sink-{n}", i) for n in range(len(plan)) for i in range(filler_txs)]
     post = dump_state(chain.chaindb.db, parent.state_root, addresses, known_slots(world, headers))
     stats = dict(counts, blocks=len(plan), gasUsedPerBlock=[h.gas_used for h in headers], blobGasUsedPerBlock=[h.blob_gas_used for h in headers])
-    fixture = {
-        "_info": {
-            "comment": f"evmpipe gen prague: a scripted Prague chain (seed {params.seed}), executed and sealed by py-evm PragueVM with evmpipe's receipt gas fix.",
-            "generator": GENERATOR,
-            "filling-tool-version": "py-evm 0.12.1b1",
-            "params": {"kind": "prague", "blocks": len(plan), "filler_txs_per_block": filler_txs, "seed": params.seed},
-            "stats": stats,
-            "script": [[tx.label for tx in txs] for txs in plan],
-            "addresses": {
-                "coinbase": data(world.coinbase), "delegate": data(world.delegate), "delegate2": data(world.delegate2),
-                "probe": data(world.probe), "sweeper": data(world.sweeper),
-                "authorities": [data(a.address) for a in world.authorities],
-            },
+    info = {
+        "comment": f"evmpipe gen prague: a scripted Prague chain (seed {params.seed}), executed and sealed by py-evm PragueVM with evmpipe's receipt gas fix.",
+        "generator": GENERATOR,
+        "filling-tool-version": "py-evm 0.12.1b1",
+        "params": {"kind": "prague", "blocks": len(plan), "filler_txs_per_block": filler_txs, "seed": params.seed},
+        "stats": stats,
+        "script": [[tx.label for tx in txs] for txs in plan],
+        "addresses": {
+            "coinbase": data(world.coinbase), "delegate": data(world.delegate), "delegate2": data(world.delegate2),
+            "probe": data(world.probe), "sweeper": data(world.sweeper),
+            "authorities": [data(a.address) for a in world.authorities],
         },
-        "network": NETWORK,
-        "sealEngine": "NoProof",
-        "pre": alloc_json(world.alloc),
-        "genesisBlockHeader": header_json(genesis.header),
-        "genesisRLP": data(rlp.encode(genesis)),
-        "blocks": blocks_json,
-        "lastblockhash": data(parent.hash),
-        "postState": alloc_json(post),
     }
+    fixture = fixture_json(info, NETWORK, world.alloc, genesis, blocks_json, parent.hash, post)
     name = f"prague_b{len(plan)}_t{filler_txs}_s{params.seed}"
     return Workload(params, name, fixture, stats, time.perf_counter() - started)

@@ -109,3 +109,20 @@ def test_fixture_file_parallel_strategies(path: str, strategy: str) -> None:
         if not result.passed:
             problems.append(f"{name}: {result.error}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/fixtures/blockchain-tests-dev.tar.gz is not present")
+@pytest.mark.parametrize("path", [_param(p) for p in FILES if not p.startswith(BLOCK_FOLDERS)] or ["none"])
+def test_fixture_file_declared(path: str) -> None:
+    """The rest of the archive (GeneralStateTests) with `declared` and `--verify`:
+    speculation, chains and in-order validation against sequential on every opcode
+    and precompile test (`optimistic` shares all of that but the chains)."""
+    tests = json.loads((CACHE / path).read_text())
+    problems = []
+    for name, test in tests.items():
+        if name.startswith("_") or f"{path}::{name}" in KNOWN_FAILURES:
+            continue
+        result = run_blockchain_test(path, name, test, strategy="declared", verify=True)
+        if not result.passed:
+            problems.append(f"{name}: {result.error}")
+    assert not problems, "\n".join(problems)

@@ -21,11 +21,11 @@ from eth.tools.fixtures.helpers import apply_fixture_block_to_chain, new_chain_f
 
 from consensus_stub.convert import blocktest_to_native
 from evmpipe.gen import GenParams, generate
-from evmpipe.replay import replay_file
 from execution.blobs import CANCUN, PRAGUE, blob_base_fee, calc_excess_blob_gas
 from execution.requests import EMPTY_REQUESTS_HASH, compute_requests_hash
 from execution.strategies import STRATEGIES
 from execution.workers import WorkerPool
+from tests.replay_check import replay_verified
 from tests.execution.eels_oracle import eels_available, replay_prague
 
 FILLER_TXS = 30  # blocks of 33..38 transactions: `auto` runs them in parallel
@@ -68,12 +68,7 @@ def test_evmpipe_replays_with_every_strategy(chain_file: tuple[Path, dict], pool
     summary = blocktest_to_native(path, native)
     assert summary.blocks == len(test["blocks"])
     for strategy in STRATEGIES:
-        outcome = replay_file(str(native), str(tmp_path / f"db-{strategy}"), synchronous="OFF", strategy=strategy, verify=True, pool=pool if strategy != "sequential" else None)
-        assert outcome.input_error is None
-        assert outcome.rejected is None, outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else ""
-        assert outcome.committed == summary.blocks
-        executed = [e for e in outcome.events.events if e.stage == "execute"]
-        assert all(e.counts.get("verified") == 1 for e in executed)
+        executed = replay_verified(native, tmp_path / f"db-{strategy}", strategy, pool, summary.blocks)
         if strategy == "optimistic":
             assert all(e.counts.get("strategy") == "optimistic" for e in executed)
             # calls into one delegated EOA conflict on its storage: some re-executed
@@ -132,9 +127,9 @@ def test_cancun_to_prague_boundary_uses_the_childs_blob_target(tmp_path: Path) -
     from eth.db.atomic import AtomicDB
     from eth.vm.forks import CancunVM, PragueVM
 
-    from evmpipe.gen.builder import header_json
+    from evmpipe.gen.builder import alloc_json, header_json
     from evmpipe.gen.keys import fresh_address
-    from evmpipe.gen.prague import EXTRA_DATA, Tx, alloc_json, build_world, genesis_params, sign
+    from evmpipe.gen.prague import EXTRA_DATA, Tx, build_world, genesis_params, sign
 
     world = build_world(6, 4)
     chain_class = Chain.configure("Transition", vm_configuration=((0, CancunVM), (2, PragueVM)), chain_id=1)

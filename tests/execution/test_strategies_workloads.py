@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from consensus_stub.convert import blocktest_to_native
-from evmpipe.replay import replay_file
 from execution.strategies import STRATEGIES
 from execution.workers import WorkerPool
+from tests.replay_check import replay_verified
 
 WORKLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "workloads"
 FILES = sorted(p.name for p in WORKLOADS.glob("*_b4_t250_s1.json.gz")) + ["amm_b2_t200_s3_pools1.json.gz", "transfers-hot_b2_t500_s3_hot90.json.gz"]
@@ -33,16 +33,11 @@ def pool():  # type: ignore[no-untyped-def]
 def test_strategy_replays_workload(name: str, strategy: str, pool: WorkerPool, tmp_path: Path) -> None:
     native = tmp_path / "blocks"
     summary = blocktest_to_native(WORKLOADS / name, native)
-    outcome = replay_file(str(native), str(tmp_path / "db"), synchronous="OFF", strategy=strategy, verify=True, pool=pool if strategy != "sequential" else None)
-    assert outcome.input_error is None
-    assert outcome.rejected is None, outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else ""
-    assert outcome.committed == summary.blocks
-    executed = [e for e in outcome.events.events if e.stage == "execute"]
-    assert all(e.counts.get("verified") == 1 for e in executed)
+    executed = replay_verified(native, tmp_path / "db", strategy, pool, summary.blocks)
     if strategy == "optimistic":
         assert all(e.counts.get("strategy") == "optimistic" for e in executed)
     if strategy == "declared":
         # After the first block has taught the predictor the contracts' layouts,
         # every dependency in these workloads is predicted: nothing runs twice.
-        later = sorted(executed, key=lambda e: e.block)[1:]
+        later = executed[1:]
         assert [e.counts.get("reexecuted") for e in later] == [0] * len(later)
