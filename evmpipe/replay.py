@@ -204,7 +204,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="sequential", help="how transactions execute (default sequential; see docs/ARCHITECTURE.md)")
-    parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
+    parser.add_argument("--workers", type=int, help="worker processes for optimistic, declared and auto (default: the number of cores)")
     parser.add_argument("--verify", action="store_true", help="also execute every block sequentially and stop at the first difference")
 
 

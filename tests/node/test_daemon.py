@@ -96,3 +96,15 @@ def test_devnet_source(tmp_path: Path) -> None:
         assert node.stop() == 0
     finally:
         node.kill()
+
+
+def test_devnet_source_in_parallel(tmp_path: Path) -> None:
+    """The daemon with `declared --verify`: senders recovered by prefetch in the
+    workers, chains scheduled, every block checked against sequential."""
+    node = start_node(tmp_path / "data", "devnet:0.05", tmp_path / "node.log", "--devnet-blocks", "3", "--devnet-txs", "40", "--strategy", "declared", "--workers", "2", "--verify")
+    try:
+        wait_until(lambda: node.head() == 3, what="the devnet's 3 blocks")
+        assert node.stop() == 0
+    finally:
+        node.kill()
+    assert [line["number"] for line in node.logged("committed")] == [1, 2, 3]
