@@ -1,4 +1,4 @@
-"""How a block's transactions are executed: sequential, optimistic, auto, verified.
+"""How a block's transactions are executed: sequential, optimistic, declared, auto.
 
 All strategies give the sequential result, byte for byte; they differ in how much of
 the work runs in parallel.
@@ -8,9 +8,13 @@ the work runs in parallel.
   worker processes against the pre-block state; then, in block order, a transaction
   whose every read still matches the state so far has its writes applied as they
   are; any other is executed again right here, on that exact state.
-- `auto`: optimistic, except for blocks where it cannot pay: small blocks, blocks
-  before Byzantium (their receipts need a state root after every transaction), and
-  blocks right after one in which most transactions had to be executed again.
+- `declared` (Solana, Sei v1): the same validation, but scheduled up front from
+  predicted access sets (`execution.predict`): transactions predicted to depend on
+  each other run as one chain, in order, on one worker; chains run in parallel.
+- `auto`: declared, except for blocks where it cannot pay: small blocks, blocks
+  before Byzantium (their receipts need a state root after every transaction),
+  blocks whose predicted longest chain is most of the block, and the block after one
+  in which most transactions ran twice although the predictor learned nothing new.
 - `--verify` wraps any strategy: the block is executed sequentially as well and the
   two results must be identical, or the run stops naming the first difference.
 """
