@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -142,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     return _configure(argparse.ArgumentParser(prog="evmpipe blocktest", description="Run BlockchainTest conformance fixtures through an engine."))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_blocktest(args: argparse.Namespace) -> int:
     """Run the blocktest subcommand; 0 when nothing failed, 1 otherwise, 2 on bad input."""
     from evmpipe.blocktest import report, runner
@@ -157,6 +162,7 @@ def cmd_blocktest(args: argparse.Namespace) -> int:
         return 0
 
     jobs = max(1, args.jobs)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: worker processes too
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     try:

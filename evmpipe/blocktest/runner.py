@@ -370,6 +370,12 @@ def _run_in_pool(
                 )
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    except KeyboardInterrupt:
+        # Interrupted (Ctrl-C, SIGTERM): stop the workers now rather than wait for
+        # their files; their own speculative workers see their pipes close and exit.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.terminate()
+        raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
