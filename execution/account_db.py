@@ -436,33 +436,41 @@ class RecordingAccountDB:
 
     def apply_writes(self, writes: dict[tuple, Any], new_code: dict[bytes, bytes]) -> None:
         """Apply a write set computed elsewhere (a speculative execution whose reads
-        still hold) as if the transaction had run here."""
+        still hold) as if the transaction had run here: the block's state and its
+        changed keys, directly (no journal: nothing here is ever reverted; this runs
+        once per transaction in the one serial process)."""
         self._begin()
-        recording, self.recording = self.recording, False
-        try:
-            for key in writes:
-                if key[0] == "wipe":
-                    self.delete_storage(key[1])
-            credits = []
-            for key, value in writes.items():
-                kind, address = key[0], key[1]
-                if kind == "exists":
-                    if value:
-                        self._set_account(address, self._account(address) or _EMPTY, ("exists",))
-                    else:
-                        self._set_account(address, None, _ALL_FIELDS)
-                elif kind in ("nonce", "balance", "code"):
-                    self._modify(address, kind, value)
-                elif kind == "slot":
-                    self.set_storage(address, key[2], value)
-                elif kind == "credit":
-                    credits.append((address, value))
-            for code_hash, code in new_code.items():
-                self._code[code_hash] = code
-                self._new_code[code_hash] = code
-        finally:
-            self.recording = recording
-        self.end_transaction()
+        for key in writes:
+            if key[0] == "wipe":
+                address = key[1]
+                self._storage[address] = {}
+                self._wiped.add(address)
+                self._block_wiped.add(address)
+                self._block_slots[address] = set()
+        credits = []
+        for key, value in writes.items():
+            kind, address = key[0], key[1]
+            if kind == "slot":
+                self._storage.setdefault(address, {})[key[2]] = value
+                self._block_slots.setdefault(address, set()).add(key[2])
+            elif kind == "credit":
+                credits.append((address, value))
+            elif kind == "exists":
+                self._accounts[address] = (self._account(address) or _EMPTY) if value else None
+                self._block_accounts.add(address)
+            elif kind in _FIELDS:
+                nonce, balance, code_hash = self._account(address) or _EMPTY
+                if kind == "nonce":
+                    nonce = value
+                elif kind == "balance":
+                    balance = value
+                else:
+                    code_hash = value
+                self._accounts[address] = (nonce, balance, code_hash)
+                self._block_accounts.add(address)
+        for code_hash, code in new_code.items():
+            self._code[code_hash] = code
+            self._new_code[code_hash] = code
         for address, amount in credits:
             self._apply_credit(address, amount)
 
