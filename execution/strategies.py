@@ -275,16 +275,8 @@ async def validate_in_order(run: BlockRun, results: list[SpecResult] | Speculati
     the transaction again on the exact state otherwise. Returns what conflicted.
     With a `SpeculationStream`, validation starts while later chunks still run."""
     conflicts: Counter[str] = Counter()
-    warmed: set[int] = set()
     for index, tx in enumerate(run.block.transactions):
-        if isinstance(results, list):
-            result = results[index]
-        else:
-            result = await results.get(index)
-            part = results.part_of(index)
-            if part not in warmed:  # the slots this part read: one batched query
-                warmed.add(part)
-                _warm_slots(run.db, results.part_results(part))
+        result = results[index] if isinstance(results, list) else await results.get(index)
         if result.sender is not None:
             mark_sender(tx, result.sender)
         stale = _first_stale_read(run.db, result.reads) if result.ok else ("invalid on the pre-block state",)
@@ -296,12 +288,6 @@ async def validate_in_order(run: BlockRun, results: list[SpecResult] | Speculati
         if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
             await trio.lowlevel.checkpoint()
     return conflicts
-
-
-def _warm_slots(db: Any, results: list[SpecResult]) -> None:
-    warm = getattr(db._reader, "warm_storage", None)
-    if warm is not None:
-        warm([(key[1], key[2]) for result in results for key in result.reads if key[0] == "slot"])
 
 
 def _first_stale_read(db: Any, reads: dict[tuple, Any]) -> tuple | None:

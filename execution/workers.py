@@ -339,9 +339,3 @@ class SpeculationStream:
     async def get(self, index: int) -> Any:
         await self._ready[self._part_of[index]].wait()
         return self._results[index]
-
-    def part_of(self, index: int) -> int:
-        return self._part_of[index]
-
-    def part_results(self, part: int) -> list[Any]:
-        return [self._results[index] for index in self._expected[part]]

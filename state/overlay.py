@@ -57,10 +57,6 @@ class Overlay:
                 return diff.accounts[address]
         return self.store.get_account(address)
 
-    def warm_storage(self, keys: list[tuple[bytes, int]]) -> None:
-        """Fill the store's cache for these slots in one batched read."""
-        self.store.warm_storage(keys)
-
     def get_storage(self, address: bytes, slot: int) -> int:
         for _, diff in reversed(self.diffs):
             slots = diff.storage.get(address)

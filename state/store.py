@@ -159,12 +159,6 @@ class StateStore:
             return cached  # type: ignore[return-value]
         return self.read_storage([(address, slot)])[(address, slot)]
 
-    def warm_storage(self, keys: Iterable[tuple[bytes, int]]) -> None:
-        """Batched read of the slots not in the cache yet (one query, not one each)."""
-        missing = [key for key in keys if self.slots.get(key) is MISSING]
-        if missing:
-            self.read_storage(missing)
-
     def read_storage(self, keys: Iterable[tuple[bytes, int]]) -> dict[tuple[bytes, int], int]:
         """Batched read of storage slots into the cache (absent slots read as zero)."""
         wanted = list(dict.fromkeys(keys))
