@@ -34,6 +34,14 @@ def _number_and_time(header_fields: Any) -> tuple[int, int]:
 
 def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass]:
     """Decode a block; raise `InvalidBlock` with an RLP code when it does not decode."""
+    block, vm_class, _ = decode_block_and_transactions(schedule, data)
+    return block, vm_class
+
+
+def decode_block_and_transactions(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass, list[bytes]]:
+    """`decode_block`, and each transaction's encoding as the block carries it (a
+    typed transaction is its own byte string there; a legacy one is a list): what the
+    transactions root is over and what workers decode, without encoding it again."""
     try:
         raw = rlp.decode(data)
     except rlp.exceptions.DecodingError as exc:
@@ -57,7 +65,8 @@ def decode_block(schedule: ForkSchedule, data: bytes) -> tuple[BlockAPI, VMClass
         raise InvalidBlock("TransactionException." + code, f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
     except Exception as exc:  # rlp and py-evm raise many types for malformed input
         raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
-    return block, vm_class
+    encoded = [item if isinstance(item, bytes) else rlp.encode(item) for item in raw[1]]
+    return block, vm_class, encoded
 
 
 def _check_header_layout(schedule: ForkSchedule, vm_class: VMClass, header_fields: list, number: int, timestamp: int) -> None:

@@ -21,7 +21,7 @@ from eth_hash.auto import keccak
 from eth.vm.forks import LondonVM
 
 from execution.checks import header_field, check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
-from execution.decode import decode_block, mark_sender, skip_signature_check
+from execution.decode import decode_block_and_transactions, mark_sender, skip_signature_check
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.errors import InvalidBlock, InvalidTransaction
@@ -41,7 +41,7 @@ class PrefetchStage(BaseStage):
         self.recover = recover  # recovers `item.senders` in worker processes
 
     async def execute(self, item: InFlightBlock) -> None:
-        block, vm_class = decode_block(self.chain.schedule, item.input.rlp)
+        block, vm_class, encoded_txs = decode_block_and_transactions(self.chain.schedule, item.input.rlp)
         item.block, item.vm_class = block, vm_class
         header = block.header
         parent = self.chain.header(header.parent_hash)
@@ -51,7 +51,7 @@ class PrefetchStage(BaseStage):
         validate_header(vm_class, header, parent[0], parent[1])
         validate_body(self.chain, block)
         check_withdrawals(header, getattr(block, "withdrawals", None))
-        item.encoded_txs = [tx.encode() for tx in block.transactions]
+        item.encoded_txs = encoded_txs
         if self.defer_recovery:
             # the workers recover senders: while they speculate, or now (the strategy's
             # `recover`), for the blocks ahead while the current one executes
