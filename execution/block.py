@@ -19,8 +19,6 @@ speculative, and a transaction that read a slot they changed is re-executed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import rlp
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
@@ -45,6 +43,7 @@ from execution.requests import compute_requests_hash, process_requests
 from execution.system import process_history_hash
 from pipeline.errors import InvalidTransaction
 from state.diff import StateDiff
+from state.trie import rlp_int, rlp_list, rlp_str
 
 
 @dataclass
@@ -222,17 +221,9 @@ class SpeculatedReceipt:
 
     def encode(self) -> bytes:
         if self._encoded is None:
-            body = rlp.encode(self.state_root) + rlp.encode(self.gas_used) + rlp.encode(self.bloom.to_bytes(256, "big")) + self._logs_rlp
-            encoded = _list_prefix(len(body)) + body
+            encoded = rlp_list(rlp_str(self.state_root) + rlp_int(self.gas_used) + rlp_str(self.bloom.to_bytes(256, "big")) + self._logs_rlp)
             self._encoded = encoded if self.type_id is None else bytes([self.type_id]) + encoded
         return self._encoded
-
-
-def _list_prefix(length: int) -> bytes:
-    if length < 56:
-        return bytes([0xC0 + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0xF7 + len(size)]) + size
 
 
 def execute_block(vm: Any, block: BlockAPI) -> BlockExecution:

@@ -104,12 +104,13 @@ class OptimisticStrategy:
         self.pool = pool
         self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
 
-    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
+    async def run(self, chain: Chain, item: InFlightBlock, chains: list[int] | None = None) -> BlockExecution:
+        """`chains`: the block's schedule when the caller made it (`auto`)."""
         block: BlockAPI = item.block  # type: ignore[assignment]
         if needs_intermediate_roots(item) or not block.transactions:
             return await SequentialStrategy().run(chain, item)
         cpu_before = self.pool.cpu_seconds
-        request, affinity = await self._plan(chain, item)
+        request, affinity = await self._plan(chain, item, chains)
         invalid: InvalidBlock | None = None
         async with trio.open_nursery() as nursery:
             stream = self.pool.start_speculation(nursery, request, label=item.header.block_number, affinity=affinity)
@@ -132,14 +133,14 @@ class OptimisticStrategy:
             worker_cpu=round(self.pool.cpu_seconds - cpu_before, 6),  # type: ignore[dict-item]
             top_conflicts=";".join(f"{label}x{n}" for label, n in conflicts.most_common(3)),  # type: ignore[dict-item]
         )
-        self._learn(item, execution)
+        self.learn(item, execution)
         return execution
 
-    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
+    async def _plan(self, chain: Chain, item: InFlightBlock, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None]:
         """The request, and which worker runs each transaction (None: any)."""
         return self._request(chain, item, [None] * len(item.encoded_txs)), None
 
-    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
+    def learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
         """What the executed block teaches (nothing, for plain optimism); returns the
         number of transactions learned from."""
         return 0
@@ -180,7 +181,6 @@ class DeclaredStrategy(OptimisticStrategy):
     def __init__(self, pool: WorkerPool) -> None:
         super().__init__(pool)
         self.predictor = AccessPredictor()
-        self._scheduled: tuple[InFlightBlock | None, list[int]] = (None, [])
 
     async def schedule(self, chain: Chain, item: InFlightBlock) -> list[int]:
         """Recover the senders (in the workers), predict, and chain: the chain id of
@@ -196,7 +196,6 @@ class DeclaredStrategy(OptimisticStrategy):
         chains = schedule_chains(predictions)
         sizes = Counter(chains)
         item.counts.setdefault("execute", {}).update(chains=len(sizes), longest_chain=max(sizes.values()))
-        self._scheduled = (item, chains)
         return chains
 
     async def _learn_unseen(self, chain: Chain, item: InFlightBlock) -> None:
@@ -237,18 +236,13 @@ class DeclaredStrategy(OptimisticStrategy):
                 mark_sender(tx, sender)
         item.senders = senders  # type: ignore[assignment]
 
-    async def _plan(self, chain: Chain, item: InFlightBlock) -> tuple[BlockRequest, list[int] | None]:
-        scheduled_item, chains = self._scheduled
-        if scheduled_item is not item:
+    async def _plan(self, chain: Chain, item: InFlightBlock, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None]:
+        if chains is None:
             chains = await self.schedule(chain, item)
-        self._scheduled = (None, [])
         return self._request(chain, item, chains), assign_workers(chains, self.pool.size)  # type: ignore[arg-type]
 
     def learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
         """Teach the predictor the layouts of contracts it has not seen enough of."""
-        return self._learn(item, execution)
-
-    def _learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
         predictor, fee_recipient = self.predictor, item.header.coinbase
         learned = 0
         for tx, result in zip(item.block.transactions, execution.tx_results):  # type: ignore[union-attr]
@@ -315,7 +309,6 @@ class AutoStrategy:
     recovers_senders = True
 
     def __init__(self, pool: WorkerPool) -> None:
-        self.pool = pool
         self.declared = DeclaredStrategy(pool)
         self.sequential = SequentialStrategy()
         self._last_reexec_share = 0.0
@@ -333,7 +326,7 @@ class AutoStrategy:
         chains = await self.declared.schedule(chain, item)
         if max(Counter(chains).values()) > AUTO_MAX_CHAIN_SHARE * txs:
             return await self._sequential(chain, item, "serial")
-        execution = await self.declared.run(chain, item)
+        execution = await self.declared.run(chain, item, chains)
         counts = item.counts.get("execute", {})
         if not counts.get("learned"):
             self._last_reexec_share = counts.get("reexecuted", 0) / txs
@@ -354,7 +347,6 @@ class VerifiedStrategy:
         self.inner = inner
         self.name = f"{inner.name}+verify"
         self.recovers_senders = getattr(inner, "recovers_senders", False)
-        self.pool = getattr(inner, "pool", None)
         if hasattr(inner, "recover_senders"):
             self.recover_senders = inner.recover_senders
 

@@ -92,7 +92,6 @@ class _Worker:
         self.chains: dict[int, Any] = {}  # chain id -> account database, for one block
         self.chains_block = b""
         self.committed = -1  # the committed head at the last request
-        self.seen: set[int] = set()  # uncommitted blocks whose diffs this worker holds
 
     def close(self) -> None:
         if self.store is not None:
@@ -109,11 +108,12 @@ class _Worker:
             self.overlay = Overlay(self.store)
             self.path, self.db_id, self.generation = path, db_id, generation
             self.chains, self.chains_block = {}, b""
-            self.committed, self.seen = committed, set()
+            self.committed = committed
+        held = {number for number, _ in self.overlay.diffs}
         for number, diff in self.overlay.diffs:
             if number <= committed:
                 self.store.update_cache(diff)
-        if any(number not in self.seen for number in range(self.committed + 1, committed + 1)):
+        if any(number not in held for number in range(self.committed + 1, committed + 1)):
             # A block was committed whose diff this worker never got (it was committed
             # before a request could carry it): what the cache holds may be older.
             self.store.clear_cache()
@@ -121,7 +121,6 @@ class _Worker:
         self.overlay.drop_committed(committed)
         for number, packed in diffs:
             self.overlay.push(number, unpack_diff(packed))
-        self.seen = {number for number in self.seen if number > committed} | {number for number, _ in diffs}
 
     def _schedule(self, schedule: dict) -> Any:
         import json

@@ -40,8 +40,7 @@ class ValidateStage(BaseStage):
             raise InvalidBlock(_B + "INCORRECT_BLOB_GAS_USED", f"blob gas used {execution.blob_gas_used}, header says {blob_gas_used}")
         block = item.block
         assert block is not None
-        encoded_txs = item.encoded_txs or [tx.encode() for tx in block.transactions]
-        if ordered_trie_root(encoded_txs) != header.transaction_root:
+        if ordered_trie_root(item.encoded_txs) != header.transaction_root:
             raise InvalidBlock(_B + "INVALID_TRANSACTIONS_ROOT", "transactions do not match the header's root")
         withdrawals = getattr(block, "withdrawals", None)
         if withdrawals is not None and hasattr(header, "withdrawals_root"):

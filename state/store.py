@@ -104,18 +104,15 @@ class StateStore:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
         if not readonly and self.get_meta("database_id") is None:
             self.set_meta("database_id", os.urandom(16))
+        # Random, set when the database is created: which database this is, whatever
+        # its path (worker processes reopen when it changes).
+        self.database_id = self.get_meta("database_id") or b""
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # -- meta ------------------------------------------------------------------
-
-    @property
-    def database_id(self) -> bytes:
-        """Random, set when the database is created: which database this is, whatever
-        its path (worker processes reopen when it changes)."""
-        return self.get_meta("database_id") or b""
 
     def get_meta(self, key: str) -> bytes | None:
         with self._lock:

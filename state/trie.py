@@ -74,7 +74,7 @@ _FULL_MARKS = b"\xa0" * 16 + b"\x80"  # enc[3::33] of a full branch
 # --------------------------------------------------------------------------
 
 
-def _rlp_str(b: bytes) -> bytes:
+def rlp_str(b: bytes) -> bytes:
     """RLP-encode a byte string."""
     n = len(b)
     if n == 1 and b[0] < 0x80:
@@ -85,7 +85,7 @@ def _rlp_str(b: bytes) -> bytes:
     return bytes((0xB7 + len(lb),)) + lb + b
 
 
-def _rlp_list(payload: bytes) -> bytes:
+def rlp_list(payload: bytes) -> bytes:
     """Wrap an already-encoded concatenation of items in a list header."""
     n = len(payload)
     if n < 56:
@@ -94,26 +94,26 @@ def _rlp_list(payload: bytes) -> bytes:
     return bytes((0xF7 + len(lb),)) + lb + payload
 
 
-def _rlp_int(v: int) -> bytes:
+def rlp_int(v: int) -> bytes:
     """RLP-encode a non-negative integer (big-endian, minimal)."""
     if v == 0:
         return _EMPTY
     if v < 0x80:
         return bytes((v,))
-    return _rlp_str(v.to_bytes((v.bit_length() + 7) >> 3, "big"))
+    return rlp_str(v.to_bytes((v.bit_length() + 7) >> 3, "big"))
 
 
 def encode_account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) -> bytes:
     """RLP of ``[nonce, balance, storage_root, code_hash]`` without the generic
     ``rlp`` machinery (it is called once per touched account per block)."""
-    return _rlp_list(
-        _rlp_int(nonce) + _rlp_int(balance) + _rlp_str(storage_root) + _rlp_str(code_hash)
+    return rlp_list(
+        rlp_int(nonce) + rlp_int(balance) + rlp_str(storage_root) + rlp_str(code_hash)
     )
 
 
 def encode_storage_value(value: int) -> bytes:
     """Leaf value of a storage slot: RLP of the minimal big-endian bytes."""
-    return _rlp_int(value)
+    return rlp_int(value)
 
 
 # --------------------------------------------------------------------------
@@ -126,13 +126,13 @@ def _encode(node: _Node) -> bytes:
     kind = node[0]
     if kind == 2:
         value = node[2]
-        return _rlp_list(b"".join(node[1]) + (_rlp_str(value) if value else _EMPTY))
+        return rlp_list(b"".join(node[1]) + (rlp_str(value) if value else _EMPTY))
     path = node[1]
     if kind == 0:
         hp = bytes.fromhex(("3" + path) if len(path) & 1 else ("20" + path))
-        return _rlp_list(_rlp_str(hp) + _rlp_str(node[2]))
+        return rlp_list(rlp_str(hp) + rlp_str(node[2]))
     hp = bytes.fromhex(("1" + path) if len(path) & 1 else ("00" + path))
-    return _rlp_list(_rlp_str(hp) + node[2])
+    return rlp_list(rlp_str(hp) + node[2])
 
 
 def _leaf_ref(path: str, value: bytes, store: Optional[dict[bytes, bytes]]) -> bytes:
@@ -140,9 +140,9 @@ def _leaf_ref(path: str, value: bytes, store: Optional[dict[bytes, bytes]]) -> b
     hp = bytes.fromhex(("3" + path) if len(path) & 1 else ("20" + path))
     n = len(value)
     payload = (hp if len(hp) == 1 else _STR_HDR[len(hp)] + hp) + (
-        value if n == 1 and value[0] < 0x80 else _STR_HDR[n] + value if n < 56 else _rlp_str(value)
+        value if n == 1 and value[0] < 0x80 else _STR_HDR[n] + value if n < 56 else rlp_str(value)
     )
-    return _reference(_rlp_list(payload), store)
+    return _reference(rlp_list(payload), store)
 
 
 def _ref(node: _Node, store: Optional[dict[bytes, bytes]]) -> bytes:
@@ -286,7 +286,7 @@ def root_from_items(items: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 def _index_key(i: int) -> bytes:
     """rlp.encode(i) for a list index."""
-    return _rlp_int(i)
+    return rlp_int(i)
 
 
 def ordered_trie_root(values: list[bytes]) -> bytes:
