@@ -12,12 +12,11 @@ uses the child fork's constants; so does geth).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
 from eth.vm.forks import CancunVM, PragueVM
 
-from execution.forks import VMClass
+from execution.forks import VMClass, header_field
 
 GAS_PER_BLOB = 2**17
 MIN_BLOB_BASE_FEE = 1
@@ -67,8 +66,8 @@ def blob_base_fee(excess_blob_gas: int, params: BlobParams) -> int:
 
 def calc_excess_blob_gas(parent: BlockHeaderAPI, params: BlobParams) -> int:
     """The excess blob gas of a child of `parent`, with the child's fork `params`."""
-    excess = _field(parent, "excess_blob_gas") or 0
-    used = _field(parent, "blob_gas_used") or 0
+    excess = header_field(parent, "excess_blob_gas") or 0
+    used = header_field(parent, "blob_gas_used") or 0
     total = excess + used
     return 0 if total < params.target else total - params.target
 
@@ -79,9 +78,3 @@ def blob_gas(tx: SignedTransactionAPI) -> int:
         return GAS_PER_BLOB * len(tx.blob_versioned_hashes)
     return 0
 
-
-def _field(header: BlockHeaderAPI, name: str) -> Any:
-    try:
-        return getattr(header, name)
-    except AttributeError:  # py-evm raises it for fields of later forks
-        return None

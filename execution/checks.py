@@ -26,7 +26,7 @@ from eth.vm.forks import BerlinVM, CancunVM, LondonVM, PragueVM, ShanghaiVM
 from eth_utils import ValidationError
 
 from execution.blobs import GAS_PER_BLOB, VERSIONED_HASH_VERSION_KZG, blob_base_fee, blob_params, calc_excess_blob_gas
-from execution.forks import VMClass, is_merged
+from execution.forks import VMClass, header_field, is_merged
 from pipeline.errors import InvalidBlock, InvalidTransaction
 from state.account import EMPTY_CODE_HASH
 
@@ -51,14 +51,6 @@ DAO_EXTRA_DATA = b"dao-hard-fork"
 
 _B = "BlockException."
 _T = "TransactionException."
-
-
-def header_field(header: BlockHeaderAPI, name: str) -> Any:
-    """A header field, or None where the header's fork has no such field."""
-    try:
-        return getattr(header, name)
-    except AttributeError:  # py-evm raises it for fields of later forks
-        return None
 
 
 def expected_base_fee(parent: BlockHeaderAPI, parent_is_london: bool) -> int:

@@ -8,7 +8,7 @@ code path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Type
+from typing import Any, Type
 
 from eth.abc import VirtualMachineAPI
 from eth.chains.mainnet import MainnetDAOValidatorVM
@@ -124,3 +124,11 @@ def schedule_for_network(network: str, chain_id: int = 1) -> ForkSchedule:
 
 def is_merged(vm_class: VMClass) -> bool:
     return issubclass(vm_class, ParisVM)
+
+
+def header_field(header: Any, name: str) -> Any:
+    """A header field, or None where the header's fork has no such field."""
+    try:
+        return getattr(header, name)
+    except AttributeError:  # py-evm raises it for fields of later forks
+        return None

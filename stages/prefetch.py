@@ -20,7 +20,8 @@ from eth_hash.auto import keccak
 
 from eth.vm.forks import LondonVM
 
-from execution.checks import header_field, check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
+from execution.checks import check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
+from execution.forks import header_field
 from execution.decode import decode_block_and_transactions, mark_sender, skip_signature_check
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain

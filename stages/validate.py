@@ -17,7 +17,7 @@ must equal the header's.
 """
 from __future__ import annotations
 
-from execution.checks import header_field
+from execution.forks import header_field
 from pipeline.block import InFlightBlock
 from pipeline.errors import InvalidBlock
 from pipeline.stage import BaseStage, StageId
