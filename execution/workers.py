@@ -133,6 +133,7 @@ class _Worker:
     def run(self, payload: list) -> list:
         from execution.block import make_vm
         from execution.decode import decode_header, mark_sender, skip_signature_check
+        from execution.senders import recover_sender
         from execution.speculate import speculate
 
         path, db_id, generation, committed, diffs, schedule, header_rlp, prev_hashes, txs = payload
@@ -148,7 +149,10 @@ class _Worker:
             if sender is not None:
                 mark_sender(tx, sender)  # recovered once already
             else:
-                skip_signature_check(tx)  # recovery (in `speculate`) is the check
+                try:
+                    recover_sender(tx, encoded)
+                except Exception:  # a bad signature: `speculate` reports the transaction invalid
+                    skip_signature_check(tx)
             decoded.append((index, tx, chain))
         self._warm(header, decoded)
         vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
@@ -158,6 +162,7 @@ class _Worker:
         """Recover the senders of encoded transactions (None: the signature does not
         recover; the master reports that invalid transaction in block order)."""
         from execution.decode import decode_header
+        from execution.senders import recover_sender
 
         schedule, header_rlp, txs = payload
         _, vm_class = decode_header(self._schedule(schedule), header_rlp)
@@ -165,8 +170,8 @@ class _Worker:
         senders: list[bytes | None] = []
         for encoded in txs:
             try:
-                senders.append(builder.decode(encoded).sender)
-            except Exception:  # eth-keys raises several types for bad signatures
+                senders.append(recover_sender(builder.decode(encoded), encoded))
+            except Exception:  # eth-keys and coincurve raise several types for bad signatures
                 senders.append(None)
         return senders
 

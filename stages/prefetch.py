@@ -22,7 +22,8 @@ from eth.vm.forks import LondonVM
 
 from execution.checks import check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
 from execution.forks import header_field
-from execution.decode import decode_block_and_transactions, mark_sender, skip_signature_check
+from execution.decode import decode_block_and_transactions, skip_signature_check
+from execution.senders import recover_sender
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
 from pipeline.errors import InvalidBlock, InvalidTransaction
@@ -61,7 +62,7 @@ class PrefetchStage(BaseStage):
             if self.recover is not None and block.transactions:
                 await self.recover(self.chain, item)
         else:
-            item.senders = recover_senders(block)
+            item.senders = recover_senders(block, encoded_txs)
         for index, tx in enumerate(block.transactions):
             check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
         check_block_blob_gas(vm_class, header)
@@ -82,16 +83,14 @@ class PrefetchStage(BaseStage):
         return len(addresses) + len(code_hashes)
 
 
-def recover_senders(block: BlockAPI) -> list[bytes]:
-    """Recover every sender once, in this process."""
+def recover_senders(block: BlockAPI, encoded_txs: list[bytes]) -> list[bytes]:
+    """Recover every sender once, in this process, from the encodings the block carries."""
     senders = []
-    for index, tx in enumerate(block.transactions):
+    for index, (tx, encoded) in enumerate(zip(block.transactions, encoded_txs)):
         try:
-            sender = tx.sender
-        except Exception as exc:  # eth-keys raises several types for bad signatures
+            senders.append(recover_sender(tx, encoded))
+        except Exception as exc:  # eth-keys and coincurve raise several types for bad signatures
             raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", tx_index=index) from exc
-        mark_sender(tx, sender)
-        senders.append(sender)
     return senders
 
 
