@@ -16,13 +16,17 @@ from collections.abc import Awaitable, Callable
 import rlp
 import trio
 from eth.abc import BlockAPI
+from eth.vm.forks import LondonVM
 from eth_hash.auto import keccak
 
-from eth.vm.forks import LondonVM
-
-from execution.checks import check_block_blob_gas, check_transaction_static, check_withdrawals, validate_header
-from execution.forks import header_field
+from execution.checks import (
+    check_block_blob_gas,
+    check_transaction_static,
+    check_withdrawals,
+    validate_header,
+)
 from execution.decode import decode_block_and_transactions, skip_signature_check
+from execution.forks import VMClass, header_field
 from execution.senders import recover_sender
 from pipeline.block import InFlightBlock
 from pipeline.chain import Chain
@@ -43,7 +47,10 @@ class PrefetchStage(BaseStage):
         self.recover = recover  # recovers `item.senders` in worker processes
 
     async def execute(self, item: InFlightBlock) -> None:
-        block, vm_class, encoded_txs = decode_block_and_transactions(self.chain.schedule, item.input.rlp)
+        # CPU-heavy work (decoding, signatures, stateless checks) runs on a thread:
+        # the GIL is shared all the same, but the event loop gets it back every few
+        # milliseconds, so the execute stage keeps its workers fed meanwhile.
+        block, vm_class, encoded_txs = await trio.to_thread.run_sync(decode_block_and_transactions, self.chain.schedule, item.input.rlp)
         item.block, item.vm_class = block, vm_class
         header = block.header
         parent = self.chain.header(header.parent_hash)
@@ -62,9 +69,8 @@ class PrefetchStage(BaseStage):
             if self.recover is not None and block.transactions:
                 await self.recover(self.chain, item)
         else:
-            item.senders = recover_senders(block, encoded_txs)
-        for index, tx in enumerate(block.transactions):
-            check_transaction_static(vm_class, header, tx, index, self.chain.chain_id)
+            item.senders = await trio.to_thread.run_sync(recover_senders, block, encoded_txs)
+        await trio.to_thread.run_sync(check_transactions_static, vm_class, block, self.chain.chain_id)
         check_block_blob_gas(vm_class, header)
         self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
         item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
@@ -92,6 +98,12 @@ def recover_senders(block: BlockAPI, encoded_txs: list[bytes]) -> list[bytes]:
         except Exception as exc:  # eth-keys and coincurve raise several types for bad signatures
             raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", tx_index=index) from exc
     return senders
+
+
+def check_transactions_static(vm_class: VMClass, block: BlockAPI, chain_id: int) -> None:
+    """Every transaction's checks that need no state, in block order."""
+    for index, tx in enumerate(block.transactions):
+        check_transaction_static(vm_class, block.header, tx, index, chain_id)
 
 
 def validate_body(chain: Chain, block: BlockAPI) -> None:
