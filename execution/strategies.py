@@ -46,6 +46,11 @@ AUTO_MIN_TXS = 24
 AUTO_MAX_REEXEC = 0.6
 #: `auto` runs a block sequentially when its predicted longest chain is above this share.
 AUTO_MAX_CHAIN_SHARE = 0.5
+#: `auto` runs the next block optimistically (no senders round trip, no prediction)
+#: when at most this share of a block's transactions was predicted to depend on another.
+AUTO_INDEPENDENT_SHARE = 0.05
+#: ...and goes back to `declared` once an optimistic block re-executed more than this.
+AUTO_OPTIMISTIC_MAX_REEXEC = 0.05
 #: validation yields to the event loop every this many transactions.
 CHECKPOINT_EVERY = 64
 
@@ -300,19 +305,29 @@ def _conflict_label(key: tuple) -> str:
 
 
 class AutoStrategy:
-    """Declared where it pays, sequential where it cannot (the rule is measured:
-    docs/BENCHMARKS.md): small blocks, blocks before Byzantium, blocks whose
-    predicted longest chain is most of the block (one hot pool: nothing to run in
-    parallel), and the block after one in which most transactions ran twice."""
+    """Declared where it pays, optimistic where nothing conflicts, sequential where
+    neither can pay (the rules are measured: docs/BENCHMARKS.md): small blocks,
+    blocks before Byzantium, blocks whose predicted longest chain is most of the
+    block (one hot pool: nothing to run in parallel), and the block after one in
+    which most transactions ran twice. After a block predicted independent, the
+    next runs optimistically, skipping the senders round trip and the prediction,
+    until one re-executes more than a few transactions."""
 
     name = "auto"
     recovers_senders = True
 
     def __init__(self, pool: WorkerPool) -> None:
         self.declared = DeclaredStrategy(pool)
+        self.optimistic = OptimisticStrategy(pool)
         self.sequential = SequentialStrategy()
         self._last_reexec_share = 0.0
-        self.recover_senders = self.declared.recover_senders
+        self._independent = False  # the last block scheduled was predicted independent
+
+    async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
+        """Senders ahead of execution, for `declared`'s prediction; an optimistic
+        block's workers recover their own while they speculate."""
+        if not self._independent:
+            await self.declared.recover_senders(chain, item)
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         txs = len(item.block.transactions)  # type: ignore[union-attr]
@@ -323,14 +338,28 @@ class AutoStrategy:
             # this block sequentially, then try in parallel again.
             self._last_reexec_share = 0.0
             return await self._sequential(chain, item, "conflicts")
+        if self._independent:
+            return await self._optimistic(chain, item, txs)
         chains = await self.declared.schedule(chain, item)
-        if max(Counter(chains).values()) > AUTO_MAX_CHAIN_SHARE * txs:
+        sizes = Counter(chains)
+        if max(sizes.values()) > AUTO_MAX_CHAIN_SHARE * txs:
             return await self._sequential(chain, item, "serial")
         execution = await self.declared.run(chain, item, chains)
         counts = item.counts.get("execute", {})
         if not counts.get("learned"):
             self._last_reexec_share = counts.get("reexecuted", 0) / txs
+        dependent = sum(size for size in sizes.values() if size > 1)
+        self._independent = dependent <= AUTO_INDEPENDENT_SHARE * txs and not counts.get("reexecuted")
         counts["strategy"] = "auto:declared"
+        return execution
+
+    async def _optimistic(self, chain: Chain, item: InFlightBlock, txs: int) -> BlockExecution:
+        execution = await self.optimistic.run(chain, item)
+        counts = item.counts.get("execute", {})
+        if counts.get("reexecuted", 0) > AUTO_OPTIMISTIC_MAX_REEXEC * txs:
+            self._independent = False  # conflicts appeared: predict and schedule again
+        self.declared.learn(item, execution)
+        counts["strategy"] = "auto:optimistic"
         return execution
 
     async def _sequential(self, chain: Chain, item: InFlightBlock, reason: str) -> BlockExecution:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from consensus_stub.convert import blocktest_to_native
-from execution.strategies import STRATEGIES
+from execution.strategies import STRATEGIES, AutoStrategy
 from execution.workers import WorkerPool
 from tests.replay_check import replay_verified
 
@@ -41,3 +41,30 @@ def test_strategy_replays_workload(name: str, strategy: str, pool: WorkerPool, t
         # every dependency in these workloads is predicted: nothing runs twice.
         later = executed[1:]
         assert [e.counts.get("reexecuted") for e in later] == [0] * len(later)
+    if strategy == "auto":
+        chosen = [e.counts.get("strategy") for e in executed]
+        if name.startswith(("erc20", "transfers-independent")):
+            # the first block is predicted independent: the rest run optimistically
+            assert chosen == ["auto:declared"] + ["auto:optimistic"] * (len(chosen) - 1)
+        else:
+            assert "auto:optimistic" not in chosen
+
+
+@pytest.mark.skipif(not WORKLOADS.is_dir(), reason="../shared/workloads is not present")
+def test_auto_goes_back_to_declared_when_an_optimistic_block_conflicts(pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` as if the block before had been predicted independent, on AMM swaps:
+    the first block runs optimistically, re-executes most swaps, and the next is
+    scheduled by prediction again."""
+    original = AutoStrategy.__init__
+
+    def after_an_independent_block(self: AutoStrategy, workers: WorkerPool) -> None:
+        original(self, workers)
+        self._independent = True
+
+    monkeypatch.setattr(AutoStrategy, "__init__", after_an_independent_block)
+    native = tmp_path / "blocks"
+    summary = blocktest_to_native(WORKLOADS / "amm_b4_t250_s1.json.gz", native)
+    executed = replay_verified(native, tmp_path / "db", "auto", pool, summary.blocks)
+    chosen = [e.counts.get("strategy") for e in executed]
+    assert chosen[0] == "auto:optimistic" and executed[0].counts["reexecuted"] > 0.05 * 250
+    assert chosen[1:] == ["auto:declared"] * 3
