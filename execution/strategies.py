@@ -42,6 +42,12 @@ from state.merkle import merkleize
 
 #: `auto` runs blocks with fewer transactions than this sequentially (IPC costs more).
 AUTO_MIN_TXS = 24
+#: `auto` runs blocks of plain transfers (less gas than this per transaction, by the
+#: header) sequentially with fewer workers than `AUTO_LIGHT_MIN_WORKERS`: a transfer's
+#: EVM work (about 0.1 ms) does not pay for the round trip on two cores (measured:
+#: docs/BENCHMARKS.md). The worker count is a guess: no larger machine was measured.
+AUTO_LIGHT_GAS_PER_TX = 30_000
+AUTO_LIGHT_MIN_WORKERS = 4
 #: `auto` goes sequential for the next block when more than this share was re-executed.
 AUTO_MAX_REEXEC = 0.6
 #: `auto` runs a block sequentially when its predicted longest chain is above this share.
@@ -307,7 +313,8 @@ def _conflict_label(key: tuple) -> str:
 class AutoStrategy:
     """Declared where it pays, optimistic where nothing conflicts, sequential where
     neither can pay (the rules are measured: docs/BENCHMARKS.md): small blocks,
-    blocks before Byzantium, blocks whose predicted longest chain is most of the
+    blocks before Byzantium, blocks of plain transfers with few workers (their
+    senders are still recovered by the workers, ahead), blocks whose predicted longest chain is most of the
     block (one hot pool: nothing to run in parallel), and the block after one in
     which most transactions ran twice. After a block predicted independent, the
     next runs optimistically, skipping the senders round trip and the prediction,
@@ -320,6 +327,7 @@ class AutoStrategy:
         self.declared = DeclaredStrategy(pool)
         self.optimistic = OptimisticStrategy(pool)
         self.sequential = SequentialStrategy()
+        self.workers = pool.size
         self._last_reexec_share = 0.0
         self._independent = False  # the last block scheduled was predicted independent
 
@@ -333,6 +341,8 @@ class AutoStrategy:
         txs = len(item.block.transactions)  # type: ignore[union-attr]
         if txs < AUTO_MIN_TXS or needs_intermediate_roots(item):
             return await self._sequential(chain, item, "small")
+        if self.workers < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs:
+            return await self._sequential(chain, item, "light")
         if self._last_reexec_share > AUTO_MAX_REEXEC:
             # Most of the last block ran twice and taught the predictor nothing new:
             # this block sequentially, then try in parallel again.
