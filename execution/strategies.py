@@ -332,16 +332,22 @@ class AutoStrategy:
         self._independent = False  # the last block scheduled was predicted independent
 
     async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
-        """Senders ahead of execution, for `declared`'s prediction; an optimistic
-        block's workers recover their own while they speculate."""
-        if not self._independent:
+        """Senders ahead of execution, for `declared`'s prediction and for a block of
+        transfers run sequentially; an optimistic block's workers recover their own
+        while they speculate."""
+        if not self._independent or self._light(item):
             await self.declared.recover_senders(chain, item)
+
+    def _light(self, item: InFlightBlock) -> bool:
+        """Plain transfers (by the header's gas) with too few workers to pay."""
+        txs = len(item.block.transactions)  # type: ignore[union-attr]
+        return self.workers < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         txs = len(item.block.transactions)  # type: ignore[union-attr]
         if txs < AUTO_MIN_TXS or needs_intermediate_roots(item):
             return await self._sequential(chain, item, "small")
-        if self.workers < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs:
+        if self._light(item):
             return await self._sequential(chain, item, "light")
         if self._last_reexec_share > AUTO_MAX_REEXEC:
             # Most of the last block ran twice and taught the predictor nothing new:
