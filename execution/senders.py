@@ -26,11 +26,11 @@ from eth.vm.forks.spurious_dragon.transactions import SpuriousDragonTransaction
 from eth_hash.auto import keccak
 
 from execution.decode import mark_sender
-from state.trie import rlp_int, rlp_list
+from state.trie import rlp_int, rlp_item, rlp_list, rlp_str
 
 #: the order of secp256k1: r and s must lie in [1, N)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-EMPTY_STRING = b"\x80"
+EMPTY_STRING = rlp_str(b"")
 
 
 def recover_sender(tx: Any, encoded: bytes) -> bytes:
@@ -67,28 +67,10 @@ def signing_message(tx: Any, encoded: bytes) -> bytes | None:
 def _list_items(data: bytes, start: int) -> list[bytes]:
     """The encoded items of the RLP list at `data[start:]` (already decoded once, so
     well-formed), each with its own prefix."""
-    offset, end = _payload(data, start)
+    offset, end = rlp_item(data, start)
     items = []
     while offset < end:
-        item_start = offset
-        offset = _payload(data, offset)[1]
-        items.append(data[item_start:offset])
+        item_end = rlp_item(data, offset)[1]
+        items.append(data[offset:item_end])
+        offset = item_end
     return items
-
-
-def _payload(data: bytes, offset: int) -> tuple[int, int]:
-    """Where the payload of the RLP item at `offset` starts and ends."""
-    prefix = data[offset]
-    if prefix < 0x80:
-        return offset, offset + 1
-    if prefix < 0xB8:
-        return offset + 1, offset + 1 + prefix - 0x80
-    if prefix < 0xC0:
-        size = prefix - 0xB7
-        length = int.from_bytes(data[offset + 1 : offset + 1 + size], "big")
-        return offset + 1 + size, offset + 1 + size + length
-    if prefix < 0xF8:
-        return offset + 1, offset + 1 + prefix - 0xC0
-    size = prefix - 0xF7
-    length = int.from_bytes(data[offset + 1 : offset + 1 + size], "big")
-    return offset + 1 + size, offset + 1 + size + length

@@ -327,7 +327,6 @@ class AutoStrategy:
         self.declared = DeclaredStrategy(pool)
         self.optimistic = OptimisticStrategy(pool)
         self.sequential = SequentialStrategy()
-        self.workers = pool.size
         self._last_reexec_share = 0.0
         self._independent = False  # the last block scheduled was predicted independent
 
@@ -341,7 +340,7 @@ class AutoStrategy:
     def _light(self, item: InFlightBlock) -> bool:
         """Plain transfers (by the header's gas) with too few workers to pay."""
         txs = len(item.block.transactions)  # type: ignore[union-attr]
-        return self.workers < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
+        return self.declared.pool.size < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
 
     async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
         txs = len(item.block.transactions)  # type: ignore[union-attr]

@@ -55,8 +55,7 @@ class PrefetchStage(BaseStage):
         # thread: the GIL is shared all the same, but the event loop gets it back
         # every few milliseconds, so the execute stage keeps its workers fed meanwhile.
         # A small block's is cheaper than the thread hop (about 0.1 ms).
-        off_loop = len(item.input.rlp) >= OFF_LOOP_BYTES
-        run = trio.to_thread.run_sync if off_loop else _run_here
+        run = trio.to_thread.run_sync if len(item.input.rlp) >= OFF_LOOP_BYTES else _run_here
         block, vm_class, encoded_txs = await run(decode_block_and_transactions, self.chain.schedule, item.input.rlp)
         item.block, item.vm_class = block, vm_class
         header = block.header

@@ -32,6 +32,10 @@ __all__ = [
     "encode_account",
     "encode_storage_value",
     "ordered_trie_root",
+    "rlp_int",
+    "rlp_item",
+    "rlp_list",
+    "rlp_str",
     "root_from_items",
     "update_root",
 ]
@@ -161,8 +165,8 @@ def _reference(enc: bytes, store: Optional[dict[bytes, bytes]]) -> bytes:
     return b"\xa0" + h
 
 
-def _item(enc: bytes, pos: int) -> tuple[int, int]:
-    """(content_start, item_end) of the RLP item starting at pos."""
+def rlp_item(enc: bytes, pos: int) -> tuple[int, int]:
+    """(content_start, item_end) of the RLP item starting at pos (well-formed input)."""
     b = enc[pos]
     if b < 0x80:
         return pos, pos + 1
@@ -188,8 +192,8 @@ def _decode(enc: bytes) -> _Node:
         return (2, [enc[i : i + 33] for i in _FULL_OFFSETS], None)
     b0 = enc[0]
     p0 = 1 if b0 <= 0xF7 else b0 - 0xF6
-    c0, p1 = _item(enc, p0)
-    c1, p2 = _item(enc, p1)
+    c0, p1 = rlp_item(enc, p0)
+    c1, p2 = rlp_item(enc, p1)
     if p2 == len(enc):
         hexpath = enc[c0:p1].hex()
         flag = hexpath[0]
@@ -210,12 +214,12 @@ def _decode(enc: bytes) -> _Node:
             append(enc[pos:e])
             pos = e
         else:
-            e = _item(enc, pos)[1]
+            e = rlp_item(enc, pos)[1]
             append(enc[pos:e])
             pos = e
     if enc[pos] == 0x80:
         return (2, children, None)
-    cs, e = _item(enc, pos)
+    cs, e = rlp_item(enc, pos)
     return (2, children, enc[cs:e])
 
 
