@@ -1,0 +1,272 @@
+"""Simulated schedules of one block: what N workers would give, per strategy.
+
+Three schedulers, each over the block's measured transaction times and dependency
+graph (`evmpipe.analyze.graph`):
+
+- `ideal`: a list scheduler that knows the graph (critical-path priority), with no
+  overhead at all: each transaction starts when a worker is free and everything it
+  depends on has finished. The block's serial work (decoding, merkleization,
+  commit) still counts; sender recovery is spread over the workers.
+- `optimistic`: evmpipe's optimistic strategy as built (`execution/strategies.py`,
+  `execution/workers.py`): every transaction is speculated in chunks handed out
+  round-robin in block order (four per worker); the master validates in block
+  order as each chunk comes back, and executes again, itself, every transaction
+  with a dependency.
+- `declared`: evmpipe's declared strategy: the predicted chains go to workers whole,
+  longest first to the least loaded, each chunk split by worker; a transaction is
+  executed again when it depends on one in another chain (or on one executed again).
+
+The master and the workers are processes on `cores` cores: while more of them have
+work than there are cores, each runs at cores/runnable of full speed (processor
+sharing). The costs that are not transaction execution are `Overheads`, measured by
+`evmpipe.analyze.calibrate`.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from evmpipe.analyze.graph import Graph, bottom_levels
+
+#: Mirrors `execution.workers`: chunks per worker per block, and the fewest
+#: transactions per worker below which optimistic uses fewer workers.
+CHUNKS_PER_WORKER = 4
+MIN_TXS_PER_WORKER = 8
+WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+STRATEGIES = ("optimistic", "declared", "ideal")
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """What evmpipe's parallel strategies cost beyond executing transactions, in
+    seconds (`evmpipe.analyze.calibrate` measures them)."""
+
+    worker_per_tx: float = 0.0  # a worker, per transaction: decoding, sender recovery, packing the result
+    worker_speed: float = 1.0  # a worker's execution time over the master's sequential time
+    message: float = 0.0  # one chunk's round trip to a worker (latency, no CPU)
+    validate_per_tx: float = 0.0  # the master, per transaction: unpacking, comparing reads, applying writes, the receipt
+    block_head: float = 0.0  # the master, per block, before speculation starts
+    predict_per_tx: float = 0.0  # the master, declared only: predicting and chaining
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class BlockModel:
+    """One block as the simulation sees it."""
+
+    graph: Graph
+    serial: float = 0.0  # the block's sequential work outside its transactions (prefetch, validate, merkleize, commit)
+    recover: float = 0.0  # sender recovery, part of `serial`; the workers do it in parallel strategies
+    chains: list[int] = field(default_factory=list)  # declared: chain id per transaction
+    sampled: list[int] = field(default_factory=list)  # declared: transactions speculated first to learn from
+
+
+def sequential_time(block: BlockModel) -> float:
+    return block.serial + block.graph.total
+
+
+def reexecuted(graph: Graph, chains: list[int] | None = None) -> list[bool]:
+    """Which transactions in-order validation executes again: those with a
+    dependency on an earlier transaction (or on the system writes) that their
+    speculation did not see. With `chains`, a dependency inside a chain is seen,
+    unless the transaction depended on was itself executed again."""
+    out = []
+    for i, preds in enumerate(graph.preds):
+        if chains is None:
+            again = bool(preds) or bool(graph.system[i])
+        else:
+            again = bool(graph.system[i]) or any(chains[j] != chains[i] or out[j] for j in preds)
+        out.append(again)
+    return out
+
+
+def list_schedule(graph: Graph, workers: int, extra: float = 0.0) -> float:
+    """Makespan of the graph on `workers` with critical-path priority; every
+    transaction costs its time plus `extra`."""
+    n = graph.size
+    if not n:
+        return 0.0
+    seconds = [s + extra for s in graph.seconds]
+    level = bottom_levels(Graph(seconds, graph.preds, graph.system))
+    waiting = [len(p) for p in graph.preds]
+    succs = graph.succs()
+    ready = [(-level[i], i) for i in range(n) if not waiting[i]]
+    heapq.heapify(ready)
+    running: list[tuple[float, int]] = []
+    now, idle, done = 0.0, workers, 0
+    while done < n:
+        while ready and idle:
+            _, i = heapq.heappop(ready)
+            heapq.heappush(running, (now + seconds[i], i))
+            idle -= 1
+        now, i = heapq.heappop(running)
+        idle += 1
+        done += 1
+        for k in succs[i]:
+            waiting[k] -= 1
+            if not waiting[k]:
+                heapq.heappush(ready, (-level[k], k))
+    return now
+
+
+def ideal_time(block: BlockModel, workers: int) -> float:
+    n = block.graph.size
+    extra = block.recover / n if n else 0.0
+    return block.serial - block.recover + list_schedule(block.graph, workers, extra)
+
+
+def _parts_round_robin(n: int, workers: int) -> list[tuple[int, list[int]]]:
+    """`execution.workers.WorkerPool.start_speculation` without affinity."""
+    used = max(1, min(workers, n // MIN_TXS_PER_WORKER))
+    chunks = max(1, min(n, used * CHUNKS_PER_WORKER))
+    size = -(-n // chunks)
+    return [(number % used, list(range(start, min(n, start + size)))) for number, start in enumerate(range(0, n, size))]
+
+
+def assign_workers(chains: list[int], workers: int) -> list[int]:
+    """Mirrors `execution.strategies.assign_workers`: whole chains, longest first,
+    to the least loaded worker."""
+    sizes = Counter(chains)
+    load = [0] * workers
+    worker_of: dict[int, int] = {}
+    for chain_id, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        worker = load.index(min(load))
+        worker_of[chain_id] = worker
+        load[worker] += size
+    return [worker_of[chain_id] for chain_id in chains]
+
+
+def _parts_by_affinity(affinity: list[int], workers: int) -> list[tuple[int, list[int]]]:
+    n = len(affinity)
+    chunks = max(1, min(n, workers * CHUNKS_PER_WORKER))
+    size = -(-n // chunks)
+    parts = []
+    for start in range(0, n, size):
+        for worker in range(workers):
+            mine = [i for i in range(start, min(n, start + size)) if affinity[i] == worker]
+            if mine:
+                parts.append((worker, mine))
+    return parts
+
+
+def optimistic_time(block: BlockModel, workers: int, cores: int, overheads: Overheads) -> float:
+    n = block.graph.size
+    if not n:
+        return sequential_time(block)
+    parts = _parts_round_robin(n, workers)
+    again = reexecuted(block.graph)
+    makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, overheads)
+    return block.serial - block.recover + makespan
+
+
+def declared_time(block: BlockModel, workers: int, cores: int, overheads: Overheads) -> float:
+    n = block.graph.size
+    if not n:
+        return sequential_time(block)
+    chains = block.chains or list(range(n))
+    parts = _parts_by_affinity(assign_workers(chains, workers), workers)
+    again = reexecuted(block.graph, chains)
+    head = overheads.block_head + overheads.predict_per_tx * n
+    if block.sampled:  # one short round trip first: the sampled calls, speculated to learn from
+        per_worker = -(-len(block.sampled) // workers)
+        head += overheads.message + per_worker * overheads.worker_per_tx + sum(block.graph.seconds[i] for i in block.sampled) * overheads.worker_speed / min(workers, len(block.sampled))
+    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, overheads)
+    return block.serial - block.recover + makespan
+
+
+def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: int, ov: Overheads) -> float:
+    """The master and the workers on `cores` cores (processor sharing); returns the
+    time the master has validated the last transaction.
+
+    A worker's queue alternates a message (latency: uses no core) and the chunk's
+    work; the master's work is the head, then per transaction the validation (and
+    the execution again where `again`), each waiting for its chunk."""
+    part_of = {}
+    for number, (_, members) in enumerate(parts):
+        for i in members:
+            part_of[i] = number
+    queues: list[list[tuple[str, float, int]]] = [[] for _ in range(workers)]
+    for number, (worker, members) in enumerate(parts):
+        queues[worker].append(("delay", ov.message, -1))
+        queues[worker].append(("cpu", sum(seconds[i] * ov.worker_speed + ov.worker_per_tx for i in members), number))
+    position = [0] * workers
+    remaining = [q[0][1] if q else 0.0 for q in queues]
+    delivered = [False] * len(parts)
+    n = len(seconds)
+    next_tx = 0  # the master's next transaction to validate
+    master_left = head  # work of the master's current item
+    master_busy = True
+    now = 0.0
+    while True:
+        if not master_busy:
+            # take every transaction whose chunk is back, as one item
+            work = 0.0
+            while next_tx < n and delivered[part_of[next_tx]]:
+                work += ov.validate_per_tx + (seconds[next_tx] if again[next_tx] else 0.0)
+                next_tx += 1
+            if work > 0.0:
+                master_left, master_busy = work, True
+            elif next_tx == n:
+                return now
+        running = sum(1 for w in range(workers) if position[w] < len(queues[w]) and queues[w][position[w]][0] == "cpu")
+        running += 1 if master_busy else 0
+        rate = min(1.0, cores / running) if running else 1.0
+        step = float("inf")
+        if master_busy:
+            step = master_left / rate
+        for w in range(workers):
+            if position[w] < len(queues[w]):
+                kind = queues[w][position[w]][0]
+                step = min(step, remaining[w] / (rate if kind == "cpu" else 1.0))
+        if step == float("inf"):  # nothing runs: cannot happen with a consistent plan
+            raise RuntimeError("simulation stalled")
+        now += step
+        if master_busy:
+            master_left -= step * rate
+            if master_left <= _EPS:
+                master_busy = False
+                if next_tx == n:
+                    return now
+        for w in range(workers):
+            if position[w] >= len(queues[w]):
+                continue
+            kind, _, number = queues[w][position[w]]
+            remaining[w] -= step * (rate if kind == "cpu" else 1.0)
+            if remaining[w] <= _EPS:
+                if number >= 0:
+                    delivered[number] = True
+                position[w] += 1
+                if position[w] < len(queues[w]):
+                    remaining[w] = queues[w][position[w]][1]
+
+
+def block_time(strategy: str, block: BlockModel, workers: int, cores: int | None, overheads: Overheads) -> float:
+    """Seconds for the block with `workers` workers on `cores` cores (None: as many
+    cores as workers)."""
+    cores = workers if cores is None else cores
+    if strategy == "ideal":
+        return ideal_time(block, workers)
+    if strategy == "optimistic":
+        return optimistic_time(block, workers, cores, overheads)
+    if strategy == "declared":
+        return declared_time(block, workers, cores, overheads)
+    if strategy == "sequential":
+        return sequential_time(block)
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def predict(blocks: list[BlockModel], overheads: Overheads, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: int | None = None) -> dict[str, dict[str, float]]:
+    """Predicted speedup over sequential of the whole list of blocks: strategy ->
+    worker count (a string, for JSON) -> speedup."""
+    sequential = sum(sequential_time(b) for b in blocks)
+    out: dict[str, dict[str, float]] = {}
+    for strategy in STRATEGIES:
+        out[strategy] = {}
+        for workers in worker_counts:
+            total = sum(block_time(strategy, b, workers, cores, overheads) for b in blocks)
+            out[strategy][str(workers)] = sequential / total if total else 1.0
+    return out
