@@ -22,8 +22,8 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         epilog="kinds:\n" + kinds,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("kind", choices=ALL_KINDS, metavar="KIND", help="workload kind: " + ", ".join(ALL_KINDS))
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; gzip-compressed when it ends in .gz")
+    parser.add_argument("kind", choices=ALL_KINDS + ("state",), metavar="KIND", help="workload kind: " + ", ".join(ALL_KINDS) + "; or `state`: a mainnet-shaped genesis datadir")
+    parser.add_argument("-o", "--output", metavar="OUT", help="output file (workloads); gzip-compressed when it ends in .gz")
     parser.add_argument("--blocks", type=int, default=4, help="number of blocks (default 4)")
     parser.add_argument("--txs", type=int, default=250, help="transactions per block (default 250)")
     parser.add_argument("--seed", type=int, default=1, help="PRNG seed: keys, amounts, fees, order (default 1)")
@@ -35,11 +35,28 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--withdrawals", type=int, default=None, help="EIP-4895 withdrawals per block (mixed: 16, others 0)")
     parser.add_argument("--stale", type=float, default=0.02, help="fraction of swaps with a stale quote, which revert (default 0.02)")
     parser.add_argument("--legacy", type=float, default=0.15, help="fraction of legacy (EIP-155) transactions (default 0.15)")
+    big = parser.add_argument_group("big states", "`gen state --datadir D --accounts N` writes a mainnet-shaped genesis state (docs/OPERATIONS.md);\n`gen KIND --state D -o FILE` writes a native block file over it")
+    big.add_argument("--datadir", metavar="D", help="gen state: the datadir to create (must not exist or be empty)")
+    big.add_argument("--state", metavar="D", help="a datadir made by `gen state`: draw the workload's users from it (read only)")
+    big.add_argument("--contracts", type=int, default=None, help="gen state: token contracts (default accounts/5000, at least 4); holder counts follow Zipf's law")
+    big.add_argument("--slots", type=int, default=None, help="gen state: token holder slots in all (default 2 x accounts)")
+    big.add_argument("--keyed", type=int, default=None, help="gen state: EOAs with keys, the possible senders (default accounts/16, at least 2000)")
+    big.add_argument("--gas-limit", type=int, default=30_000_000, help="gen state: the genesis gas limit, which workloads keep (default 30M)")
+    big.add_argument("--quiet", action="store_true", help="gen state: no progress output")
     parser.set_defaults(func=cmd_gen)
     return parser
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
+    if args.kind == "state":
+        return cmd_gen_state(args)
+    if args.output is None:
+        print("evmpipe gen: -o/--output is required", file=sys.stderr)
+        return 2
+    if args.state is not None:
+        from evmpipe.gen.overstate import cmd_gen_over_state
+
+        return cmd_gen_over_state(args)
     from evmpipe.gen.builder import generate
     from evmpipe.gen.workloads import GenerationError, GenParams
 
@@ -70,6 +87,25 @@ def cmd_gen(args: argparse.Namespace) -> int:
         f"{s['gasUsed'] / 1e6:.2f} Mgas ({s['gasLimitUtilization']:.0%} of {s['gasLimit'] / 1e6:g} Mgas blocks), "
         f"{size:,} bytes, {workload.seconds:.1f} s"
     )
+    return 0
+
+
+def cmd_gen_state(args: argparse.Namespace) -> int:
+    import json
+
+    from evmpipe.gen.genstate import BuildError, build_state
+    from evmpipe.gen.shape import ShapeError, StateShape
+
+    if args.datadir is None or args.accounts is None:
+        print("evmpipe gen state: --datadir and --accounts are required", file=sys.stderr)
+        return 2
+    shape = StateShape(accounts=args.accounts, seed=args.seed, tokens=args.contracts, pools=args.pools, slots=args.slots, keyed=args.keyed, gas_limit=args.gas_limit)
+    try:
+        info = build_state(args.datadir, shape, progress=not args.quiet)
+    except (ShapeError, BuildError) as exc:
+        print(f"evmpipe gen state: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"datadir": str(args.datadir), **info}))
     return 0
 
 
