@@ -4,10 +4,17 @@ A `ForkSchedule` is the chain's configuration (what geth's genesis `config` says
 a list of activations, each by block number or by timestamp. The BlockchainTest
 network names map onto schedules here, so fixtures and recorded files use the same
 code path.
+
+The interpreter loop is chosen here too, process-wide: `lean` (evmpipe's loop,
+`execution/interpreter.py`) or `pyevm` (py-evm's own). The choice lives in the
+environment (`EVMPIPE_INTERPRETER`), so worker processes, which are spawned with the
+parent's environment, run the same loop without being told.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Type
 
 from eth.abc import VirtualMachineAPI
@@ -81,8 +88,8 @@ class ForkSchedule:
     def vm_class(self, number: int, timestamp: int) -> VMClass:
         fork = self.fork_at(number, timestamp)
         if fork == "Homestead" and self.dao_fork_block is not None:
-            return MainnetDAOValidatorVM.configure(support_dao_fork=True, _dao_fork_block_number=self.dao_fork_block)
-        return FORKS[fork]
+            return with_interpreter(_dao_vm(self.dao_fork_block))
+        return with_interpreter(FORKS[fork])
 
     def to_dict(self) -> dict:
         return {
@@ -132,3 +139,51 @@ def header_field(header: Any, name: str) -> Any:
         return getattr(header, name)
     except AttributeError:  # py-evm raises it for fields of later forks
         return None
+
+
+# -- the interpreter loop -------------------------------------------------------------
+
+INTERPRETERS = ("lean", "pyevm")
+INTERPRETER_ENV = "EVMPIPE_INTERPRETER"
+DEFAULT_INTERPRETER = "pyevm"
+
+
+def interpreter() -> str:
+    """The interpreter loop this process runs (`EVMPIPE_INTERPRETER`, else the default)."""
+    name = os.environ.get(INTERPRETER_ENV) or DEFAULT_INTERPRETER
+    if name not in INTERPRETERS:
+        raise ValueError(f"{INTERPRETER_ENV}={name!r}: the interpreter is one of {', '.join(INTERPRETERS)}")
+    return name
+
+
+def set_interpreter(name: str) -> None:
+    """Choose the loop for this process and the workers it starts from now on."""
+    if name not in INTERPRETERS:
+        raise ValueError(f"unknown interpreter {name!r}: one of {', '.join(INTERPRETERS)}")
+    os.environ[INTERPRETER_ENV] = name
+
+
+def with_interpreter(vm_class: VMClass, name: str | None = None) -> VMClass:
+    """`vm_class` running the chosen loop: py-evm's VM itself, or its lean twin."""
+    if (name or interpreter()) == "pyevm":
+        return vm_class
+    return _lean_vm(vm_class)
+
+
+@lru_cache(maxsize=None)
+def _lean_vm(vm_class: VMClass) -> VMClass:
+    """A subclass of `vm_class` whose state runs the fork's lean computation class
+    (a subclass, not a patch: py-evm's classes stay as they are)."""
+    from execution.interpreter import lean_computation
+
+    state_class = vm_class.get_state_class()
+    computation_class = lean_computation(state_class.computation_class)
+    if computation_class is state_class.computation_class:
+        return vm_class  # the fork overrides what the loop inlines: py-evm's loop
+    lean_state = state_class.configure(__name__=f"Lean{state_class.__name__}", computation_class=computation_class)
+    return vm_class.configure(__name__=f"Lean{vm_class.__name__}", _state_class=lean_state)
+
+
+@lru_cache(maxsize=None)
+def _dao_vm(block: int) -> VMClass:
+    return MainnetDAOValidatorVM.configure(support_dao_fork=True, _dao_fork_block_number=block)
