@@ -31,6 +31,7 @@ from pipeline.errors import BadInput, InvalidBlock
 from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
 from pipeline.progress import Progress
+from pipeline.required_state import check_required_state
 from pipeline.runner import PipelineConfig, run_pipeline
 from pipeline.summary import render_summary, summarize
 from pipeline.trace import write_trace
@@ -84,6 +85,7 @@ def replay_file(
     max_in_flight: int | None = None,
 ) -> ReplayOutcome:
     header = read_header(path)
+    check_required_state(datadir, header.genesis_header_rlp, header.alloc, path)
     store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
     outcome = ReplayOutcome(events=events or EventLog(log_events=False))
     try:
