@@ -25,6 +25,7 @@ from eth_hash.auto import keccak
 from consensus_stub.blockfile import MAGIC, BlockFileHeader, BlockFileWriter, iter_blocks, read_header
 from consensus_stub.fixture import fixture_alloc, hex_bytes, hex_int
 from execution.forks import FORKS, Activation, ForkSchedule, schedule_for_network
+from pipeline import jsonlimits
 from pipeline.errors import BadInput
 from state.account import BLANK_ROOT
 from state.genesis import alloc_diff
@@ -180,9 +181,10 @@ def network_name(schedule: ForkSchedule) -> str | None:
 
 
 def _load_json(path: StrPath) -> Any:
+    """The file's JSON, inflated in bounded chunks and depth-checked (`pipeline.jsonlimits`):
+    a gzip bomb or a deeply nested document is an error naming the file, not a crash."""
     try:
-        with _open_maybe_gzip(path) as stream:
-            return json.load(stream)
+        return jsonlimits.load_file(path)
     except (ValueError, OSError, EOFError) as exc:
         raise BadInput(f"{path}: not readable JSON: {exc}") from exc
 
@@ -227,7 +229,7 @@ def _canonical_chain(where: str, test: dict[str, Any], genesis_hash: bytes) -> l
             raise BadInput(f"{where}: block entry {index} (valid, no expectException) does not decode: {exc}") from exc
         by_hash[block_hash] = (number, block_hash, data, root)
         parents[block_hash] = parent
-    cursor = hex_bytes(test.get("lastblockhash") or "0x" + genesis_hash.hex())
+    cursor = hex_bytes(test["lastblockhash"])
     chain = []
     while cursor != genesis_hash:
         if cursor not in by_hash:
@@ -242,6 +244,11 @@ def blocktest_to_native(src: StrPath, dst: StrPath, test_name: str | None = None
     """Write the canonical valid chain of one BlockchainTest as a native block file."""
     name, test = _choose_test(src, _load_json(src), test_name)
     where = f"{src}::{name}"
+    missing = [key for key in ("genesisRLP", "pre", "lastblockhash") if key not in test]
+    if missing:  # without them the file would convert to a chain that cannot be replayed or checked
+        raise BadInput(f"{where}: not a complete BlockchainTest: no {', '.join(repr(k) for k in missing)}")
+    if not isinstance(test["pre"], dict):
+        raise BadInput(f"{where}: 'pre' is not an object of accounts")
     try:
         schedule = _test_schedule(test)
         genesis_header = rlp.encode(_block_parts(hex_bytes(test["genesisRLP"]))[0])
@@ -250,7 +257,7 @@ def blocktest_to_native(src: StrPath, dst: StrPath, test_name: str | None = None
         if claimed is not None and hex_bytes(claimed) != genesis_hash:
             raise BadInput(f"{where}: genesisRLP hashes to 0x{genesis_hash.hex()}, genesisBlockHeader.hash says {claimed}")
         chain = _canonical_chain(where, test, genesis_hash)
-        header = BlockFileHeader(schedule.chain_id, schedule, genesis_header, fixture_alloc(test.get("pre", {})))
+        header = BlockFileHeader(schedule.chain_id, schedule, genesis_header, fixture_alloc(test["pre"]))
         with _atomic_output(dst) as tmp, BlockFileWriter.create(tmp, header) as writer:
             for number, block_hash, data, root in chain:
                 writer.append(number, block_hash, data, root)

@@ -14,11 +14,12 @@ which block is valid.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import IO, Any, AsyncIterator, Callable, Protocol, TypeVar
 
 import msgpack
 import structlog
@@ -30,6 +31,8 @@ from pipeline.errors import BadInput
 DEFAULT_POLL = 0.2  # seconds between polls of a file that has nothing new
 MAX_BATCH = 64  # records read per poll: bounds memory when resuming on a long file
 STALL_WARNING = 60.0  # seconds an incomplete tail may sit unchanged before a warning
+TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR})
+TRANSIENT_RETRY = 1.0  # seconds before reading again after a transient failure
 _MAX_RECORD = 1 << 30
 
 _log = structlog.get_logger("evmpipe.source")
@@ -68,6 +71,23 @@ class FileCursor:
         self.last_block: int | None = None
         self._pending_since: float | None = None
         self._warned = False
+        self._stream: IO[bytes] | None = None  # kept open between polls: no descriptor needed per poll
+
+    def _reader(self) -> IO[bytes]:
+        """The open file, reopened only when the path names another file (replaced)."""
+        if self._stream is not None:
+            same = os.stat(self.path)
+            held = os.fstat(self._stream.fileno())
+            if (same.st_dev, same.st_ino) == (held.st_dev, held.st_ino):
+                return self._stream
+            self.close()
+        self._stream = open(self.path, "rb")
+        return self._stream
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def try_header(self) -> BlockFileHeader | None:
         """The header once its record is complete; None while the file is missing or short."""
@@ -97,30 +117,30 @@ class FileCursor:
     def poll(self, max_records: int = MAX_BATCH) -> Poll:
         """Read what complete records there are (blocking: call it on a worker thread)."""
         records: list[BlockRecord] = []
-        with open(self.path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size < self.offset:
-                raise self.fail(self.offset, f"the file shrank to {size} bytes: it was truncated or replaced")
-            stream.seek(self.offset)
-            unpacker = msgpack.Unpacker(stream, read_size=1 << 16, raw=False, max_buffer_size=_MAX_RECORD)
-            at_end = False
-            consumed = 0  # bytes of whole records (tell() is unreliable after OutOfData)
-            while len(records) < max_records:
-                start = self.offset + consumed
-                try:
-                    item = unpacker.unpack()
-                except msgpack.OutOfData:
-                    at_end = True
-                    break
-                except Exception as exc:  # msgpack raises several types for garbage
-                    raise self.fail(start, f"not a valid record ({type(exc).__name__}: {exc})") from None
-                record = self._block(item, start)
-                records.append(record)
-                consumed = unpacker.tell()
-                self.last_block = record.number
-                self.index += 1
-            self.offset += consumed
-            pending = os.fstat(stream.fileno()).st_size - self.offset if at_end else 0
+        stream = self._reader()  # kept open: a poll takes no new descriptor
+        size = os.fstat(stream.fileno()).st_size
+        if size < self.offset:
+            raise self.fail(self.offset, f"the file shrank to {size} bytes: it was truncated or replaced")
+        stream.seek(self.offset)
+        unpacker = msgpack.Unpacker(stream, read_size=1 << 16, raw=False, max_buffer_size=_MAX_RECORD)
+        at_end = False
+        consumed = 0  # bytes of whole records (tell() is unreliable after OutOfData)
+        while len(records) < max_records:
+            start = self.offset + consumed
+            try:
+                item = unpacker.unpack()
+            except msgpack.OutOfData:
+                at_end = True
+                break
+            except Exception as exc:  # msgpack raises several types for garbage
+                raise self.fail(start, f"not a valid record ({type(exc).__name__}: {exc})") from None
+            record = self._block(item, start)
+            records.append(record)
+            consumed = unpacker.tell()
+            self.last_block = record.number
+            self.index += 1
+        self.offset += consumed
+        pending = os.fstat(stream.fileno()).st_size - self.offset if at_end else 0
         self._watch_stall(pending)
         return Poll(records, self.offset, pending)
 
@@ -149,10 +169,30 @@ class FileCursor:
             raise self.fail(offset, str(problem)) from None
 
 
+_T = TypeVar("_T")
+
+
+async def _read(function: Callable[[], _T], what: str) -> _T:
+    """Run a blocking read on a worker thread; a transient OS failure (out of file
+    descriptors or memory for a moment, e.g. under a connection flood) is waited out
+    and retried rather than stopping intake for good."""
+    warned = False
+    while True:
+        try:
+            return await trio.to_thread.run_sync(function)
+        except OSError as error:
+            if error.errno not in TRANSIENT_ERRNOS:
+                raise
+            if not warned:
+                _log.warning("source_read_deferred", source=what, error=str(error), note=f"retrying every {TRANSIENT_RETRY} s")
+                warned = True
+            await trio.sleep(TRANSIENT_RETRY)
+
+
 async def _wait_header(cursor: FileCursor, poll: float, what: str) -> BlockFileHeader:
     announced = False
     while True:
-        header = await trio.to_thread.run_sync(cursor.try_header)
+        header = await _read(cursor.try_header, what)
         if header is not None:
             return header
         if not announced:
@@ -174,7 +214,7 @@ class FileFollower:
 
     async def records(self, start_after: int | None = None) -> AsyncIterator[BlockRecord]:
         while True:
-            found = await trio.to_thread.run_sync(self.cursor.poll)
+            found = await _read(self.cursor.poll, self.description)
             for record in found.records:
                 if start_after is None or record.number > start_after:
                     yield record
@@ -213,7 +253,7 @@ class DirectoryFollower:
     async def open(self) -> BlockFileHeader:
         announced = False
         while True:
-            first = await trio.to_thread.run_sync(self._next_file)
+            first = await _read(self._next_file, self.description)
             if first is not None:
                 break
             if not announced:
@@ -227,18 +267,18 @@ class DirectoryFollower:
     async def records(self, start_after: int | None = None) -> AsyncIterator[BlockRecord]:
         assert self.cursor is not None and self.header is not None, "open() first"
         while True:
-            found = await trio.to_thread.run_sync(self.cursor.poll)
+            found = await _read(self.cursor.poll, self.description)
             for record in _after(found.records, start_after):
                 yield record
             if found.records:
                 continue
-            following = await trio.to_thread.run_sync(self._next_file)
+            following = await _read(self._next_file, self.description)
             if following is None:
                 await trio.sleep(self.poll)
                 continue
             # A later file exists: this one is finished. Read once more in case the
             # last record landed after the poll above, then it must end cleanly.
-            found = await trio.to_thread.run_sync(self.cursor.poll)
+            found = await _read(self.cursor.poll, self.description)
             for record in _after(found.records, start_after):
                 yield record
             if found.records:
@@ -254,6 +294,8 @@ class DirectoryFollower:
         if header.genesis_hash != self.header.genesis_hash:
             raise BadInput(f"{cursor.path}: genesis 0x{header.genesis_hash.hex()} is not this chain's (0x{self.header.genesis_hash.hex()})")
         _log.info("next_block_file", file=cursor.path)
+        if self.cursor is not None:
+            self.cursor.close()
         self.cursor = cursor
 
 

@@ -10,7 +10,6 @@ Setup (building genesis, converting the file) is not timed, for either engine.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ import rlp
 from consensus_stub.convert import blocktest_to_native
 from consensus_stub.fixture import hex_bytes
 from evmpipe.replay import cpu_time, replay_file
+from pipeline import jsonlimits
 from pipeline.summary import summarize
 from execution.strategies import STRATEGIES
 from execution.workers import WorkerPool
@@ -133,9 +133,10 @@ def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPo
 
 
 def _load_single_test(path: str) -> tuple[str, dict[str, Any]]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as handle:  # type: ignore[operator]
-        data = json.load(handle)
+    try:
+        data = jsonlimits.load_file(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SystemExit(f"evmpipe bench: {path}: not readable JSON: {exc}") from None
     tests = {k: v for k, v in data.items() if not k.startswith("_")}
     if len(tests) != 1:
         raise SystemExit(f"evmpipe bench: {path} holds {len(tests)} tests; bench takes files with one")

@@ -47,19 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_head(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from pipeline.datadir import read_head
+    from pipeline.errors import BadInput
 
-    from state.store import StateStore
-
-    path = Path(args.datadir) / "state.sqlite"
-    if not path.exists():
-        print(f"evmpipe: no database at {path}", file=sys.stderr)
-        return 2
-    store = StateStore(path)
     try:
-        head = store.head()
-    finally:
-        store.close()
+        head = read_head(args.datadir)  # read-only: works on a read-only datadir, and beside a running node
+    except BadInput as error:
+        print(f"evmpipe: {error}", file=sys.stderr)
+        return 2
     if head is None:
         print("evmpipe: the database has no committed block", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import sys
 import traceback
 from contextlib import ExitStack, aclosing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -31,13 +32,13 @@ import trio
 from consensus_stub.blockfile import BlockRecord
 from consensus_stub.devnet import DevnetParams, DevnetSource, parse_devnet
 from consensus_stub.follow import DEFAULT_POLL, BlockSource, DirectoryFollower, FileFollower
-from evmpipe.httpd import Request, Response, serve_http
+from evmpipe.httpd import MAX_CONNECTIONS, Request, Response, serve_http
 from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
 from evmpipe.replay import add_strategy_arguments
 from evmpipe.rpc import INVALID_REQUEST, RpcHandler
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import Chain
-from pipeline.datadir import open_datadir
+from pipeline.datadir import DatadirLock, open_datadir
 from pipeline.errors import BadInput
 from pipeline.events import configure_logging
 from pipeline.runner import PipelineConfig, run_pipeline
@@ -53,6 +54,9 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", required=True, help="a native block file to follow as it grows, a directory of block files, or devnet:INTERVAL")
     parser.add_argument("--poll", type=float, default=DEFAULT_POLL, help=f"seconds between polls of a file with nothing new (default {DEFAULT_POLL})")
     parser.add_argument("--http-port", type=int, help="serve /health, /metrics and JSON-RPC on 127.0.0.1:PORT (0: any free port)")
+    parser.add_argument("--http-max-connections", type=int, default=MAX_CONNECTIONS, help=f"HTTP connections served at once; more wait to be accepted (default {MAX_CONNECTIONS}, at most half the open-file limit)")
+    parser.add_argument("--http-host", action="append", default=[], metavar="NAME", help="also accept this Host header (default: localhost, 127.0.0.1 and [::1] only; against DNS rebinding); repeatable")
+    parser.add_argument("--http-origin", action="append", default=[], metavar="ORIGIN", help="accept browser requests from this Origin, e.g. http://localhost:3000 (default: none); repeatable")
     parser.add_argument("--lookahead", type=int, default=4, help="blocks consensus may hand out ahead of execution (K, default 4)")
     parser.add_argument("--capacity", type=int, default=2, help="buffer of each channel between stages (default 2)")
     parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="SQLite synchronous mode (default normal; full: survive power loss)")
@@ -77,6 +81,9 @@ class NodeOptions:
     verify: bool = False
     trace: str | None = None
     log_events: bool = False
+    http_max_connections: int = MAX_CONNECTIONS
+    http_hosts: tuple[str, ...] = ()  # Host names accepted beside the loopback ones
+    http_origins: tuple[str, ...] = ()  # browser Origins accepted (none by default)
 
 
 def make_source(spec: str, *, datadir: str, poll: float = DEFAULT_POLL, devnet: DevnetParams | None = None) -> BlockSource:
@@ -106,6 +113,8 @@ class Node:
         self.rpc: RpcHandler | None = None
         self.http_port: int | None = None
         self.committed_number = -1
+        self.lock: DatadirLock | None = None
+        self.allowed_hosts = frozenset(LOOPBACK_HOSTS + tuple(h.lower() for h in options.http_hosts))
         self._pending: dict[int, bytes] = {}  # height -> hash of the block in flight there
         self._progress = trio.Event()
 
@@ -120,6 +129,8 @@ class Node:
                 if self.store is not None:
                     self.store.close()
                     _log.info("database_closed", path=self.store.path)
+                if self.lock is not None:
+                    self.lock.release()
                 if self.options.trace:
                     write_trace(self.options.trace, list(self.events.events))
         return 0
@@ -137,14 +148,22 @@ class Node:
                 everything.cancel()
 
     async def _main(self, nursery: trio.Nursery, resources: ExitStack) -> None:
+        options = self.options
+        self.lock = lock = DatadirLock(options.datadir)  # first: a second node on the datadir exits at once
+        if options.http_port is not None:  # before the source: /health answers while the node waits for it
+            try:
+                self.http_port = await nursery.start(partial(serve_http, self._route, options.http_port, _oversized, max_connections=options.http_max_connections))
+            except OSError as error:
+                raise BadInput(f"--http-port {options.http_port}: cannot listen on 127.0.0.1: {error.strerror or error}") from error
+            _log.info("http_listening", host="127.0.0.1", port=self.http_port)
         with self.startup:
             header = await self.source.open()
         if self.startup.cancelled_caught:
             return
-        options = self.options
         self.store = store = await trio.to_thread.run_sync(
-            lambda: open_datadir(options.datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=options.synchronous)
+            lambda: open_datadir(options.datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=options.synchronous, lock=lock)
         )
+        self.lock = None  # the store releases it when closed
         from execution.strategies import make_strategy
         from execution.workers import WorkerPool
         from pipeline.node import build_stages
@@ -157,12 +176,6 @@ class Node:
         self.committed_number = head.number if head else -1
         _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
         self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call)
-        if options.http_port is not None:
-            try:
-                self.http_port = await nursery.start(serve_http, self._route, options.http_port, _oversized)
-            except OSError as error:
-                raise BadInput(f"--http-port {options.http_port}: cannot listen on 127.0.0.1: {error.strerror or error}") from error
-            _log.info("http_listening", host="127.0.0.1", port=self.http_port)
         send, receive = trio.open_memory_channel[BlockInput](0)
         nursery.start_soon(self._intake, send, head.number if head else None)
         await run_pipeline(lambda: _received(receive), stages, self._sink, config=options.config, events=self.events)
@@ -240,7 +253,9 @@ class Node:
 
     async def _route(self, request: Request) -> Response:
         self.stats.http_requests += 1
-        assert self.rpc is not None
+        refused = self._refuse_foreign(request)
+        if refused is not None:
+            return refused
         if request.path == "/health":
             return await self._health() if request.method == "GET" else _not_allowed("GET")
         if request.path == "/metrics":
@@ -248,12 +263,31 @@ class Node:
         if request.path == "/":
             if request.method != "POST":
                 return _not_allowed("POST")
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                # a web page can send text/plain or a form cross-origin without asking; not JSON
+                return Response(415, b"JSON-RPC needs Content-Type: application/json\n", "text/plain; charset=utf-8")
+            if self.rpc is None:
+                return Response.json({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "no chain yet: the node is waiting for its source"}}, 503)
             body = await self.rpc.handle_body(request.body)
             return Response(204) if body is None else Response(200, body)
         return Response(404, b"not found: try GET /health, GET /metrics or POST / (JSON-RPC)\n", "text/plain; charset=utf-8")
 
+    def _refuse_foreign(self, request: Request) -> Response | None:
+        """DNS rebinding and CSRF: a page in the operator's browser may reach 127.0.0.1.
+        It cannot choose the Host it sends (its own name) nor hide its Origin."""
+        host = request.headers.get("host")
+        if host is not None and _host_name(host) not in self.allowed_hosts:
+            return Response(403, f"Host {host!r} is not served (add it with --http-host)\n".encode(), "text/plain; charset=utf-8")
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in self.options.http_origins:
+            return Response(403, f"Origin {origin!r} is not allowed (add it with --http-origin)\n".encode(), "text/plain; charset=utf-8")
+        return None
+
     async def _health(self) -> Response:
-        assert self.store is not None and self.chain is not None and self.rpc is not None
+        if self.store is None or self.chain is None or self.rpc is None:  # still waiting for the source
+            body = {"ok": True, "head": None, "intake": "waiting", "intake_error": None, "in_flight": 0, "committed": 0, "rejected": 0, "source": self.source.description}
+            return Response.json(body, 200)
         head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
         intake = "running" if self.stats.intake_running else ("stopped" if self.stats.intake_error else "ended")
         ok = self.stats.intake_error is None
@@ -270,7 +304,9 @@ class Node:
         return Response.json(body, 200 if ok else 503)
 
     async def _metrics(self) -> Response:
-        assert self.store is not None and self.chain is not None and self.rpc is not None
+        if self.store is None or self.chain is None or self.rpc is None:
+            text = render_metrics(self.stats, head_number=None, in_flight=0, caches={})
+            return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
         head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
@@ -281,6 +317,17 @@ async def _received(channel: trio.MemoryReceiveChannel[BlockInput]) -> AsyncIter
     async with channel:
         async for item in channel:
             yield item
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header, without its port ("[::1]:8545" -> "[::1]")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _not_allowed(method: str) -> Response:
@@ -317,6 +364,9 @@ def cmd_node(args: argparse.Namespace) -> int:
         verify=args.verify,
         trace=args.trace,
         log_events=args.log == "debug",
+        http_max_connections=args.http_max_connections,
+        http_hosts=tuple(args.http_host),
+        http_origins=tuple(args.http_origin),
     )
     try:
         return trio.run(Node(options, source).run)

@@ -14,6 +14,8 @@ the pipeline on the LRU caches.
 from __future__ import annotations
 
 import json
+import math
+import re
 from functools import partial
 from typing import Any, Callable
 
@@ -22,6 +24,7 @@ from eth._utils.address import generate_contract_address
 
 from execution.decode import decode_block, decode_header
 from execution.forks import ForkSchedule
+from pipeline import jsonlimits
 from pipeline.errors import InvalidBlock
 from state.account import EMPTY_CODE_HASH
 from state.store import StateStore
@@ -66,13 +69,22 @@ def parse_data(value: Any, what: str, length: int | None = None) -> bytes:
     return raw
 
 
+_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]{1,64}")
+MAX_BLOCK_NUMBER = 2**63 - 1  # SQLite's INTEGER; no chain gets near it
+
+
 def parse_quantity(value: Any, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith(("0x", "0X")) or len(value) < 3 or len(value) > 66:
-        raise _params_error(f"{what} must be a 0x-prefixed hex quantity")
-    try:
-        return int(value[2:], 16)
-    except ValueError:
-        raise _params_error(f"{what} is not a hex quantity") from None
+    """A 0x-prefixed hex number: hex digits only (`int()` alone would take "-1", " 1", "1_0")."""
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+        raise _params_error(f"{what} must be a 0x-prefixed hex quantity (at most 64 hex digits)")
+    return int(value[2:], 16)
+
+
+def parse_block_number(value: Any, what: str = "block") -> int:
+    number = parse_quantity(value, what)
+    if number > MAX_BLOCK_NUMBER:
+        raise _params_error(f"{what} {value} is beyond any block number (at most 2**63 - 1)")
+    return number
 
 
 def _arguments(params: Any, required: int, optional: int = 0) -> list[Any]:
@@ -109,7 +121,7 @@ class RpcHandler:
     async def handle_body(self, body: bytes) -> bytes | None:
         """The response body for a request body; None when every call was a notification."""
         try:
-            payload = json.loads(body)
+            payload = jsonlimits.loads(body, parse_constant=_no_constant)  # depth-bounded: see pipeline/jsonlimits.py
         except (ValueError, UnicodeDecodeError) as exc:
             self.on_call(False)
             return _dump(_error(None, PARSE_ERROR, f"parse error: {exc}"))
@@ -172,7 +184,7 @@ class RpcHandler:
         if tag == "earliest":
             wanted = 0
         elif isinstance(tag, str):
-            wanted = parse_quantity(tag, "block")
+            wanted = parse_block_number(tag)
         else:
             raise _params_error("block must be a tag (latest, pending, safe, finalized, earliest) or a hex number")
         if wanted != number:
@@ -217,7 +229,7 @@ class RpcHandler:
             return self._head()[0]
         if tag == "earliest":
             return 0
-        return parse_quantity(tag, "block")
+        return parse_block_number(tag)
 
     def get_block_by_number(self, params: Any) -> dict[str, Any] | None:
         tag, full = _arguments(params, 1, 1)
@@ -344,7 +356,9 @@ def _block_json(header: Any, tx_hashes: list[bytes], uncle_hashes: list[bytes], 
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or (isinstance(value, (str, int)) and not isinstance(value, bool))
 
 
 def _error(call_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -352,4 +366,9 @@ def _error(call_id: Any, code: int, message: str) -> dict[str, Any]:
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value).encode()
+    return json.dumps(value, allow_nan=False).encode()
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python's decoder takes them unless told not to)."""
+    raise ValueError(f"{name} is not a JSON value")

@@ -28,14 +28,14 @@ test is selected.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from pipeline import jsonlimits
 
 ANCHOR_DIR = "BlockchainTests"
 JSON_SUFFIXES = (".json", ".json.gz")
@@ -68,12 +68,12 @@ class WorkItem:
             raw = Path(self.source).read_bytes()
         name = self.member if self.member is not None else self.source
         if name.endswith(".gz"):
-            raw = gzip.decompress(raw)
+            raw = jsonlimits.inflate_bounded(raw)  # in chunks, refused past the bound: no gzip bomb
         return raw
 
     def load(self, raw: bytes | None = None) -> dict[str, Any]:
         """The parsed fixture file (test name -> test); ``raw`` is its bytes if already read."""
-        data = json.loads(self.read_bytes() if raw is None else raw)
+        data = jsonlimits.loads(self.read_bytes() if raw is None else raw)  # depth-bounded: no C stack overflow
         if not isinstance(data, dict):
             raise ValueError(f"{self.path}: top level is {type(data).__name__}, not an object")
         return data
@@ -213,7 +213,7 @@ def _iter_archive(archive: Path, *, with_data: bool | Callable[[str], bool]) -> 
             if with_data is True or (callable(with_data) and with_data(path)):
                 extracted = tar.extractfile(member)
                 assert extracted is not None  # a regular file always has a reader
-                data = extracted.read()
+                data = jsonlimits.read_bounded(extracted)
             yield WorkItem(
                 source=str(archive),
                 member=member.name,
@@ -230,7 +230,7 @@ def _read_member(archive: str, member_name: str) -> bytes:
                 extracted = tar.extractfile(member)
                 if extracted is None:
                     break
-                return extracted.read()
+                return jsonlimits.read_bounded(extracted)
     raise FileNotFoundError(f"{member_name} not in {archive}")
 
 

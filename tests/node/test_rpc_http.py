@@ -147,22 +147,22 @@ async def port() -> AsyncIterator[int]:
 
 
 async def test_keep_alive_and_bodies(port: int) -> None:
-    raw = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+    raw = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
     (s1, b1), (s2, b2) = await _exchange(port, raw, 2)
     assert s1 == s2 == 200
     assert json.loads(b1)["path"] == "/health" and json.loads(b2)["body"] == "hello"
-    [(status, body)] = await _exchange(port, b"POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc")
+    [(status, body)] = await _exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc")
     assert status == 200 and json.loads(body)["body"] == "abc"
 
 
 async def test_malformed_http_is_answered_not_fatal(port: int) -> None:
     assert (await _exchange(port, b"NONSENSE\r\n\r\n"))[0][0] == 400
     assert (await _exchange(port, b"GET / HTTP/2.0\r\n\r\n"))[0][0] == 505
-    assert (await _exchange(port, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))[0][0] == 411
-    assert (await _exchange(port, b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"))[0][0] == 400
-    assert (await _exchange(port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n"))[0][0] == 431
-    assert (await _exchange(port, b"GET /boom HTTP/1.1\r\n\r\n"))[0][0] == 500
+    assert (await _exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))[0][0] == 411
+    assert (await _exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"))[0][0] == 400
+    assert (await _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 5000 + b"\r\n"))[0][0] == 431
+    assert (await _exchange(port, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n"))[0][0] == 500
     big = MAX_BODY_BYTES + 1
-    [(status, body)] = await _exchange(port, f"POST / HTTP/1.1\r\nContent-Length: {big}\r\n\r\n".encode() + b"x" * big)
+    [(status, body)] = await _exchange(port, f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n".encode() + b"x" * big)
     assert status == 413 and json.loads(body)["error"]["code"] == -32600
-    assert (await _exchange(port, b"GET /still-up HTTP/1.1\r\n\r\n"))[0][0] == 200
+    assert (await _exchange(port, b"GET /still-up HTTP/1.1\r\nHost: x\r\n\r\n"))[0][0] == 200
