@@ -109,8 +109,13 @@ class StateStore:
         self.database_id = self.get_meta("database_id") or b""
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close the connection, unless a commit left behind past its deadline still
+        holds it (then the process is exiting anyway; SQLite keeps it atomic)."""
+        if self._lock.acquire(timeout=10):
+            try:
+                self._db.close()
+            finally:
+                self._lock.release()
 
     # -- meta ------------------------------------------------------------------
 
@@ -122,6 +127,12 @@ class StateStore:
     def set_meta(self, key: str, value: bytes) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def best_hash(self) -> bytes | None:
+        """The head fork choice picked, written with each commit: the store's head
+        differs from it only while a side branch is being executed (a crash there
+        resumes on this one)."""
+        return self.get_meta("best")
 
     def head(self) -> Head | None:
         row = self.get_meta("head")
