@@ -175,7 +175,7 @@ def _build(work: Path, shape: StateShape, bar: BuildProgress) -> dict:
     os.environ["SQLITE_TMPDIR"] = str(work)  # the sorter's temp files: same disk, removed with work
     db = sqlite3.connect(work / BUILDING_NAME, isolation_level=None)
     try:
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144", "temp_store=FILE", "threads=2", "locking_mode=EXCLUSIVE"):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-131072", "temp_store=FILE", "threads=2", "locking_mode=EXCLUSIVE"):
             db.execute(f"PRAGMA {pragma}")
         db.executescript(_SCHEMA)
         db.execute("ATTACH DATABASE ? AS stage", (str(work / "stage.sqlite"),))
