@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     from evmpipe.replay import add_replay_parser
     from evmpipe.node import add_node_parser
     from evmpipe.trace_summary import add_trace_summary_parser
+    from evmpipe.state_cmd import add_state_parser
 
     add_demo_parser(sub)
     add_replay_parser(sub)
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(sub)
     add_node_parser(sub)
     add_trace_summary_parser(sub)
+    add_state_parser(sub)
 
     head = sub.add_parser("head", help="print the committed head of a state database")
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")
