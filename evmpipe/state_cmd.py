@@ -114,11 +114,12 @@ def cmd_dump(args: argparse.Namespace) -> int:
         finally:
             if args.output:
                 out.close()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     except (StateError, OSError) as error:
         print(f"evmpipe state dump: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
     return 0
 
 
