@@ -59,10 +59,15 @@ class BlockModel:
     """One block as the simulation sees it."""
 
     graph: Graph
-    serial: float = 0.0  # the block's sequential work outside its transactions (prefetch, validate, merkleize, commit)
-    recover: float = 0.0  # sender recovery, part of `serial`; the workers do it in parallel strategies
+    serial: float = 0.0  # sequential: the block's work outside its transactions (decoding, checks, roots, commit)
+    recover: float = 0.0  # sender recovery of the block's transactions
+    parallel_serial: float | None = None  # the same work in the parallel strategies' master (None: `serial` less `recover`)
     chains: list[int] = field(default_factory=list)  # declared: chain id per transaction
     sampled: list[int] = field(default_factory=list)  # declared: transactions speculated first to learn from
+
+    @property
+    def master_serial(self) -> float:
+        return self.serial - self.recover if self.parallel_serial is None else self.parallel_serial
 
 
 def sequential_time(block: BlockModel) -> float:
@@ -116,7 +121,7 @@ def list_schedule(graph: Graph, workers: int, extra: float = 0.0) -> float:
 def ideal_time(block: BlockModel, workers: int) -> float:
     n = block.graph.size
     extra = block.recover / n if n else 0.0
-    return block.serial - block.recover + list_schedule(block.graph, workers, extra)
+    return block.master_serial + list_schedule(block.graph, workers, extra)
 
 
 def _parts_round_robin(n: int, workers: int) -> list[tuple[int, list[int]]]:
@@ -160,7 +165,7 @@ def optimistic_time(block: BlockModel, workers: int, cores: int, overheads: Over
     parts = _parts_round_robin(n, workers)
     again = reexecuted(block.graph)
     makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, overheads)
-    return block.serial - block.recover + makespan
+    return block.master_serial + makespan
 
 
 def declared_time(block: BlockModel, workers: int, cores: int, overheads: Overheads) -> float:
@@ -174,22 +179,27 @@ def declared_time(block: BlockModel, workers: int, cores: int, overheads: Overhe
     if block.sampled:  # one short round trip first: the sampled calls, speculated to learn from
         per_worker = -(-len(block.sampled) // workers)
         head += overheads.message + per_worker * overheads.worker_per_tx + sum(block.graph.seconds[i] for i in block.sampled) * overheads.worker_speed / min(workers, len(block.sampled))
-    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, overheads)
-    return block.serial - block.recover + makespan
+    # senders come recovered (a round trip in prefetch, all workers): that work moves
+    # out of each transaction's share into one item at the head of each worker
+    recover_per_tx = min(block.recover / n, overheads.worker_per_tx)
+    own = Overheads(**{**overheads.to_dict(), "worker_per_tx": overheads.worker_per_tx - recover_per_tx})
+    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, own, lead=recover_per_tx * n / workers)
+    return block.master_serial + makespan
 
 
-def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: int, ov: Overheads) -> float:
+def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: int, ov: Overheads, lead: float = 0.0) -> float:
     """The master and the workers on `cores` cores (processor sharing); returns the
     time the master has validated the last transaction.
 
     A worker's queue alternates a message (latency: uses no core) and the chunk's
     work; the master's work is the head, then per transaction the validation (and
-    the execution again where `again`), each waiting for its chunk."""
+    the execution again where `again`), each waiting for its chunk. `lead`: work
+    each worker does before its first chunk."""
     part_of = {}
     for number, (_, members) in enumerate(parts):
         for i in members:
             part_of[i] = number
-    queues: list[list[tuple[str, float, int]]] = [[] for _ in range(workers)]
+    queues: list[list[tuple[str, float, int]]] = [[("cpu", lead, -1)] if lead > 0 else [] for _ in range(workers)]
     for number, (worker, members) in enumerate(parts):
         queues[worker].append(("delay", ov.message, -1))
         queues[worker].append(("cpu", sum(seconds[i] * ov.worker_speed + ov.worker_per_tx for i in members), number))

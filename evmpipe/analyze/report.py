@@ -1,0 +1,191 @@
+"""The analysis of one file, as one JSON-ready dict, and its terminal table.
+
+Stable keys of the result (`FORMAT_VERSION` 1; docs/ANALYZE.md says what each
+means):
+
+- ``format_version``, ``file``, ``blocks_analyzed``, ``transactions``;
+- ``predicted``: strategy (``optimistic``, ``declared``, ``ideal``) -> worker count
+  as a string (``"1"`` ... ``"64"``) -> predicted speedup over sequential, on as
+  many cores as workers;
+- ``this_machine``: ``cores`` and the same mapping for 1 and 2 workers on this
+  machine's cores (what `evmpipe bench --workers N` measures);
+- ``critical_path_bound``: total transaction work over the sum of the blocks'
+  critical paths: no scheduler on any core count runs the transactions faster;
+- ``amdahl_bound``: the same with each block's serial work (decoding, roots,
+  commit) added to both sides;
+- ``sequential_seconds``: the model's sequential time of the file;
+- ``overheads``: the simulation's parameters, and ``overheads_source``;
+- ``blocks``: per block ``number``, ``hash``, ``txs``, ``gas``,
+  ``total_work_seconds``, ``critical_path_seconds``, ``critical_path_txs``,
+  ``serial_seconds``, ``dependent_txs``, ``edges``, ``reexecuted``
+  (``optimistic``, ``declared``), ``declared_chains``, ``longest_declared_chain``,
+  ``top_conflicts``;
+- ``top_conflicts``: the file's, each with ``kind``, ``contract_or_account``,
+  ``slot``, ``holder``, ``description``, ``serial_seconds``, ``txs``, ``edges``.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evmpipe.analyze.calibrate import Calibration, calibrate, fastest, replay_blocks
+from evmpipe.analyze.conflicts import Namer, conflicts, merge_conflicts
+from evmpipe.analyze.graph import Graph, TxAccess, build_graph, critical_path
+from evmpipe.analyze.record import BlockRecord, native_file, record_file
+from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, predict, reexecuted, sequential_time
+
+FORMAT_VERSION = 1
+TOP_CONFLICTS = 10
+_SERIAL = ("prefetch", "validate", "merkleize", "commit")
+
+
+@dataclass
+class Analysis:
+    records: list[BlockRecord]
+    graphs: list[Graph]
+    models: list[BlockModel]
+    result: dict[str, Any]
+
+
+def analyze_file(path: str, *, state: str | None = None, test_name: str | None = None, limit: int | None = None, overheads: Overheads | None = None, top: int = TOP_CONFLICTS, runs: int = 3, progress: Any = None) -> Analysis:
+    """Record, replay, calibrate (unless `overheads` are given), simulate, name."""
+    say = progress or (lambda message: None)
+    with ExitStack() as stack:
+        native = native_file(path, stack, test_name)
+        say("recording: every block sequentially, each transaction timed")
+        records = record_file(native, state=state, limit=limit)
+        graphs = [build_graph([TxAccess(t.seconds, t.reads, t.writes) for t in r.txs], r.system_writes) for r in records]
+        say(f"replaying sequentially through the pipeline ({runs}×): stage times")
+        replays = [replay_blocks(native, len(records), "sequential", state) for _ in range(runs)]
+        sequential_stages = fastest([r[0] for r in replays])
+        sequential_wall = min(r[2] for r in replays)
+        calibration: Calibration | None = None
+        if overheads is None:
+            say(f"calibrating: optimistic with one worker ({runs}×)")
+            calibration = calibrate(native, records, graphs, state, runs)
+            overheads = calibration.overheads
+    models = [_model(r, g, sequential_stages.get(r.number, {}), calibration.parallel_stages.get(r.number) if calibration else None) for r, g in zip(records, graphs)]
+    namer = Namer()
+    for r in records:
+        namer.observe((log for t in r.txs for log in t.logs), _addresses(r))
+    result = _result(path, records, graphs, models, overheads, calibration, namer, top, sequential_wall)
+    return Analysis(records, graphs, models, result)
+
+
+def _addresses(record: BlockRecord) -> set[bytes]:
+    out = {record.coinbase}
+    for t in record.txs:
+        out.add(t.sender)
+        if t.to:
+            out.add(t.to)
+        out.update(k[1] for k in t.reads)
+        out.update(k[1] for k in t.writes)
+    return out
+
+
+def _model(record: BlockRecord, graph: Graph, stages: dict[str, float], parallel: dict[str, float] | None) -> BlockModel:
+    system = record.begin_seconds + record.finish_seconds
+    serial = sum(stages.get(s, 0.0) for s in _SERIAL) + system
+    parallel_serial = sum(parallel.get(s, 0.0) for s in _SERIAL) + system if parallel else None
+    return BlockModel(graph, serial, record.recover_seconds, parallel_serial, record.chains, record.sampled)
+
+
+def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: Overheads, calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float) -> dict[str, Any]:
+    blocks = []
+    per_block_conflicts = []
+    total_work = total_path = total_serial = 0.0
+    for record, graph, model in zip(records, graphs, models):
+        path_seconds, path_txs = critical_path(graph)
+        found = conflicts(graph, [t.sender for t in record.txs], namer)
+        per_block_conflicts.append(found)
+        sizes = Counter(record.chains)
+        total_work += graph.total
+        total_path += path_seconds
+        total_serial += model.serial
+        blocks.append(
+            {
+                "number": record.number,
+                "hash": "0x" + record.hash.hex(),
+                "txs": len(record.txs),
+                "gas": record.gas,
+                "total_work_seconds": graph.total,
+                "critical_path_seconds": path_seconds,
+                "critical_path_txs": path_txs,
+                "serial_seconds": model.serial,
+                "dependent_txs": graph.dependent(),
+                "edges": sum(1 for _ in graph.edges()),
+                "reexecuted": {"optimistic": sum(reexecuted(graph)), "declared": sum(reexecuted(graph, record.chains or None))},
+                "declared_chains": len(sizes),
+                "longest_declared_chain": max(sizes.values(), default=0),
+                "top_conflicts": [c.to_json() for c in found[:top]],
+            }
+        )
+    cores = os.cpu_count() or 1
+    result: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "file": str(path),
+        "blocks_analyzed": len(records),
+        "transactions": sum(len(r.txs) for r in records),
+        "predicted": predict(models, overheads, WORKER_COUNTS),
+        "this_machine": {"cores": cores, "predicted": predict(models, overheads, (1, 2), cores=cores)},
+        "critical_path_bound": total_work / total_path if total_path else None,
+        "amdahl_bound": (total_work + total_serial) / (total_path + total_serial) if total_path + total_serial else None,
+        "sequential_seconds": sum(sequential_time(m) for m in models),
+        "sequential_replay_wall_seconds": sequential_wall,  # the fastest run, one block at a time
+        "overheads": overheads.to_dict(),
+        "overheads_source": "calibrated on this file (optimistic, one worker)" if calibration else "given (--overheads)",
+        "calibration": calibration.detail if calibration else None,
+        "blocks": blocks,
+        "top_conflicts": [c.to_json() for c in merge_conflicts(per_block_conflicts, top)],
+    }
+    return result
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def render_table(result: dict[str, Any], console: Any = None) -> None:
+    """The terminal view: blocks, predicted speedups, top conflicts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=160)
+    blocks = Table(title=f"evmpipe analyze: {Path(result['file']).name}")
+    for column in ("block", "txs", "work ms", "critical path ms", "work ÷ path", "serial ms", "dependent", "optimistic re-exec", "declared re-exec", "top conflict"):
+        blocks.add_column(column, justify="left" if column == "top conflict" else "right")
+    for b in result["blocks"]:
+        bound = b["total_work_seconds"] / b["critical_path_seconds"] if b["critical_path_seconds"] else float("inf")
+        top = b["top_conflicts"][0]["description"] if b["top_conflicts"] else "none"
+        blocks.add_row(str(b["number"]), str(b["txs"]), _ms(b["total_work_seconds"]), _ms(b["critical_path_seconds"]), f"{bound:.1f}", _ms(b["serial_seconds"]), str(b["dependent_txs"]), str(b["reexecuted"]["optimistic"]), str(b["reexecuted"]["declared"]), top)
+    console.print(blocks)
+    curves = Table(title="predicted speedup over sequential (simulated: N workers on N cores)")
+    curves.add_column("strategy")
+    counts = list(next(iter(result["predicted"].values())).keys())
+    for count in counts:
+        curves.add_column(count, justify="right")
+    for strategy in STRATEGIES:
+        curves.add_row(strategy, *(f"{result['predicted'][strategy][c]:.2f}" for c in counts))
+    console.print(curves)
+    bound = result["critical_path_bound"]
+    console.print(
+        f"critical path bound (transactions only, any core count): {bound:.1f}×" if bound else "critical path bound: no transactions",
+        f"  with the serial work per block (Amdahl): {result['amdahl_bound']:.2f}×" if result["amdahl_bound"] else "",
+    )
+    machine = result["this_machine"]
+    console.print(
+        f"this machine ({machine['cores']} cores), predicted: "
+        + ", ".join(f"{s} {w} worker{'s' if w != '1' else ''} {v:.2f}×" for s in ("optimistic", "declared") for w, v in machine["predicted"][s].items())
+    )
+    table = Table(title="top conflicts (the time each serialises: its longest forced chain)")
+    for column in ("conflict", "kind", "serialises ms", "txs", "edges"):
+        table.add_column(column, justify="left" if column in ("conflict", "kind") else "right")
+    for c in result["top_conflicts"]:
+        table.add_row(c["description"], c["kind"], _ms(c["serial_seconds"]), str(c["txs"]), str(c["edges"]))
+    if not result["top_conflicts"]:
+        table.add_row("none: no transaction depends on another", "", "", "", "")
+    console.print(table)
