@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from evmpipe.node import add_node_parser
     from evmpipe.trace_summary import add_trace_summary_parser
     from evmpipe.state_cmd import add_state_parser
+    from evmpipe.analyze import add_analyze_parser
 
     add_demo_parser(sub)
     add_replay_parser(sub)
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     add_node_parser(sub)
     add_trace_summary_parser(sub)
     add_state_parser(sub)
+    add_analyze_parser(sub)
 
     head = sub.add_parser("head", help="print the committed head of a state database")
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")
