@@ -51,6 +51,14 @@ class LRUCache(Generic[K, V]):
         except KeyError:
             pass
 
+    def resize(self, capacity: int) -> None:
+        """A new capacity; the least recently used entries beyond it are dropped."""
+        if capacity <= 0:
+            raise ValueError("cache capacity must be positive")
+        self.capacity = capacity
+        while len(self._data) > capacity:
+            self._data.popitem(last=False)
+
     def discard(self, key: K) -> None:
         self._data.pop(key, None)
 

@@ -34,6 +34,7 @@ from state.account import Account
 from state.cache import MISSING, LRUCache
 from state.codec import decode_account, decode_int, encode_account, encode_int, encode_slot, pack_diff, unpack_diff
 from state.diff import StateDiff
+from state.tiers import StoreReads, sqlite_pages
 
 SCHEMA_VERSION = 1
 _BATCH = 400  # SQLite's default limit is 32766 host parameters; 400 rows keep statements small
@@ -100,6 +101,7 @@ class StateStore:
         # Trie nodes near the root are read by every block's merkleization; new nodes
         # are cached as they are committed (the next block updates those paths).
         self.nodes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 2, 64))
+        self.reads = StoreReads()  # which tier served each read (state.tiers)
         if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
         if not readonly and self.get_meta("database_id") is None:
@@ -145,6 +147,7 @@ class StateStore:
     def get_account(self, address: bytes) -> Account | None:
         cached = self.accounts.get(address)
         if cached is not MISSING:
+            self.reads.add("account", "hot" if cached is not None else "hot_negative")
             return cached  # type: ignore[return-value]
         return self.read_accounts([address])[address]
 
@@ -157,6 +160,8 @@ class StateStore:
                 sql = f"SELECT address, data FROM accounts WHERE address IN ({','.join('?' * len(chunk))})"
                 for address, data in self._db.execute(sql, chunk):
                     found[address] = decode_account(data)
+            self.reads.add("account", "db", len(wanted))
+            self.reads.add("account", "db_absent", sum(1 for a in found.values() if a is None))
             for address, account in found.items():  # under the lock: a commit cannot interleave
                 self.accounts.put(address, account)
         return found
@@ -164,6 +169,7 @@ class StateStore:
     def get_storage(self, address: bytes, slot: int) -> int:
         cached = self.slots.get((address, slot))
         if cached is not MISSING:
+            self.reads.add("slot", "hot" if cached else "hot_negative")
             return cached  # type: ignore[return-value]
         return self.read_storage([(address, slot)])[(address, slot)]
 
@@ -182,6 +188,8 @@ class StateStore:
                 )
                 for address, slot, value in self._db.execute(sql, params):
                     found[(address, decode_int(slot))] = decode_int(value)
+            self.reads.add("slot", "db", len(wanted))
+            self.reads.add("slot", "db_absent", sum(1 for v in found.values() if not v))
             for key, value in found.items():
                 self.slots.put(key, value)
         return found
@@ -189,6 +197,7 @@ class StateStore:
     def get_code(self, code_hash: bytes) -> bytes | None:
         cached = self.codes.get(code_hash)
         if cached is not MISSING:
+            self.reads.add("code", "hot")
             return cached  # type: ignore[return-value]
         return self.read_code([code_hash]).get(code_hash)
 
@@ -199,6 +208,7 @@ class StateStore:
             for chunk in _chunks(wanted, _BATCH):
                 sql = f"SELECT hash, code FROM code WHERE hash IN ({','.join('?' * len(chunk))})"
                 found.update(self._db.execute(sql, chunk))
+            self.reads.add("code", "db", len(wanted))
         for code_hash, code in found.items():
             self.codes.put(code_hash, code)
         return found
@@ -226,13 +236,32 @@ class StateStore:
     def get_trie_node(self, node_hash: bytes) -> bytes:
         cached = self.nodes.get(node_hash)
         if cached is not MISSING:
+            self.reads.add("node", "hot")
             return cached  # type: ignore[return-value]
+        self.reads.add("node", "db")
         with self._lock:
             row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
         if row is None:
             raise KeyError(node_hash)
         self.nodes.put(node_hash, row[0])
         return row[0]
+
+    def set_memory(self, cache_mb: int | None = None, mmap_mb: int | None = None) -> None:
+        """Bound the hot tier and SQLite's page cache together by `cache_mb` (half each;
+        an LRU entry is taken as 256 bytes), and set the memory map (0: off)."""
+        with self._lock:
+            if mmap_mb is not None:
+                self._db.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")
+            if cache_mb is not None:
+                self._db.execute(f"PRAGMA cache_size=-{max(64, int(cache_mb) << 9)}")
+                entries = max(256, (int(cache_mb) << 19) // 256)
+                for cache, share in ((self.accounts, 0.3), (self.slots, 0.4), (self.codes, 0.05), (self.nodes, 0.25)):
+                    cache.resize(max(64, int(entries * share)))
+
+    def page_stats(self) -> dict[str, int] | None:
+        """SQLite's page-cache hits and misses on this connection (state.tiers)."""
+        with self._lock:
+            return sqlite_pages(self._db, self.path)
 
     # -- chain reads -------------------------------------------------------------
 
