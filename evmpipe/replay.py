@@ -32,6 +32,7 @@ from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
 from pipeline.progress import Progress
 from pipeline.required_state import check_required_state
+from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, print_state_reads
 from pipeline.runner import PipelineConfig, run_pipeline
 from pipeline.summary import render_summary, summarize
 from pipeline.trace import write_trace
@@ -51,6 +52,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="stop after this many blocks")
     parser.add_argument("--max-in-flight", type=int, help="executed blocks that may await their commit (1: one block at a time; default: as the channels allow)")
     add_strategy_arguments(parser)
+    add_state_arguments(parser)
     parser.set_defaults(func=cmd_replay)
 
 
@@ -63,6 +65,8 @@ class ReplayOutcome:
     wall_seconds: float = 0.0  # the pipeline run alone (not opening the datadir)
     cpu_seconds: float = 0.0  # CPU time of this process and its children meanwhile
     events: EventLog = field(default_factory=lambda: EventLog(log_events=False))
+    state_reads: dict | None = None  # read tiers of the whole run (pipeline.state_options)
+    state_reads_per_block: list = field(default_factory=list)
 
 
 class _Rejected(Exception):
@@ -83,15 +87,19 @@ def replay_file(
     verify: bool = False,
     pool: WorkerPool | None = None,
     max_in_flight: int | None = None,
+    state_options: StateOptions = StateOptions(),
 ) -> ReplayOutcome:
     header = read_header(path)
     check_required_state(datadir, header.genesis_header_rlp, header.alloc, path)
+    state_options.prepare(datadir)
     store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
     outcome = ReplayOutcome(events=events or EventLog(log_events=False))
     try:
         chain = Chain(store, header.schedule)
         head = store.head()
         start_after = head.number if head else None
+        state_options.configure(store)
+        reads = ReadTracker(store, getattr(chain, "overlay", None))
         records = iter_blocks(path, start_after=start_after)
 
         async def source() -> AsyncIterator[BlockInput]:
@@ -113,6 +121,7 @@ def replay_file(
                 raise _Rejected()
             outcome.committed += 1
             outcome.last = block.number
+            outcome.state_reads_per_block.append({"number": block.number, **reads.block()})
             if progress:
                 progress.advance(block)
 
@@ -127,6 +136,7 @@ def replay_file(
             except* _Rejected:
                 pass
             outcome.wall_seconds = time.perf_counter() - wall_before
+            outcome.state_reads = reads.total()
             outcome.cpu_seconds = cpu_time() - cpu_before + (pool.cpu_seconds - worker_cpu_before if pool else 0.0)
             if pool is not None:
                 worker_events(outcome.events, pool, since=wall_before)
@@ -178,6 +188,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 verify=args.verify,
                 max_in_flight=args.max_in_flight,
+                state_options=StateOptions.from_args(args),
             )
     except BadInput as error:
         print(f"evmpipe replay: {error}", file=sys.stderr)
@@ -185,6 +196,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - started
     summary = summarize(outcome.events.events, outcome.wall_seconds or wall)
     render_summary(summary, title=f"evmpipe replay: {Path(args.file).name}, chain id {header.chain_id}")
+    print_state_reads(outcome.state_reads, StateOptions.from_args(args))
     if args.trace:
         write_trace(args.trace, outcome.events.events)
         print(f"trace written to {args.trace}", file=sys.stderr)
@@ -233,4 +245,6 @@ def _summary_json(summary, outcome: ReplayOutcome) -> dict:  # type: ignore[no-u
         "last_block": outcome.last,
         "rejected": outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else None,
         "input_error": str(outcome.input_error) if outcome.input_error else None,
+        "state_reads": outcome.state_reads,
+        "state_reads_per_block": outcome.state_reads_per_block,
     }
