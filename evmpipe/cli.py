@@ -41,13 +41,36 @@ def main(argv: list[str] | None = None) -> int:
     head.add_argument("--datadir", required=True, help="directory holding state.sqlite")
     head.add_argument("--json", action="store_true", help="print JSON instead of text")
     head.set_defaults(func=cmd_head)
+    add_interpreter_arguments(sub)
 
     args = parser.parse_args(argv)
+    if getattr(args, "interpreter", None):
+        from execution.forks import set_interpreter
+
+        set_interpreter(args.interpreter)  # in the environment: worker processes inherit it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+#: Commands that execute no EVM code through evmpipe (gen seals with py-evm's own chain).
+_NO_EXECUTION = frozenset({"head", "convert", "trace-summary", "gen"})
+
+
+def add_interpreter_arguments(sub: argparse._SubParsersAction) -> None:
+    """`--interpreter lean|pyevm` on every command that executes blocks."""
+    from execution.forks import DEFAULT_INTERPRETER, INTERPRETER_ENV, INTERPRETERS
+
+    for name, command in sub.choices.items():
+        if name not in _NO_EXECUTION:
+            command.add_argument(
+                "--interpreter",
+                choices=INTERPRETERS,
+                help=f"EVM interpreter loop: lean (evmpipe's, py-evm's semantics, faster) or pyevm (py-evm's own loop); "
+                f"default ${INTERPRETER_ENV}, else {DEFAULT_INTERPRETER}",
+            )
 
 
 def cmd_head(args: argparse.Namespace) -> int:
