@@ -46,6 +46,7 @@ from eth.exceptions import (
 from eth.vm.computation import NO_RESULT, BaseComputation
 from eth.vm.forks.berlin import constants as berlin_constants
 from eth.vm.forks.berlin.logic import sload_eip2929, sstore_eip2929_generic
+from eth.vm.forks.byzantium.opcodes import ensure_no_static
 from eth.vm.forks.istanbul.storage import sstore_eip2200_generic
 from eth.vm.logic import arithmetic, comparison, context, duplication, flow, logging, memory, sha3, stack, storage, swap, system
 from eth.vm.logic.invalid import InvalidOpcode
@@ -97,10 +98,16 @@ _STATIC_CHECKED: dict[int, Callable[..., Any]] = {0xA0 + i: getattr(logging, f"l
 _STATIC_CHECKED[0xFD] = system.revert  # never wrapped; listed here so REVERT is recognised bare too
 
 
+_NO_STATIC_CODE = ensure_no_static(flow.stop).__code__  # the wrapper's code, shared by all
+
+
 def _unwrap_no_static(fn: Any) -> tuple[Any, bool]:
-    """py-evm's `ensure_no_static(fn)` wrapper off, and whether it was there."""
-    if getattr(fn, "__qualname__", "") == "ensure_no_static.<locals>.inner" and hasattr(fn, "__wrapped__"):
-        return fn.__wrapped__, True
+    """py-evm's `ensure_no_static(fn)` wrapper off, and whether it was there. The
+    wrapped object comes from the closure: `__wrapped__` loses a curry's arguments."""
+    if getattr(fn, "__code__", None) is _NO_STATIC_CODE and fn.__closure__:
+        cells = dict(zip(fn.__code__.co_freevars, (cell.cell_contents for cell in fn.__closure__)))
+        if "opcode_fn" in cells:
+            return cells["opcode_fn"], True
     return fn, False
 
 
