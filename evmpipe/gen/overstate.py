@@ -182,10 +182,15 @@ class OverStatePlanner:
         token = self._skewed(shape.tokens)  # type: ignore[arg-type]
         token_address = shape.token_address(token)
         sender = None
-        for _ in range(48):  # a keyed holder of the token, skewed towards the hot senders
-            index = self._skewed(shape.keyed) if rng.random() < 0.7 else rng.randrange(shape.keyed)  # type: ignore[arg-type]
-            if shape.holder_rank(token, index) is None:
-                continue
+        for attempt in range(96):
+            if attempt < 24:  # a hot sender that happens to hold the token
+                index = self._skewed(shape.keyed)  # type: ignore[arg-type]
+                if shape.holder_rank(token, index) is None:
+                    continue
+            else:  # a holder of the token that happens to be keyed
+                index = shape.holder_eoa(token, rng.randrange(shape.holders[token]))
+                if index >= shape.keyed:  # type: ignore[operator]
+                    continue
             account = self._key(index)
             if state.get_balance(account.address) - spent.get(account.address, 0) < GAS_ERC20_LIMIT * max_fee:
                 continue
