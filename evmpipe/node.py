@@ -268,7 +268,7 @@ class Node:
                 # a web page can send text/plain or a form cross-origin without asking; not JSON
                 return Response(415, b"JSON-RPC needs Content-Type: application/json\n", "text/plain; charset=utf-8")
             if self.rpc is None:
-                return Response.json({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "no chain yet: the node is waiting for its source"}}, 503)
+                return Response.json({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "no chain yet: the node is waiting for its source"}})
             body = await self.rpc.handle_body(request.body)
             return Response(204) if body is None else Response(200, body)
         return Response(404, b"not found: try GET /health, GET /metrics or POST / (JSON-RPC)\n", "text/plain; charset=utf-8")

@@ -68,8 +68,10 @@ def loads(text: bytes | str, limit: int = MAX_DEPTH, **options: Any) -> Any:
         raise JsonLimitError(f"JSON nested too deep to decode ({exc})") from None
 
 
-def read_bounded(stream: IO[bytes], limit: int = MAX_FILE_BYTES) -> bytes:
-    """All of `stream`, read in chunks; `JsonLimitError` as soon as it passes `limit` bytes."""
+def read_bounded(stream: IO[bytes], limit: int | None = None) -> bytes:
+    """All of `stream`, read in chunks; `JsonLimitError` as soon as it passes `limit`
+    bytes (default `MAX_FILE_BYTES`, read at call time)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
     parts: list[bytes] = []
     size = 0
     while True:
@@ -82,7 +84,7 @@ def read_bounded(stream: IO[bytes], limit: int = MAX_FILE_BYTES) -> bytes:
         parts.append(chunk)
 
 
-def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+def read_text(path: str | Path, limit: int | None = None) -> bytes:
     """A file's bytes, gzip undone (detected by its magic), bounded by `limit`."""
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
@@ -93,7 +95,7 @@ def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
             return read_bounded(stream, limit)
 
 
-def inflate_bounded(data: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
+def inflate_bounded(data: bytes, limit: int | None = None) -> bytes:
     """gzip-compressed bytes inflated in chunks, bounded by `limit`."""
     import io
 
@@ -101,6 +103,6 @@ def inflate_bounded(data: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
         return read_bounded(stream, limit)
 
 
-def load_file(path: str | Path, limit: int = MAX_FILE_BYTES, depth: int = MAX_DEPTH) -> Any:
+def load_file(path: str | Path, limit: int | None = None, depth: int = MAX_DEPTH) -> Any:
     """A JSON file (plain or gzip) with both bounds; `ValueError`s name no file: callers do."""
     return loads(read_text(path, limit), depth)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -118,12 +119,14 @@ class NodeProcess:
             self.process.wait()
 
 
-def start_node(datadir: Path, source: str, log: Path, *extra: str) -> NodeProcess:
+def start_node(datadir: Path, source: str, log: Path, *extra: str, nofile: int | None = None) -> NodeProcess:
+    """`nofile`: the node's open-file limit (`ulimit -n`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "evmpipe", "node", "--datadir", str(datadir), "--source", source, "--http-port", "0", "--poll", "0.05", *extra]
     with open(log, "wb") as out:  # one log per run: the port line is this run's
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out, preexec_fn=limit)
     node = NodeProcess(process, log, 0)
     try:
         found = wait_until(lambda: process.poll() is not None or node.logged("http_listening"), what="the node's HTTP port")
