@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from state.account import Account
+from state.account import BLANK_ROOT, Account
 from state.cache import MISSING, LRUCache
 from state.codec import decode_account, decode_int, encode_account, encode_int, encode_slot, pack_diff, unpack_diff
 from state.diff import StateDiff
+from state.layout import LayoutStats, read_account, read_slot
 from state.tiers import StoreReads, sqlite_pages
 
 SCHEMA_VERSION = 1
@@ -102,6 +103,7 @@ class StateStore:
         # are cached as they are committed (the next block updates those paths).
         self.nodes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 2, 64))
         self.reads = StoreReads()  # which tier served each read (state.tiers)
+        self.layout = LayoutStats()  # how a read that misses the hot tier is served (state.layout)
         if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
         if not readonly and self.get_meta("database_id") is None:
@@ -156,7 +158,12 @@ class StateStore:
         wanted = list(dict.fromkeys(addresses))
         found: dict[bytes, Account | None] = dict.fromkeys(wanted)
         with self._lock:
-            for chunk in _chunks(wanted, _BATCH):
+            if self.layout.layout != "flat":  # walk the account trie instead
+                root = self._head_root()
+                found = {a: read_account(self.get_trie_node, root, a, self.layout) for a in wanted}
+            for chunk in _chunks(wanted, _BATCH) if self.layout.layout == "flat" else ():
+                self.layout.account_reads += len(chunk)
+                self.layout.account_lookups += len(chunk)
                 sql = f"SELECT address, data FROM accounts WHERE address IN ({','.join('?' * len(chunk))})"
                 for address, data in self._db.execute(sql, chunk):
                     found[address] = decode_account(data)
@@ -178,7 +185,12 @@ class StateStore:
         wanted = list(dict.fromkeys(keys))
         found = dict.fromkeys(wanted, 0)
         with self._lock:
-            for chunk in _chunks(wanted, _BATCH):
+            if self.layout.layout != "flat":  # walk the account trie, then the storage trie
+                root = self._head_root()
+                found = {(a, s): read_slot(self.get_trie_node, root, a, s, self.layout) for a, s in wanted}
+            for chunk in _chunks(wanted, _BATCH) if self.layout.layout == "flat" else ():
+                self.layout.slot_reads += len(chunk)
+                self.layout.slot_lookups += len(chunk)
                 params: list[bytes] = []
                 for address, slot in chunk:
                     params += (address, encode_slot(slot))
@@ -257,6 +269,14 @@ class StateStore:
                 entries = max(256, (int(cache_mb) << 19) // 256)
                 for cache, share in ((self.accounts, 0.3), (self.slots, 0.4), (self.codes, 0.05), (self.nodes, 0.25)):
                     cache.resize(max(64, int(entries * share)))
+
+    def set_layout(self, layout: str) -> None:
+        """How reads that miss the hot tier are served: flat, trie or trie-pinned (state.layout)."""
+        self.layout = LayoutStats(layout)
+
+    def _head_root(self) -> bytes:
+        head = self.head()
+        return head.state_root if head is not None else BLANK_ROOT
 
     def page_stats(self) -> dict[str, int] | None:
         """SQLite's page-cache hits and misses on this connection (state.tiers)."""
