@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from state.layout import LAYOUTS
 from state.tiers import KINDS, ReadCounts, delta, evict, snapshot, watch_overlay
 
 DEFAULT_CACHE_MB = None  # keep the store's own sizes (100k entries per cache, 64 MiB SQLite cache)
@@ -27,6 +28,7 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold", action="store_true", help="evict the datadir's database files from the OS page cache first (posix_fadvise DONTNEED): every first read comes off the disk")
     parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help="MiB for the in-process hot cache and SQLite's page cache together (default: 100k entries per cache + 64 MiB)")
     parser.add_argument("--mmap-mb", type=int, default=DEFAULT_MMAP_MB, help="SQLite memory map in MiB, 0 = off (default 256)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="flat", help="how a read that misses the hot cache is served: flat (one lookup), trie (walk from the root, as py-evm), trie-pinned (top trie levels held in memory); same results")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class StateOptions:
     cold: bool = False
     cache_mb: int | None = None
     mmap_mb: int | None = None
+    layout: str = "flat"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StateOptions:
@@ -41,7 +44,7 @@ class StateOptions:
             value = getattr(args, name, None)
             if value is not None and value < (1 if name == "cache_mb" else 0):
                 raise SystemExit(f"--{name.replace('_', '-')} must be {'at least 1' if name == 'cache_mb' else 'non-negative'}")
-        return cls(getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None))
+        return cls(getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"))
 
     def prepare(self, datadir: str | Path) -> int:
         """Before the datadir is opened: evict it when cold (returns the bytes its files hold)."""
@@ -52,9 +55,11 @@ class StateOptions:
     def configure(self, store: Any) -> None:
         if self.cache_mb is not None or self.mmap_mb is not None:
             store.set_memory(self.cache_mb, self.mmap_mb)
+        if self.layout != "flat":
+            store.set_layout(self.layout)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb}
+        return {"cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout}
 
 
 class ReadTracker:
@@ -74,7 +79,9 @@ class ReadTracker:
         return out
 
     def total(self) -> dict[str, Any]:
-        return delta(snapshot(self.store, self.overlay_counts), self.start)
+        out = delta(snapshot(self.store, self.overlay_counts), self.start)
+        out["layout"] = self.store.layout.as_dict()
+        return out
 
 
 def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None = None, stream: Any = None) -> None:
@@ -84,7 +91,7 @@ def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None
     stream = stream or sys.stderr
     mode = ""
     if options is not None:
-        mode = f" ({'cold' if options.cold else 'warm'}, cache {options.cache_mb or 'default'} MiB, mmap {options.mmap_mb if options.mmap_mb is not None else 'default'} MiB)"
+        mode = f" ({options.layout}, {'cold' if options.cold else 'warm'}, cache {options.cache_mb or 'default'} MiB, mmap {options.mmap_mb if options.mmap_mb is not None else 'default'} MiB)"
     print(f"state reads{mode}:", file=stream)
     for kind in KINDS:
         c = reads["reads"][kind]
@@ -100,4 +107,7 @@ def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None
     if pages:
         looked = pages["page_hits"] + pages["page_misses"]
         print(f"  sqlite pages: {looked:,} looked up, {pages['page_misses'] / looked if looked else 0:.1%} missed SQLite's page cache", file=stream)
+    layout = reads.get("layout")
+    if layout and (layout["account_reads"] or layout["slot_reads"]):
+        print(f"  lookups per read that missed the hot cache: account {layout['lookups_per_account_read']}, slot {layout['lookups_per_slot_read']} ({layout['layout']})", file=stream)
     print(f"  read from disk: {reads['disk_read_bytes'] / 2**20:,.1f} MiB", file=stream)
