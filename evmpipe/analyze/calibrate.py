@@ -4,11 +4,13 @@ Two replays of the file through the real pipeline (`evmpipe.replay.replay_file`)
 one block at a time so that each stage's time is its own:
 
 1. `sequential`: each block's stage times (prefetch, validate, merkleize, commit),
-   the serial work outside the transactions.
-2. `optimistic` with one worker process: the same stage times as the parallel
-   strategies have them (prefetch then leaves sender recovery to the workers), and
-   from the execute stage's events the master's and the worker's CPU time per
-   block; from the worker's request spans, each chunk's round trip.
+   the serial work outside the transactions, scaled by the run's CPU over wall
+   time where that is below one (the process waited for a core: load, not work).
+2. `optimistic` with one worker process: from the execute stage's events the
+   master's and the worker's CPU time per block.
+
+A message's round trip is timed apart, and so are the cores this machine gives a
+busy process right now (`available_cores`).
 
 With each transaction's execution time from the sequential recording
 (`evmpipe.analyze.record`) and the transactions that validation re-executes (from
@@ -72,7 +74,14 @@ def replay_blocks(native: str, count: int, strategy: str, state: str | None = No
         problem = outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else str(outcome.input_error)
         raise AnalyzeError(f"evmpipe analyze: {native}: the {strategy} replay failed: {problem}", 1)
     spans = list(pool.spans[spans_before:]) if pool is not None else []  # type: ignore[attr-defined]
-    return _stage_seconds(outcome.events.events), outcome.events.events, outcome.wall_seconds, spans
+    stages = _stage_seconds(outcome.events.events)
+    if strategy == "sequential" and outcome.wall_seconds > 0:
+        # One process, one block at a time: CPU over wall below 1 means it waited for
+        # a core that another process had; the stages' wall times are scaled by it,
+        # so that load on the machine does not pass for serial work.
+        share = min(1.0, outcome.cpu_seconds / outcome.wall_seconds)
+        stages = {block: {stage: seconds * share for stage, seconds in per.items()} for block, per in stages.items()}
+    return stages, outcome.events.events, outcome.wall_seconds, spans
 
 
 def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], state: str | None = None, runs: int = 1) -> Calibration:
@@ -180,3 +189,34 @@ def _round_trips(pool: object, native: str) -> list[float]:
         return out
 
     return trio.run(measure)
+
+
+def _burn(seconds: float, conn: object) -> None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        pass
+    conn.send(time.process_time())  # type: ignore[attr-defined]
+
+
+def available_cores(seconds: float = 0.5) -> float:
+    """How many cores busy processes get right now: one busy loop per core for
+    `seconds`, their CPU time over the wall time (less than the core count when
+    other processes use the machine)."""
+    import multiprocessing
+    import os
+
+    cores = os.cpu_count() or 1
+    context = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    for _ in range(cores):
+        parent, child = context.Pipe()
+        proc = context.Process(target=_burn, args=(seconds, child), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    started = time.perf_counter()
+    cpu = sum(pipe.recv() for pipe in pipes)
+    wall = max(time.perf_counter() - started, seconds)
+    for proc in procs:
+        proc.join()
+    return min(float(cores), cpu / wall)

@@ -7,8 +7,11 @@ means):
 - ``predicted``: strategy (``optimistic``, ``declared``, ``ideal``) -> worker count
   as a string (``"1"`` ... ``"64"``) -> predicted speedup over sequential, on as
   many cores as workers;
-- ``this_machine``: ``cores`` and the same mapping for 1 and 2 workers on this
-  machine's cores (what `evmpipe bench --workers N` measures);
+- ``this_machine``: ``cores`` and ``predicted``, the same mapping for 1 and 2
+  workers on this machine's cores (what `evmpipe bench --workers N` measures);
+  ``available_cores``, what one busy process per core got during the analysis
+  (less when the machine is shared), and ``predicted_at_available_cores``, the
+  prediction with the others' load that implies;
 - ``critical_path_bound``: total transaction work over the sum of the blocks'
   critical paths: no scheduler on any core count runs the transactions faster;
 - ``amdahl_bound``: the ideal scheduler on unlimited cores: sequential time over
@@ -32,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evmpipe.analyze.calibrate import Calibration, calibrate, fastest, replay_blocks
+from evmpipe.analyze.calibrate import Calibration, available_cores, calibrate, fastest, replay_blocks
 from evmpipe.analyze.conflicts import Namer, conflicts, merge_conflicts
 from evmpipe.analyze.graph import Graph, TxAccess, build_graph, critical_path
 from evmpipe.analyze.record import BlockRecord, native_file, record_file
-from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, ideal_time, predict, reexecuted, sequential_time
+from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, ideal_time, load_from_available, predict, reexecuted, sequential_time
 
 FORMAT_VERSION = 1
 TOP_CONFLICTS = 10
@@ -68,11 +71,13 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
             say(f"calibrating: optimistic with one worker ({runs}×)")
             calibration = calibrate(native, records, graphs, state, runs)
             overheads = calibration.overheads
-    models = [_model(r, g, sequential_stages.get(r.number, {}), calibration.parallel_stages.get(r.number) if calibration else None) for r, g in zip(records, graphs)]
+        say("timing the cores this machine gives now")
+        cores_now = available_cores()
+    models = [_model(r, g, sequential_stages.get(r.number, {})) for r, g in zip(records, graphs)]
     namer = Namer()
     for r in records:
         namer.observe((log for t in r.txs for log in t.logs), _addresses(r))
-    result = _result(path, records, graphs, models, overheads, calibration, namer, top, sequential_wall)
+    result = _result(path, records, graphs, models, overheads, calibration, namer, top, sequential_wall, cores_now)
     return Analysis(records, graphs, models, result)
 
 
@@ -87,14 +92,14 @@ def _addresses(record: BlockRecord) -> set[bytes]:
     return out
 
 
-def _model(record: BlockRecord, graph: Graph, stages: dict[str, float], parallel: dict[str, float] | None) -> BlockModel:
-    system = record.begin_seconds + record.finish_seconds
-    serial = sum(stages.get(s, 0.0) for s in _SERIAL) + system
-    parallel_serial = sum(parallel.get(s, 0.0) for s in _SERIAL) + system if parallel else None
-    return BlockModel(graph, serial, record.recover_seconds, parallel_serial, record.chains, record.sampled)
+def _model(record: BlockRecord, graph: Graph, stages: dict[str, float]) -> BlockModel:
+    """The block's serial work is its sequential stage times; the parallel strategies'
+    master does the same less sender recovery (the workers recover senders)."""
+    serial = sum(stages.get(s, 0.0) for s in _SERIAL) + record.begin_seconds + record.finish_seconds
+    return BlockModel(graph, serial, min(record.recover_seconds, serial), None, record.chains, record.sampled)
 
 
-def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: Overheads, calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float) -> dict[str, Any]:
+def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: Overheads, calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float, cores_now: float) -> dict[str, Any]:
     blocks = []
     per_block_conflicts = []
     total_work = total_path = 0.0
@@ -130,7 +135,7 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
         "blocks_analyzed": len(records),
         "transactions": sum(len(r.txs) for r in records),
         "predicted": predict(models, overheads, WORKER_COUNTS),
-        "this_machine": {"cores": cores, "predicted": predict(models, overheads, (1, 2), cores=cores)},
+        "this_machine": {"cores": cores, "available_cores": cores_now, "predicted": predict(models, overheads, (1, 2), cores=cores), "predicted_at_available_cores": predict(models, overheads, (1, 2), cores=cores, load=load_from_available(cores, cores_now))},
         "critical_path_bound": total_work / total_path if total_path else None,
         "amdahl_bound": _unlimited(models),
         "sequential_seconds": sum(sequential_time(m) for m in models),

@@ -18,7 +18,8 @@ graph (`evmpipe.analyze.graph`):
 
 The master and the workers are processes on `cores` cores: while more of them have
 work than there are cores, each runs at cores/runnable of full speed (processor
-sharing). The costs that are not transaction execution are `Overheads`, measured by
+sharing). `load` adds that many busy processes of others (a shared machine): they
+slow the sequential run too, which has one process. The costs that are not transaction execution are `Overheads`, measured by
 `evmpipe.analyze.calibrate`.
 """
 from __future__ import annotations
@@ -158,17 +159,17 @@ def _parts_by_affinity(affinity: list[int], workers: int) -> list[tuple[int, lis
     return parts
 
 
-def optimistic_time(block: BlockModel, workers: int, cores: int, overheads: Overheads) -> float:
+def optimistic_time(block: BlockModel, workers: int, cores: float, overheads: Overheads, load: float = 0.0) -> float:
     n = block.graph.size
     if not n:
         return sequential_time(block)
     parts = _parts_round_robin(n, workers)
     again = reexecuted(block.graph)
-    makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, overheads)
+    makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, overheads, load=load)
     return block.master_serial + makespan
 
 
-def declared_time(block: BlockModel, workers: int, cores: int, overheads: Overheads) -> float:
+def declared_time(block: BlockModel, workers: int, cores: float, overheads: Overheads, load: float = 0.0) -> float:
     n = block.graph.size
     if not n:
         return sequential_time(block)
@@ -183,11 +184,11 @@ def declared_time(block: BlockModel, workers: int, cores: int, overheads: Overhe
     # out of each transaction's share into one item at the head of each worker
     recover_per_tx = min(block.recover / n, overheads.worker_per_tx)
     own = Overheads(**{**overheads.to_dict(), "worker_per_tx": overheads.worker_per_tx - recover_per_tx})
-    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, own, lead=recover_per_tx * n / workers)
+    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, own, lead=recover_per_tx * n / workers, load=load)
     return block.master_serial + makespan
 
 
-def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: int, ov: Overheads, lead: float = 0.0) -> float:
+def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: float, ov: Overheads, lead: float = 0.0, load: float = 0.0) -> float:
     """The master and the workers on `cores` cores (processor sharing); returns the
     time the master has validated the last transaction.
 
@@ -224,7 +225,7 @@ def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: l
                 return now
         running = sum(1 for w in range(workers) if position[w] < len(queues[w]) and queues[w][position[w]][0] == "cpu")
         running += 1 if master_busy else 0
-        rate = min(1.0, cores / running) if running else 1.0
+        rate = min(1.0, cores / (running + load)) if running else 1.0
         step = float("inf")
         if master_busy:
             step = master_left / rate
@@ -254,29 +255,39 @@ def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: l
                     remaining[w] = queues[w][position[w]][1]
 
 
-def block_time(strategy: str, block: BlockModel, workers: int, cores: int | None, overheads: Overheads) -> float:
+def block_time(strategy: str, block: BlockModel, workers: int, cores: float | None, overheads: Overheads, load: float = 0.0) -> float:
     """Seconds for the block with `workers` workers on `cores` cores (None: as many
-    cores as workers)."""
-    cores = workers if cores is None else cores
+    cores as workers), beside `load` busy processes of others. The serial work
+    outside execution runs in one process, as the sequential run does."""
+    cores = float(workers) if cores is None else cores
+    alone = min(1.0, cores / (1.0 + load))  # the share of a core one process gets
     if strategy == "ideal":
         return ideal_time(block, workers)
     if strategy == "optimistic":
-        return optimistic_time(block, workers, cores, overheads)
+        return block.master_serial / alone + optimistic_time(block, workers, cores, overheads, load) - block.master_serial
     if strategy == "declared":
-        return declared_time(block, workers, cores, overheads)
+        return block.master_serial / alone + declared_time(block, workers, cores, overheads, load) - block.master_serial
     if strategy == "sequential":
-        return sequential_time(block)
+        return sequential_time(block) / alone
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def predict(blocks: list[BlockModel], overheads: Overheads, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: int | None = None) -> dict[str, dict[str, float]]:
+def predict(blocks: list[BlockModel], overheads: Overheads, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: float | None = None, load: float = 0.0) -> dict[str, dict[str, float]]:
     """Predicted speedup over sequential of the whole list of blocks: strategy ->
     worker count (a string, for JSON) -> speedup."""
-    sequential = sum(sequential_time(b) for b in blocks)
     out: dict[str, dict[str, float]] = {}
     for strategy in STRATEGIES:
         out[strategy] = {}
         for workers in worker_counts:
-            total = sum(block_time(strategy, b, workers, cores, overheads) for b in blocks)
+            sequential = sum(block_time("sequential", b, workers, cores, overheads, load) for b in blocks)
+            total = sum(block_time(strategy, b, workers, cores, overheads, load) for b in blocks)
             out[strategy][str(workers)] = sequential / total if total else 1.0
     return out
+
+
+def load_from_available(cores: int, available: float) -> float:
+    """Busy processes of others implied by `available` cores out of `cores` (what
+    `cores` busy processes of ours got: cores × cores / (cores + load))."""
+    if available >= cores or available <= 0:
+        return 0.0
+    return cores * cores / available - cores

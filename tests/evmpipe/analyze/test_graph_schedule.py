@@ -162,3 +162,17 @@ def test_serial_work_bounds_the_prediction() -> None:
     curves = predict([block], NONE, (1, 8))
     assert curves["ideal"]["1"] == pytest.approx(1.0)
     assert curves["ideal"]["8"] == pytest.approx(16.0 / 9.0)  # Amdahl: 8 s serial + 1 s
+
+
+def test_others_load_slows_parallel_runs_more_than_the_sequential_one() -> None:
+    from evmpipe.analyze.schedule import load_from_available
+
+    block = BlockModel(build_graph(independent(16)), serial=2.0)
+    quiet = predict([block], NONE, (2,), cores=2)["optimistic"]["2"]
+    # two busy processes of others on two cores: alone, ours gets two thirds of a
+    # core (sequential: 18 s become 27 s); three of ours get half a core each
+    loaded = predict([block], NONE, (2,), cores=2, load=2.0)["optimistic"]["2"]
+    assert loaded < quiet
+    assert block_time("sequential", block, 2, 2, NONE, load=2.0) == pytest.approx(27.0)
+    assert load_from_available(2, 2.0) == 0.0
+    assert load_from_available(2, 1.0) == pytest.approx(2.0)  # 2 of ours + 2 others: 1 core
