@@ -34,6 +34,7 @@ from state.account import BLANK_ROOT, Account
 from state.cache import MISSING, LRUCache
 from state.codec import decode_account, decode_int, encode_account, encode_int, encode_slot, pack_diff, unpack_diff
 from state.diff import StateDiff
+from state.logindex import LOG_SCHEMA, log_rows
 from state.layout import LayoutStats, read_account, read_slot
 from state.tiers import StoreReads, sqlite_pages
 
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS receipts (block_hash BLOB, idx INTEGER, rlp BLOB NOT 
 CREATE TABLE IF NOT EXISTS transactions (tx_hash BLOB PRIMARY KEY, block_hash BLOB NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changesets (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, reverse BLOB NOT NULL, forward BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-"""
+""" + LOG_SCHEMA  # logs(block_hash, idx, number, address, topic0): see state/logindex.py
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,7 @@ class StateStore:
                     "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)",
                     ((h, commit.hash, i) for i, h in enumerate(commit.tx_hashes)),
                 )
+                db.executemany("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?)", log_rows(commit.hash, commit.number, commit.receipts))
                 db.execute(
                     "INSERT OR REPLACE INTO changesets VALUES (?, ?, ?, ?)",
                     (commit.hash, commit.number, pack_diff(reverse), pack_diff(commit.diff)),
