@@ -67,6 +67,7 @@ class BlockRecord:
     finish_seconds: float = 0.0  # withdrawals, rewards, requests
     recover_seconds: float = 0.0  # sender recovery of the block's transactions, timed apart
     predict_seconds: float = 0.0  # declared's prediction and chaining of the whole block
+    validate_seconds: float = 0.0  # what in-order validation would cost the master for the block's results
     chains: list[int] = field(default_factory=list)  # declared's chain per transaction
     sampled: list[int] = field(default_factory=list)  # declared's first speculated, to learn from
     stage_seconds: dict[str, float] = field(default_factory=dict)  # prefetch, validate, merkleize, commit
@@ -156,10 +157,12 @@ class Recorder:
             run.begin()
             begin = clock() - started
             seconds = []
+            validate = 0.0
             for index, tx in enumerate(block.transactions):
                 started = clock()
                 run.run_transaction(index, tx)
                 seconds.append(clock() - started)
+                validate += _time_validation(run)
             started = clock()
             execution = run.finish()
             finish = clock() - started
@@ -174,6 +177,7 @@ class Recorder:
             txs.append(TxRecord(result.index, tx.sender, tx.to or None, data[:4] if tx.to else b"", result.gas_used, result.success, took, result.reads, result.writes, logs))
         system = dict(execution.system_writes[0]) if execution.system_writes else {}
         record = BlockRecord(header.block_number, header.hash, header.coinbase, execution.gas_used, txs, system, begin, finish, recover)
+        record.validate_seconds = validate
         record.stage_seconds["decode"] = decode
         self._predict(block, record)
         self.state.diff.merge(execution.diff)
@@ -203,6 +207,26 @@ class Recorder:
         for tx, rec in zip(block.transactions, record.txs):
             if predictor.wants(tx):
                 predictor.learn(tx, rec.sender, rec.reads, rec.writes, coinbase)
+
+
+def _time_validation(run: BlockRun) -> float:
+    """What taking the transaction just run as a speculative result would cost the
+    master (`validate_in_order`): unpacking its result from a worker's reply,
+    comparing each read with the state, applying its writes. Applying them again is
+    harmless (the same values), except credits, which would add twice and are left
+    out of the copy applied."""
+    from execution.speculate import SpecResult, pack_results, unpack_results
+
+    result = run.results[-1]
+    packed = pack_results([SpecResult(result.index, True, result.reads, result.writes, {}, result.gas_used, result.success)])
+    db = run.db
+    started = time.thread_time()
+    taken = unpack_results(packed)[0]
+    for key, value in taken.reads.items():
+        if db.current(key) != value:
+            pass  # the transaction's own writes may differ from what it read: only the cost counts
+    db.apply_writes({k: v for k, v in taken.writes.items() if k[0] != "credit"}, {})
+    return time.thread_time() - started
 
 
 def _post_byzantium(vm_class: Any) -> bool:

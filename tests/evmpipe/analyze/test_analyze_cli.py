@@ -145,3 +145,27 @@ def test_given_overheads_skip_calibration(mixed: Path, analyzed: tuple[dict, Pat
     assert [b["number"] for b in again["blocks"]] == [1]
     # the graph does not depend on timing: same dependencies as the first run
     assert again["blocks"][0]["dependent_txs"] == result["blocks"][0]["dependent_txs"]
+
+
+def test_state_runs_on_a_datadir_without_changing_it(mixed: Path, analyzed: tuple[dict, Path], tmp_path: Path) -> None:
+    result, _ = analyzed
+    native, datadir = tmp_path / "mixed.blocks", tmp_path / "node"
+    assert main(["convert", str(mixed), "-o", str(native)]) == 0
+    assert main(["replay", str(native), "--datadir", str(datadir), "--limit", "1"]) == 0
+    saved = tmp_path / "previous.json"
+    saved.write_text(json.dumps(result))
+    out = tmp_path / "rest.json"
+    assert main(["analyze", str(native), "--state", str(datadir), "--runs", "1", "--overheads", str(saved), "--json", str(out)]) == 0
+    rest = json.loads(out.read_text())
+    assert [b["number"] for b in rest["blocks"]] == [2]
+    assert rest["blocks"][0]["hash"] == result["blocks"][1]["hash"]
+    assert rest["blocks"][0]["dependent_txs"] == result["blocks"][1]["dependent_txs"]
+
+    from state.store import StateStore
+
+    store = StateStore(datadir / "state.sqlite")
+    try:
+        head = store.head()
+    finally:
+        store.close()
+    assert head is not None and head.number == 1  # nothing written
