@@ -16,30 +16,50 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from functools import partial
 from typing import Any, Callable
 
+import rlp
 import trio
 from eth._utils.address import generate_contract_address
 
+from evmpipe.rpc_call import DEFAULT_CALL_GAS, CallFailed, Message, Reverted, estimate_gas, run_call
+from evmpipe.rpc_format import log_json, percentile_rewards, priority_fee, receipt_logs, transaction_hashes, transaction_json
+from evmpipe.rpc_proof import account_fields, trie_proof
+from evmpipe.rpc_view import ReadView, read_view
+from execution.checks import expected_base_fee
 from execution.decode import decode_block, decode_header
 from execution.forks import ForkSchedule
 from pipeline import jsonlimits
+from pipeline.datadir import LOGS_FROM
 from pipeline.errors import InvalidBlock
-from state.account import EMPTY_CODE_HASH
+from state.account import BLANK_ROOT, EMPTY_CODE_HASH
 from state.store import StateStore
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-SERVER_ERROR = -32000  # historic state asked for
+SERVER_ERROR = -32000  # historic state asked for, nothing committed, a call that cannot run
+LIMIT_EXCEEDED = -32005  # a log query over the range or result limits
+EXECUTION_REVERTED = 3  # geth's code for a reverted eth_call / eth_estimateGas, revert data in "data"
 MAX_BATCH = 100
+MAX_LOG_RANGE = 10_000  # blocks one eth_getLogs may cover
+MAX_LOGS = 10_000  # logs one eth_getLogs may return
+MAX_LOG_CANDIDATES = 100_000  # logs matching address and topic 0, before the other topics are checked
+MAX_FEE_HISTORY = 1024  # blocks one eth_feeHistory may cover
+MAX_PROOF_SLOTS = 1024  # storage keys one eth_getProof may ask for
+MAX_CALL_GAS = 100_000_000  # gas one eth_call or eth_estimateGas may name
+TIP_BLOCKS = 20  # blocks the suggested tip looks back on
+DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transaction
+CALL_FIELDS = frozenset({"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "input", "nonce", "type", "chainId", "accessList"})
 HEAD_TAGS = ("latest", "pending", "safe", "finalized")  # final order: every committed block is final
 
 
 class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data  # geth's "data" member: the revert data of a reverted call
 
 
 def _params_error(message: str) -> RpcError:
@@ -116,6 +136,21 @@ class RpcHandler:
             "eth_getBlockByNumber": self.get_block_by_number,
             "eth_getBlockByHash": self.get_block_by_hash,
             "eth_getTransactionReceipt": self.get_transaction_receipt,
+            "web3_clientVersion": self.client_version,
+            "net_version": self.net_version,
+            "eth_syncing": self.syncing,
+            "eth_gasPrice": self.gas_price,
+            "eth_maxPriorityFeePerGas": self.max_priority_fee,
+            "eth_feeHistory": self.fee_history,
+            "eth_getTransactionByHash": self.get_transaction_by_hash,
+            "eth_getTransactionByBlockNumberAndIndex": self.get_transaction_by_number_and_index,
+            "eth_getTransactionByBlockHashAndIndex": self.get_transaction_by_hash_and_index,
+            "eth_getBlockTransactionCountByNumber": self.transaction_count_by_number,
+            "eth_getBlockTransactionCountByHash": self.transaction_count_by_hash,
+            "eth_getLogs": self.get_logs,
+            "eth_call": self.call,
+            "eth_estimateGas": self.estimate_gas,
+            "eth_getProof": self.get_proof,
         }
 
     async def handle_body(self, body: bytes) -> bytes | None:
@@ -153,7 +188,7 @@ class RpcHandler:
             result = await trio.to_thread.run_sync(method, call.get("params"), limiter=self.limiter)
         except RpcError as error:
             self.on_call(False)
-            return None if notification else _error(call_id, error.code, error.message)
+            return None if notification else _error(call_id, error.code, error.message, error.data)
         except Exception as exc:  # a store or decoding failure must not take the server down
             self.on_call(False)
             return None if notification else _error(call_id, INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
@@ -233,26 +268,22 @@ class RpcHandler:
 
     def get_block_by_number(self, params: Any) -> dict[str, Any] | None:
         tag, full = _arguments(params, 1, 1)
-        self._no_full_transactions(full)
-        return self._block(self._block_number_of(tag))
+        return self._block(self._block_number_of(tag), _full_flag(full))
 
     def get_block_by_hash(self, params: Any) -> dict[str, Any] | None:
         block_hash, full = _arguments(params, 1, 1)
         block_hash = parse_data(block_hash, "block hash", 32)
-        self._no_full_transactions(full)
+        full = _full_flag(full)
+        number = self._canonical_number(block_hash)
+        return None if number is None else self._block(number, full)
+
+    def _canonical_number(self, block_hash: bytes) -> int | None:
         found = self.store.get_header(block_hash)
         if found is None or self.store.canonical_hash(found[0]) != block_hash:
             return None
-        return self._block(found[0])
+        return found[0]
 
-    @staticmethod
-    def _no_full_transactions(full: Any) -> None:
-        if full not in (None, False):
-            if full is True:
-                raise _params_error("full transaction objects are not served: pass false and ask for receipts")
-            raise _params_error("the second parameter must be a boolean")
-
-    def _block(self, number: int) -> dict[str, Any] | None:
+    def _block(self, number: int, full: bool = False) -> dict[str, Any] | None:
         raw = self.store.get_block_rlp(number)
         if raw is None:
             return None
@@ -269,7 +300,18 @@ class RpcHandler:
             raise RpcError(INTERNAL_ERROR, f"stored block {number} does not decode: {exc}") from exc
         found = self.store.get_header(block.header.hash)
         td = found[2] if found else 0
-        return _block_json(block.header, [tx.hash for tx in block.transactions], [u.hash for u in block.uncles], len(raw), td)
+        header = block.header
+        if full:
+            base_fee = getattr(header, "base_fee_per_gas", None)
+            transactions: list[Any] = [transaction_json(tx, header.hash, number, i, base_fee) for i, tx in enumerate(block.transactions)]
+        else:
+            transactions = [data(tx.hash) for tx in block.transactions]
+        out = _block_json(header, [], [u.hash for u in block.uncles], len(raw), td)
+        out["transactions"] = transactions
+        withdrawals = getattr(block, "withdrawals", None)
+        if withdrawals is not None:
+            out["withdrawals"] = [{"index": quantity(w.index), "validatorIndex": quantity(w.validator_index), "address": data(w.address), "amount": quantity(w.amount)} for w in withdrawals]
+        return out
 
     def get_transaction_receipt(self, params: Any) -> dict[str, Any] | None:
         (tx_hash,) = _arguments(params, 1)
@@ -319,6 +361,297 @@ class RpcHandler:
         return out
 
 
+    # -- node and fee methods ------------------------------------------------------------
+
+    def client_version(self, params: Any) -> str:
+        _arguments(params, 0)
+        return f"evmpipe/v{_version()}/python{sys.version_info.major}.{sys.version_info.minor}"
+
+    def net_version(self, params: Any) -> str:
+        _arguments(params, 0)
+        return str(self.schedule.chain_id)
+
+    def syncing(self, params: Any) -> bool:
+        """False: the node executes what its source hands it and has no peers to catch up with."""
+        _arguments(params, 0)
+        return False
+
+    def _decoded(self, number: int) -> tuple[Any, bytes, Any] | None:
+        """(py-evm block, its hash, VM class) of canonical block `number`; None for a
+        missing one or genesis."""
+        raw = self.store.get_block_rlp(number)
+        if not raw:
+            return None
+        block, vm_class = decode_block(self.schedule, raw)
+        return block, block.header.hash, vm_class
+
+    def _suggested_tip(self) -> int:
+        """The 60th percentile of the tips paid in the last 20 blocks (geth's oracle's
+        defaults); 1 gwei when they hold no transaction."""
+        head, _ = self._head()
+        tips = []
+        for number in range(head, max(head - TIP_BLOCKS, 0), -1):
+            found = self._decoded(number)
+            if found is None:
+                continue
+            block = found[0]
+            base_fee = getattr(block.header, "base_fee_per_gas", None)
+            tips += [priority_fee(tx, base_fee) for tx in block.transactions]
+        if not tips:
+            return DEFAULT_TIP
+        tips.sort()
+        return tips[min(len(tips) - 1, len(tips) * 60 // 100)]
+
+    def _next_base_fee(self) -> int | None:
+        head, head_hash = self._head()
+        found = self.store.get_header(head_hash)
+        if found is None:
+            return None
+        header, vm_class = decode_header(self.schedule, found[1])
+        if getattr(header, "base_fee_per_gas", None) is None:
+            return None
+        return expected_base_fee(header, True)
+
+    def gas_price(self, params: Any) -> str:
+        _arguments(params, 0)
+        return quantity((self._next_base_fee() or 0) + self._suggested_tip())
+
+    def max_priority_fee(self, params: Any) -> str:
+        _arguments(params, 0)
+        return quantity(self._suggested_tip())
+
+    def fee_history(self, params: Any) -> dict[str, Any]:
+        count, newest, percentiles = _arguments(params, 2, 1)
+        if isinstance(count, int) and not isinstance(count, bool):
+            blocks = count
+        else:
+            blocks = parse_quantity(count, "blockCount")
+        if not 1 <= blocks <= MAX_FEE_HISTORY:
+            raise _params_error(f"blockCount must be 1 to {MAX_FEE_HISTORY}")
+        newest_number = min(self._block_number_of(newest), self._head()[0])
+        percentiles = percentiles or []
+        if not isinstance(percentiles, list) or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 100 for p in percentiles) or percentiles != sorted(percentiles):
+            raise _params_error("rewardPercentiles must be an increasing list of numbers from 0 to 100")
+        if len(percentiles) > 100:
+            raise _params_error("at most 100 reward percentiles")
+        oldest = max(0, newest_number - blocks + 1)
+        base_fees, ratios, rewards = [], [], []
+        for number in range(oldest, newest_number + 1):
+            block_hash = self.store.canonical_hash(number)
+            found = self.store.get_header(block_hash) if block_hash else None
+            if found is None:
+                raise RpcError(SERVER_ERROR, f"block {number} is not stored")
+            header, _ = decode_header(self.schedule, found[1])
+            base_fee = getattr(header, "base_fee_per_gas", None)
+            base_fees.append(quantity(base_fee or 0))
+            ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
+            if percentiles:
+                decoded = self._decoded(number)
+                pairs: list[tuple[int, int]] = []
+                if decoded is not None:
+                    block, block_hash, vm_class = decoded
+                    builder = vm_class.get_receipt_builder()
+                    receipts = [builder.decode(r) for r in self.store.get_receipts(block_hash)]
+                    previous = 0
+                    for tx, receipt in zip(block.transactions, receipts):
+                        pairs.append((priority_fee(tx, base_fee), receipt.gas_used - previous))
+                        previous = receipt.gas_used
+                rewards.append([quantity(r) for r in percentile_rewards(pairs, percentiles)])
+        if newest_number == self._head()[0]:
+            next_fee = self._next_base_fee() or 0
+        else:
+            next_header = self.store.get_header(self.store.canonical_hash(newest_number + 1) or b"")
+            next_fee = getattr(decode_header(self.schedule, next_header[1])[0], "base_fee_per_gas", None) or 0 if next_header else 0
+        base_fees.append(quantity(next_fee))
+        out: dict[str, Any] = {"oldestBlock": quantity(oldest), "baseFeePerGas": base_fees, "gasUsedRatio": ratios}
+        if percentiles:
+            out["reward"] = rewards
+        return out
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def _transaction(self, number: int, index: int) -> dict[str, Any] | None:
+        decoded = self._decoded(number)
+        if decoded is None or not 0 <= index < len(decoded[0].transactions):
+            return None
+        block, block_hash, _ = decoded
+        return transaction_json(block.transactions[index], block_hash, number, index, getattr(block.header, "base_fee_per_gas", None))
+
+    def get_transaction_by_hash(self, params: Any) -> dict[str, Any] | None:
+        (tx_hash,) = _arguments(params, 1)
+        found = self.store.find_transaction(parse_data(tx_hash, "transaction hash", 32))
+        if found is None:
+            return None
+        number = self._canonical_number(found[0])
+        return None if number is None else self._transaction(number, found[1])
+
+    def get_transaction_by_number_and_index(self, params: Any) -> dict[str, Any] | None:
+        tag, index = _arguments(params, 2)
+        return self._transaction(self._block_number_of(tag), _index(index))
+
+    def get_transaction_by_hash_and_index(self, params: Any) -> dict[str, Any] | None:
+        block_hash, index = _arguments(params, 2)
+        number = self._canonical_number(parse_data(block_hash, "block hash", 32))
+        return None if number is None else self._transaction(number, _index(index))
+
+    def _transaction_count(self, number: int | None) -> str | None:
+        if number is None:
+            return None
+        raw = self.store.get_block_rlp(number)
+        if raw is None:
+            return None
+        return quantity(len(transaction_hashes(raw)) if raw else 0)
+
+    def transaction_count_by_number(self, params: Any) -> str | None:
+        (tag,) = _arguments(params, 1)
+        return self._transaction_count(self._block_number_of(tag))
+
+    def transaction_count_by_hash(self, params: Any) -> str | None:
+        (block_hash,) = _arguments(params, 1)
+        return self._transaction_count(self._canonical_number(parse_data(block_hash, "block hash", 32)))
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def get_logs(self, params: Any) -> list[dict[str, Any]]:
+        (query,) = _arguments(params, 1)
+        if not isinstance(query, dict):
+            raise _params_error("the filter must be an object")
+        unknown = set(query) - {"fromBlock", "toBlock", "address", "topics", "blockHash"}
+        if unknown:
+            raise _params_error(f"unknown filter fields: {', '.join(sorted(unknown))}")
+        addresses = _list_of(query.get("address"), lambda v: parse_data(v, "address", 20), "address")
+        topics = query.get("topics") or []
+        if not isinstance(topics, list) or len(topics) > 4:
+            raise _params_error("topics must be a list of at most 4 entries")
+        wanted = [_list_of(t, lambda v: parse_data(v, "topic", 32), "topic") for t in topics]
+        with read_view(self.store.path) as view:
+            if view.head is None:
+                raise RpcError(SERVER_ERROR, "no block committed yet")
+            head = view.head.number
+            if "blockHash" in query:
+                if "fromBlock" in query or "toBlock" in query:
+                    raise _params_error("blockHash excludes fromBlock and toBlock")
+                number = self._canonical_number(parse_data(query["blockHash"], "blockHash", 32))
+                if number is None:
+                    raise RpcError(SERVER_ERROR, "unknown block")
+                first = last = number
+            else:
+                first = self._block_number_of(query.get("fromBlock") or "latest")
+                last = self._block_number_of(query.get("toBlock") or "latest")
+                if last - first + 1 > MAX_LOG_RANGE:  # as asked, before the head bounds it
+                    raise RpcError(LIMIT_EXCEEDED, f"a range of {last - first + 1} blocks; at most {MAX_LOG_RANGE} per query")
+                last = min(last, head)
+            if first > last:
+                return []
+            indexed_from = int(view.meta(LOGS_FROM) or b"0")
+            if first < indexed_from:
+                raise RpcError(SERVER_ERROR, f"logs are indexed from block {indexed_from} on (this datadir predates the log index)")
+            positions = view.log_positions(first, last, addresses, wanted[0] if wanted else [], MAX_LOG_CANDIDATES + 1)
+            if len(positions) > MAX_LOG_CANDIDATES:
+                raise RpcError(LIMIT_EXCEEDED, f"more than {MAX_LOG_CANDIDATES} logs match the address and first topic in that range; narrow it")
+            return self._logs_at(view, positions, wanted)
+
+    def _logs_at(self, view: ReadView, positions: list[tuple[int, bytes, int]], wanted: list[list[bytes]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        by_block: dict[tuple[int, bytes], list[int]] = {}
+        for number, block_hash, index in positions:
+            by_block.setdefault((number, block_hash), []).append(index)
+        for (number, block_hash), indexes in by_block.items():
+            found = view.block_rlp(number)
+            tx_hashes = transaction_hashes(found[1]) if found and found[1] else []
+            logs = []  # (tx index, address, topics, data) in block order
+            for tx_index, receipt in enumerate(view.receipts(block_hash)):
+                logs += [(tx_index, *log) for log in receipt_logs(receipt)]
+            for index in indexes:
+                tx_index, address, topics, log_data = logs[index]
+                if all(not options or (i < len(topics) and topics[i] in options) for i, options in enumerate(wanted)):
+                    out.append(log_json(address, topics, log_data, block_hash=block_hash, number=number, tx_hash=tx_hashes[tx_index], tx_index=tx_index, log_index=index))
+                    if len(out) > MAX_LOGS:
+                        raise RpcError(LIMIT_EXCEEDED, f"query returned more than {MAX_LOGS} results; narrow the range")
+        return out
+
+    # -- execution and proofs against the head's state ---------------------------------------
+
+    def _message(self, call: Any) -> Message:
+        if not isinstance(call, dict):
+            raise _params_error("the call must be an object")
+        unknown = set(call) - CALL_FIELDS
+        if unknown:
+            raise _params_error(f"unknown call fields: {', '.join(sorted(unknown))}")
+        if "data" in call and "input" in call and call["data"] != call["input"]:
+            raise _params_error("data and input differ")
+        payload = call.get("input", call.get("data"))
+        gas = parse_quantity(call["gas"], "gas") if call.get("gas") is not None else None
+        if gas is not None and not 0 < gas <= MAX_CALL_GAS:
+            raise _params_error(f"gas must be 1 to {MAX_CALL_GAS}")
+        price = call.get("gasPrice")
+        return Message(
+            sender=parse_data(call["from"], "from", 20) if call.get("from") is not None else bytes(20),
+            to=parse_data(call["to"], "to", 20) if call.get("to") is not None else None,
+            gas=gas,
+            gas_price=parse_quantity(price, "gasPrice") if price is not None else 0,
+            value=parse_quantity(call["value"], "value") if call.get("value") is not None else 0,
+            data=parse_data(payload, "data") if payload is not None else b"",
+        )
+
+    def call(self, params: Any) -> str:
+        call, tag = _arguments(params, 1, 1)
+        message = self._message(call)
+        self._check_head_state(tag)
+        with read_view(self.store.path) as view:
+            if view.head is None:
+                raise RpcError(SERVER_ERROR, "no block committed yet")
+            try:
+                result = run_call(view, self.schedule, message, message.gas or DEFAULT_CALL_GAS)
+            except CallFailed as failure:
+                raise RpcError(SERVER_ERROR, str(failure)) from None
+        if result.reverted:
+            raise RpcError(EXECUTION_REVERTED, "execution reverted", data(result.output))
+        if not result.success:
+            raise RpcError(SERVER_ERROR, result.error or "execution failed")
+        return data(result.output)
+
+    def estimate_gas(self, params: Any) -> str:
+        call, tag = _arguments(params, 1, 1)
+        message = self._message(call)
+        self._check_head_state(tag)
+        with read_view(self.store.path) as view:
+            if view.head is None:
+                raise RpcError(SERVER_ERROR, "no block committed yet")
+            try:
+                return quantity(estimate_gas(view, self.schedule, message))
+            except Reverted as reverted:
+                raise RpcError(EXECUTION_REVERTED, "execution reverted", data(reverted.result.output)) from None
+            except CallFailed as failure:
+                raise RpcError(SERVER_ERROR, str(failure)) from None
+
+    def get_proof(self, params: Any) -> dict[str, Any]:
+        address, slots, tag = _arguments(params, 2, 1)
+        address = parse_data(address, "address", 20)
+        if not isinstance(slots, list) or len(slots) > MAX_PROOF_SLOTS:
+            raise _params_error(f"storage keys must be a list of at most {MAX_PROOF_SLOTS}")
+        keys = [_slot_key(slot) for slot in slots]
+        self._check_head_state(tag)
+        with read_view(self.store.path) as view:
+            if view.head is None:
+                raise RpcError(SERVER_ERROR, "no block committed yet")
+            account_proof, leaf = trie_proof(view.trie_node, view.head.state_root, address)
+            fields = account_fields(leaf)
+            nonce, balance, storage_root, code_hash = fields or (0, 0, BLANK_ROOT, EMPTY_CODE_HASH)
+            storage = []
+            for key in keys:
+                proof, value = trie_proof(view.trie_node, storage_root, key)
+                storage.append({"key": data(key), "value": quantity(int.from_bytes(rlp.decode(value), "big") if value else 0), "proof": [data(node) for node in proof]})
+        return {
+            "address": data(address),
+            "accountProof": [data(node) for node in account_proof],
+            "balance": quantity(balance),
+            "codeHash": data(code_hash),
+            "nonce": quantity(nonce),
+            "storageHash": data(storage_root),
+            "storageProof": storage,
+        }
+
 def _block_json(header: Any, tx_hashes: list[bytes], uncle_hashes: list[bytes], size: int, total_difficulty: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "number": quantity(header.block_number),
@@ -355,14 +688,58 @@ def _block_json(header: Any, tx_hashes: list[bytes], uncle_hashes: list[bytes], 
     return out
 
 
+def _full_flag(full: Any) -> bool:
+    if full is None:
+        return False
+    if not isinstance(full, bool):
+        raise _params_error("the second parameter must be a boolean (full transaction objects or hashes)")
+    return full
+
+
+def _index(value: Any) -> int:
+    index = parse_quantity(value, "index")
+    if index > 2**32:
+        raise _params_error("index is beyond any block's transactions")
+    return index
+
+
+def _list_of(value: Any, parse: Callable[[Any], bytes], what: str) -> list[bytes]:
+    """A filter entry: null (anything), one value, or a list of values (any of them)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        if len(value) > 1000:
+            raise _params_error(f"at most 1000 {what} values")
+        return [parse(v) for v in value]
+    return [parse(value)]
+
+
+def _slot_key(value: Any) -> bytes:
+    """A storage key as 32 bytes: a 0x hex quantity or 32-byte data (geth takes both)."""
+    number = parse_quantity(value, "storage key")
+    return number.to_bytes(32, "big")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evmpipe")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
 def _valid_id(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return value is None or (isinstance(value, (str, int)) and not isinstance(value, bool))
 
 
-def _error(call_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": call_id, "error": {"code": code, "message": message}}
+def _error(call_id: Any, code: int, message: str, data: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": call_id, "error": error}
 
 
 def _dump(value: Any) -> bytes:

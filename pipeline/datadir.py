@@ -25,6 +25,7 @@ from state.store import Head, StateStore
 
 DB_NAME = "state.sqlite"
 LOCK_NAME = "LOCK"
+LOGS_FROM = "logs_indexed_from"  # meta: the first block whose logs are in the log index
 
 
 class DatadirLock:
@@ -74,7 +75,9 @@ def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp
             store.commit_block(commit)  # one transaction: a kill leaves all of it or none
         elif stored != genesis.hash:
             raise BadInput(f"{directory}: holds the chain with genesis 0x{stored.hex()}, not 0x{genesis.hash.hex()}")
-        store.head()
+        head = store.head()
+        if store.get_meta(LOGS_FROM) is None:  # a datadir older than the log index: logs from the next block on
+            store.set_meta(LOGS_FROM, str(0 if stored is None or head is None else head.number + 1).encode())
     except BaseException as error:
         if store is not None:
             try:

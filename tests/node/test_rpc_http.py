@@ -77,7 +77,7 @@ async def test_reads_match_the_store(rpc: RpcHandler) -> None:
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": ["0xzz"]}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": ["0x' + b"00" * 20 + b'", "0x2"]}', -32000),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": ["0x' + b"00" * 20 + b'", 5]}', -32602),
-        (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", true]}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", "yes"]}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_getStorageAt", "params": ["0x' + b"00" * 20 + b'", "slot"]}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": [1]}', -32602),
     ],

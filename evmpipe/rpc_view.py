@@ -1,0 +1,112 @@
+"""A read-only, consistent view of the committed database for JSON-RPC calls that read
+much at once: `eth_call` and `eth_estimateGas` (py-evm runs against it), `eth_getProof`
+(the trie is walked from the head's state root), `eth_getLogs`.
+
+Why a connection of its own: the pipeline's `StateStore` keeps LRU caches that the
+commit stage updates, and its connection is the writer's. This view opens the same file
+read-only (`mode=ro`) and reads inside one SQLite read transaction: in WAL mode that is
+a snapshot, so a call sees one committed head from its first read to its last, however
+many blocks commit meanwhile, and nothing it does can reach the pipeline's state.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from state.account import Account
+from state.codec import decode_account, decode_int, encode_slot
+from state.store import Head
+
+_local = threading.local()
+
+
+class ReadView:
+    """One snapshot of the database; a `StateReader` for py-evm's account database."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        self.head = None if row is None else Head(int.from_bytes(row[0][:8], "big"), row[0][8:40], row[0][40:72])
+
+    # -- state (the StateReader protocol) --------------------------------------------
+
+    def get_account(self, address: bytes) -> Account | None:
+        row = self.db.execute("SELECT data FROM accounts WHERE address=?", (address,)).fetchone()
+        return None if row is None else decode_account(row[0])
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        row = self.db.execute("SELECT value FROM storage WHERE address=? AND slot=?", (address, encode_slot(slot))).fetchone()
+        return 0 if row is None else decode_int(row[0])
+
+    def get_code(self, code_hash: bytes) -> bytes | None:
+        row = self.db.execute("SELECT code FROM code WHERE hash=?", (code_hash,)).fetchone()
+        return None if row is None else row[0]
+
+    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
+        for (slot,) in self.db.execute("SELECT slot FROM storage WHERE address=?", (address,)):
+            if decode_int(slot) not in ignoring:
+                return True
+        return False
+
+    def trie_node(self, node_hash: bytes) -> bytes:
+        row = self.db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+        if row is None:
+            raise KeyError(node_hash)
+        return row[0]
+
+    # -- chain -----------------------------------------------------------------------
+
+    def header_rlp(self, number: int) -> bytes | None:
+        row = self.db.execute("SELECT h.rlp FROM blocks b JOIN headers h ON h.hash = b.hash WHERE b.number=?", (number,)).fetchone()
+        return None if row is None else row[0]
+
+    def recent_hashes(self, number: int, count: int = 256) -> list[bytes]:
+        """Canonical hashes of blocks `number`, `number - 1`, ... (newest first), for BLOCKHASH."""
+        rows = self.db.execute("SELECT hash FROM blocks WHERE number <= ? AND number > ? ORDER BY number DESC", (number, number - count)).fetchall()
+        return [r[0] for r in rows]
+
+    def block_rlp(self, number: int) -> tuple[bytes, bytes] | None:
+        """(hash, block RLP) of canonical block `number`."""
+        row = self.db.execute("SELECT b.hash, bodies.rlp FROM blocks b JOIN bodies ON bodies.hash = b.hash WHERE b.number=?", (number,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def receipts(self, block_hash: bytes) -> list[bytes]:
+        return [r[0] for r in self.db.execute("SELECT rlp FROM receipts WHERE block_hash=? ORDER BY idx", (block_hash,))]
+
+    def meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def log_positions(self, first: int, last: int, addresses: list[bytes], topic0: list[bytes], limit: int) -> list[tuple[int, bytes, int]]:
+        """(number, block hash, index) of canonical logs in [first, last] matching the
+        address and first-topic filters (empty list: any), in chain order, at most `limit`."""
+        sql = "SELECT l.number, l.block_hash, l.idx FROM logs l JOIN blocks b ON b.number = l.number AND b.hash = l.block_hash WHERE l.number BETWEEN ? AND ?"
+        params: list[object] = [first, last]
+        if addresses:
+            sql += f" AND l.address IN ({','.join('?' * len(addresses))})"
+            params += addresses
+        if topic0:
+            sql += f" AND l.topic0 IN ({','.join('?' * len(topic0))})"
+            params += topic0
+        sql += " ORDER BY l.number, l.idx LIMIT ?"
+        params.append(limit)
+        return [(n, h, i) for n, h, i in self.db.execute(sql, params)]
+
+
+@contextmanager
+def read_view(path: str) -> Iterator[ReadView]:
+    """A snapshot of the database at `path`, on this thread's read-only connection."""
+    connections: dict[str, sqlite3.Connection] = getattr(_local, "connections", None) or {}
+    _local.connections = connections
+    db = connections.get(path)
+    if db is None:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
+        db.execute("PRAGMA query_only=1")
+        connections[path] = db
+    db.execute("BEGIN")  # a read transaction: one snapshot for the whole call
+    try:
+        yield ReadView(db)
+    finally:
+        db.execute("ROLLBACK")
