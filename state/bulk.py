@@ -32,6 +32,12 @@ def root_from_sorted(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefi
     """Root of the trie of `leaves` ((key, RLP value) pairs, sorted by key, keys unique
     and of one length, values non-empty). Every hashed node, and the root node even
     when it is shorter than 32 bytes, goes to `emit` in batches."""
+    return join_buckets(build_buckets(leaves, emit, prefix=prefix, on_leaf=on_leaf), emit, prefix=prefix)
+
+
+def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int, on_leaf: Callable[[int], None] | None = None) -> dict[str, tuple]:
+    """The top node (unencoded) of each bucket of `leaves` (sorted), by its hex prefix.
+    Buckets of disjoint key ranges may be built apart (other processes) and joined."""
     tops: dict[str, tuple] = {}
     for bucket, group in groupby(((key.hex(), value) for key, value in leaves), key=lambda kv: kv[0][:prefix]):
         ks: list[str] = []
@@ -41,12 +47,19 @@ def root_from_sorted(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefi
             vs.append(v)
         if len(ks) > 1 and ks[-2] >= ks[-1]:
             raise ValueError("leaves are not sorted by key, or a key repeats")
+        if bucket in tops:
+            raise ValueError("leaves are not sorted by key")
         store: dict[bytes, bytes] = {}
         tops[bucket] = _build(ks, vs, 0, len(ks), prefix, store)
         emit(store)
         if on_leaf is not None:
             on_leaf(len(ks))
-    store = {}
+    return tops
+
+
+def join_buckets(tops: dict[str, tuple], emit: Emit, *, prefix: int) -> bytes:
+    """The root over the bucket top nodes (`build_buckets`); emits the nodes above them."""
+    store: dict[bytes, bytes] = {}
     top = _join(tops, "", prefix, store)
     if top is None:
         return BLANK_ROOT

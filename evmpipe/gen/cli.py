@@ -42,6 +42,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     big.add_argument("--slots", type=int, default=None, help="gen state: token holder slots in all (default 2 x accounts)")
     big.add_argument("--keyed", type=int, default=None, help="gen state: EOAs with keys, the possible senders (default accounts/16, at least 2000)")
     big.add_argument("--gas-limit", type=int, default=30_000_000, help="gen state: the genesis gas limit, which workloads keep (default 30M)")
+    big.add_argument("--jobs", type=int, default=None, help="gen state: processes that build (default: 2, or 1 on one core)")
     big.add_argument("--quiet", action="store_true", help="gen state: no progress output")
     parser.set_defaults(func=cmd_gen)
     return parser
@@ -100,8 +101,20 @@ def cmd_gen_state(args: argparse.Namespace) -> int:
         print("evmpipe gen state: --datadir and --accounts are required", file=sys.stderr)
         return 2
     shape = StateShape(accounts=args.accounts, seed=args.seed, tokens=args.contracts, pools=args.pools, slots=args.slots, keyed=args.keyed, gas_limit=args.gas_limit)
+    if args.jobs is not None and args.jobs < 1:
+        print("evmpipe gen state: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM: clean up as for Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        info = build_state(args.datadir, shape, progress=not args.quiet)
+        info = build_state(args.datadir, shape, progress=not args.quiet, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print(f"evmpipe gen state: interrupted; nothing was written to {args.datadir}", file=sys.stderr)
+        return 130
     except (ShapeError, BuildError) as exc:
         print(f"evmpipe gen state: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from eth_hash.auto import keccak
 from evmpipe.gen import contracts as C
 from evmpipe.gen.shape import BEACON_ROOTS_ADDRESS, HISTORY_BUFFER_LENGTH, OTHER_CODES, StateShape
 from state.account import BLANK_ROOT, Account
-from state.bulk import prefix_for, root_from_sorted
+from state.bulk import build_buckets, join_buckets, prefix_for, root_from_sorted
 from state.codec import encode_account, encode_int
 from state.store import SCHEMA_VERSION, _SCHEMA
 from state.trie import encode_account as rlp_account, rlp_str
@@ -110,7 +110,7 @@ class BuildProgress:
             self._bar.stop()
 
 
-def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True) -> dict:
+def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True, jobs: int | None = None) -> dict:
     """Build the datadir; return what was built (counts, root, seconds). Raises BuildError."""
     shape = shape.resolved()
     target = Path(datadir).absolute()
@@ -126,9 +126,9 @@ def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True
     work.mkdir()
     (work / "INCOMPLETE").write_text("a gen state build that did not finish; safe to delete\n")
     started = time.perf_counter()
-    bar = BuildProgress(4 * (shape.accounts + shape.expected_slots()), stream=None if progress else open(os.devnull, "w"))
+    bar = BuildProgress(3 * shape.accounts + 2 * shape.expected_slots(), stream=None if progress else open(os.devnull, "w"))
     try:
-        info = _build(work, shape, bar)
+        info = _build(work, shape, bar, jobs or min(2, os.cpu_count() or 1))
         os.replace(work / BUILDING_NAME, work / DB_NAME)
         (work / "INCOMPLETE").unlink()
         if target.exists():
@@ -171,52 +171,111 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _build(work: Path, shape: StateShape, bar: BuildProgress) -> dict:
+# -- the build, in `jobs` processes --------------------------------------------------
+#
+# Phase 1: the EOA address table (keyed ones derive a public key: the costly part).
+# Phase 2: every contract's storage, contracts dealt to the jobs by size: slots
+#   generated, sorted by hashed key in memory (on disk above IN_MEMORY_SLOTS), the
+#   storage trie built; flat rows, trie nodes and the contract's account row go to the
+#   job's own part file.
+# Phase 3: the EOAs' account rows, each job a range of them.
+# Phase 4: the account trie, each job a range of first nibbles, reading every part
+#   file in hashed-key order; the main process joins the buckets into the root.
+# Phase 5 (main): the final tables, each filled in key order from all part files.
+
+IN_MEMORY_SLOTS = 500_000
+_EOAS = bytearray()  # the EOA address table, inherited by forked jobs
+_COUNTER = None  # a shared progress counter (multiprocessing.Value), inherited too
+
+
+def _tick(units: int) -> None:
+    if _COUNTER is not None:
+        with _COUNTER.get_lock():
+            _COUNTER.value += units
+
+
+def _build(work: Path, shape: StateShape, bar: BuildProgress, jobs: int) -> dict:
+    global _EOAS, _COUNTER
+    import multiprocessing
+
     os.environ["SQLITE_TMPDIR"] = str(work)  # the sorter's temp files: same disk, removed with work
+    ctx = multiprocessing.get_context("fork")
+    _COUNTER = ctx.Value("q", 0)
+    try:
+        bar.set_phase("EOA addresses")
+        step = 65_536
+        chunks = [(shape, start, min(start + step, shape.eoa_count)) for start in range(0, shape.eoa_count, step)]
+        with ctx.Pool(jobs) as pool:
+            _EOAS = bytearray(b"".join(_wait(pool.starmap_async(_eoa_chunk, chunks, chunksize=1), bar)))
+        sizes = _contract_sizes(shape)
+        loads = [0] * jobs
+        dealt: list[list[int]] = [[] for _ in range(jobs)]
+        for cid in sorted(range(len(sizes)), key=lambda c: -sizes[c]):  # the largest first, to the least loaded
+            k = loads.index(min(loads))
+            dealt[k].append(cid)
+            loads[k] += sizes[cid] + 8
+        bounds = [round(shape.eoa_count * k / jobs / step) * step for k in range(jobs)] + [shape.eoa_count]
+        prefix = max(1, prefix_for(shape.accounts))
+        nibbles = [round(16 * k / jobs) for k in range(jobs + 1)]
+        with ctx.Pool(jobs) as pool:
+            bar.set_phase("storage and storage tries")
+            _wait(pool.starmap_async(_storage_job, [(work, k, shape, dealt[k]) for k in range(jobs)], chunksize=1), bar)
+            bar.set_phase("accounts")
+            _wait(pool.starmap_async(_accounts_job, [(work, k, shape, bounds[k], bounds[k + 1]) for k in range(jobs)], chunksize=1), bar)
+            bar.set_phase("account trie")
+            parts = _wait(pool.starmap_async(_account_trie_job, [(work, k, jobs, nibbles[k], nibbles[k + 1], prefix) for k in range(jobs)], chunksize=1), bar)
+        _EOAS = bytearray()
+    finally:
+        _COUNTER = None
+    tops: dict[str, tuple] = {}
+    for part in parts:
+        tops.update(part)
     db = sqlite3.connect(work / BUILDING_NAME, isolation_level=None)
     try:
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-131072", "temp_store=FILE", "threads=2", "locking_mode=EXCLUSIVE"):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-131072", "temp_store=FILE", f"threads={max(1, jobs)}", "locking_mode=EXCLUSIVE"):
             db.execute(f"PRAGMA {pragma}")
         db.executescript(_SCHEMA)
-        db.execute("ATTACH DATABASE ? AS stage", (str(work / "stage.sqlite"),))
-        db.execute("PRAGMA stage.journal_mode=OFF")
-        db.execute("PRAGMA stage.synchronous=OFF")
-        db.executescript(
-            """
-            CREATE TABLE stage.contracts (id INTEGER PRIMARY KEY, address BLOB NOT NULL, code_hash BLOB NOT NULL, storage_root BLOB);
-            CREATE TABLE stage.slots (trie INTEGER NOT NULL, hkey BLOB NOT NULL, slot BLOB NOT NULL, value BLOB NOT NULL);
-            CREATE TABLE stage.accounts (hkey BLOB NOT NULL, address BLOB NOT NULL, data BLOB NOT NULL);
-            CREATE TABLE stage.nodes (hash BLOB NOT NULL, node BLOB NOT NULL);
-            """
-        )
+        for k in range(jobs):
+            db.execute(f"ATTACH DATABASE ? AS p{k}", (str(work / f"part-{k}.sqlite"),))
+            db.execute(f"ATTACH DATABASE ? AS t{k}", (str(work / f"trie-{k}.sqlite"),))
         db.execute("BEGIN")
-        eoas = _eoa_addresses(shape, bar)
-        _stage_contracts(db, shape, eoas, bar)
-        _storage_tries(db, shape, bar)
-        _stage_accounts(db, shape, eoas, bar)
-        del eoas
-        root = _account_trie(db, shape, bar)
-        counts = _flat_tables(db, bar)
+        root = join_buckets(tops, lambda nodes: db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", nodes.items()), prefix=prefix)
+        _codes(db)
+        counts = _flat_tables(db, bar, jobs)
         header_rlp, header_hash = _genesis(db, shape, root)
         db.execute("COMMIT")
-        db.execute("DETACH DATABASE stage")
-        os.unlink(work / "stage.sqlite")
+        for k in range(jobs):
+            for name in ("p", "t"):
+                db.execute(f"DETACH DATABASE {name}{k}")
+            os.unlink(work / f"part-{k}.sqlite")
+            os.unlink(work / f"trie-{k}.sqlite")
         db.execute("PRAGMA journal_mode=DELETE")
     finally:
         db.close()
     with open(work / BUILDING_NAME, "rb+") as f:
         os.fsync(f.fileno())
-    return {"state_root": "0x" + root.hex(), "genesis_hash": "0x" + header_hash.hex(), **counts, "shape": json.loads(shape.to_json())}
+    return {"state_root": "0x" + root.hex(), "genesis_hash": "0x" + header_hash.hex(), **counts, "contracts": len(sizes), "jobs": jobs, "shape": json.loads(shape.to_json())}
 
 
-def _eoa_addresses(shape: StateShape, bar: BuildProgress) -> bytearray:
-    """Every EOA's address, 20 bytes each (the holders of the tokens are drawn from them)."""
-    bar.set_phase("EOA addresses")
-    out = bytearray()
-    step = 10_000
-    for start in range(0, shape.eoa_count, step):
-        out += b"".join(shape.eoa_address(i) for i in range(start, min(start + step, shape.eoa_count)))
-        bar.advance((min(start + step, shape.eoa_count) - start) // 4)
+def _wait(result, bar: BuildProgress):  # type: ignore[no-untyped-def]
+    """Wait for the jobs, moving the bar by what they count."""
+    seen = 0
+    while not result.ready():
+        result.wait(0.5)
+        value = _COUNTER.value if _COUNTER is not None else 0
+        bar.advance(value - seen)
+        seen = value
+    out = result.get()  # raises what a job raised
+    if _COUNTER is not None:
+        with _COUNTER.get_lock():
+            bar.advance(_COUNTER.value - seen)
+            _COUNTER.value = 0
+    return out
+
+
+def _eoa_chunk(shape: StateShape, start: int, end: int) -> bytes:
+    out = b"".join(shape.eoa_address(i) for i in range(start, end))
+    _tick(end - start)
     return out
 
 
@@ -228,98 +287,133 @@ def _token_amount(rng: Random) -> int:
     return int(10 ** rng.uniform(0, 6)) * 10**18 + rng.getrandbits(40)
 
 
-def _stage_contracts(db: sqlite3.Connection, shape: StateShape, eoas: bytearray, bar: BuildProgress) -> None:
-    """Every contract's storage into stage.slots (trie = contract id), its code into `code`."""
-    bar.set_phase("storage")
-    codes = {BEACON_ROOTS_ADDRESS: beacon_code(), "token": C.runtime_code("Token"), "pair": C.runtime_code("Pair")}
-    db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", [(keccak(c), c) for c in codes.values()])
-    db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", [(keccak(other_code(k)), other_code(k)) for k in range(OTHER_CODES)])
-    contracts: list[tuple[int, bytes, bytes]] = []
-    rows: list[tuple] = []
+def _contract_sizes(shape: StateShape) -> list[int]:
+    """Slots of each contract, by contract id: beacon roots, tokens, pools, small contracts."""
+    sizes = [2 * HISTORY_BUFFER_LENGTH]
+    for t in range(shape.tokens):  # type: ignore[arg-type]
+        sizes.append(shape.holders[t] + 1 + sum(1 for pair in shape.pool_pairs if t in pair))
+    sizes += [5] * shape.pools  # type: ignore[operator]
+    sizes += [shape.other_slots(i) for i in range(shape.other_count)]
+    return sizes
 
-    def flush(force: bool = False) -> None:
-        if rows and (force or len(rows) >= _ROWS):
-            db.executemany("INSERT INTO stage.slots VALUES (?, ?, ?, ?)", rows)
-            bar.advance(len(rows))
-            rows.clear()
 
-    def put(trie: int, slot: bytes, value: int) -> None:
-        rows.append((trie, keccak(slot), slot, encode_int(value)))
-        if len(rows) >= _ROWS:
-            flush()
+def _pool_reserves(shape: StateShape, p: int) -> tuple[int, int]:
+    rng = _rng(shape, "pool", p)
+    return int(10 ** rng.uniform(5, 8)) * 10**18, int(10 ** rng.uniform(5, 8)) * 10**18
 
-    # the beacon-roots ring buffer, full: timestamps then roots
-    cid = 0
-    contracts.append((cid, BEACON_ROOTS_ADDRESS, keccak(codes[BEACON_ROOTS_ADDRESS])))
+
+def _contract(shape: StateShape, cid: int) -> tuple[bytes, bytes, Iterator[tuple[bytes, int]]]:
+    """(address, code hash, its slots as (32-byte slot, value)) of contract `cid`."""
+    t_end = 1 + shape.tokens  # type: ignore[operator]
+    p_end = t_end + shape.pools  # type: ignore[operator]
+    if cid == 0:
+        return BEACON_ROOTS_ADDRESS, keccak(beacon_code()), _beacon_slots()
+    if cid < t_end:
+        return shape.token_address(cid - 1), keccak(C.runtime_code("Token")), _token_slots(shape, cid - 1)
+    if cid < p_end:
+        return shape.pool_address(cid - t_end), keccak(C.runtime_code("Pair")), _pool_slots(shape, cid - t_end)
+    i = cid - p_end
+    return shape.other_address(i), keccak(other_code(i % OTHER_CODES)), (((s).to_bytes(32, "big"), (i + 1) * 1_000_003 + s) for s in range(shape.other_slots(i)))
+
+
+def _beacon_slots() -> Iterator[tuple[bytes, int]]:
+    """The beacon-roots ring buffer, full: timestamps, then roots."""
     for k in range(HISTORY_BUFFER_LENGTH):
         ts = GENESIS_TIMESTAMP - 12 * (HISTORY_BUFFER_LENGTH - k)
-        put(cid, (ts % HISTORY_BUFFER_LENGTH).to_bytes(32, "big"), ts)
-        put(cid, (ts % HISTORY_BUFFER_LENGTH + HISTORY_BUFFER_LENGTH).to_bytes(32, "big"), int.from_bytes(keccak(ts.to_bytes(8, "big")), "big"))
-    # tokens: Zipf holder counts; the pools' reserves are balances in their two tokens
-    pool_reserves = {}
-    for p, (t0, t1) in enumerate(shape.pool_pairs):
-        rng = _rng(shape, "pool", p)
-        pool_reserves[p] = (int(10 ** rng.uniform(5, 8)) * 10**18, int(10 ** rng.uniform(5, 8)) * 10**18)
-    token_hash = keccak(codes["token"])
-    for t in range(shape.tokens):  # type: ignore[arg-type]
-        cid += 1
-        contracts.append((cid, shape.token_address(t), token_hash))
-        supply = 0
-        offset, stride = shape._affine(t)
-        e = shape.eoa_count
-        holders = shape.holders[t]
-        for chunk in range(0, holders, 65_536):
-            rng = _rng(shape, f"token{t}", chunk)
-            for j in range(chunk, min(chunk + 65_536, holders)):
-                i = (offset + j * stride) % e
-                amount = _token_amount(rng)
-                supply += amount
-                put(cid, keccak(b"\x00" * 44 + eoas[20 * i : 20 * i + 20]), amount)
-        for p, (t0, t1) in enumerate(shape.pool_pairs):
-            if t in (t0, t1):
-                amount = pool_reserves[p][0 if t == t0 else 1]
-                supply += amount
-                put(cid, C.balance_slot(shape.pool_address(p)).to_bytes(32, "big"), amount)
-        put(cid, C.TOKEN_TOTAL_SUPPLY_SLOT.to_bytes(32, "big"), supply)
-    pair_hash = keccak(codes["pair"])
-    for p, (t0, t1) in enumerate(shape.pool_pairs):
-        cid += 1
-        contracts.append((cid, shape.pool_address(p), pair_hash))
-        rng = _rng(shape, "pool-acc", p)
-        r0, r1 = pool_reserves[p]
-        put(cid, C.PAIR_TOKEN0_SLOT.to_bytes(32, "big"), int.from_bytes(shape.token_address(t0), "big"))
-        put(cid, C.PAIR_TOKEN1_SLOT.to_bytes(32, "big"), int.from_bytes(shape.token_address(t1), "big"))
-        put(cid, C.PAIR_RESERVES_SLOT.to_bytes(32, "big"), C.pack_reserves(r0, r1, GENESIS_TIMESTAMP - 84))
-        put(cid, C.PAIR_PRICE0_SLOT.to_bytes(32, "big"), rng.getrandbits(200) or 1)
-        put(cid, C.PAIR_PRICE1_SLOT.to_bytes(32, "big"), rng.getrandbits(200) or 1)
-    for i in range(shape.other_count):
-        cid += 1
-        contracts.append((cid, shape.other_address(i), keccak(other_code(i % OTHER_CODES))))
-        for s in range(shape.other_slots(i)):
-            put(cid, s.to_bytes(32, "big"), (i + 1) * 1_000_003 + s)
-        if len(contracts) >= _ROWS:
-            db.executemany("INSERT INTO stage.contracts VALUES (?, ?, ?, NULL)", contracts)
-            contracts.clear()
-    flush(force=True)
-    db.executemany("INSERT INTO stage.contracts VALUES (?, ?, ?, NULL)", contracts)
+        yield (ts % HISTORY_BUFFER_LENGTH).to_bytes(32, "big"), ts
+        yield (ts % HISTORY_BUFFER_LENGTH + HISTORY_BUFFER_LENGTH).to_bytes(32, "big"), int.from_bytes(keccak(ts.to_bytes(8, "big")), "big")
 
 
-def _storage_tries(db: sqlite3.Connection, shape: StateShape, bar: BuildProgress) -> None:
-    """Each contract's storage trie from its slots sorted by hashed key; the root into stage.contracts."""
-    bar.set_phase("storage tries (sorting)")
+def _token_slots(shape: StateShape, t: int) -> Iterator[tuple[bytes, int]]:
+    """Token t's balances (Zipf holder count), the pools' reserves, the total supply."""
+    supply = 0
+    offset, stride = shape._affine(t)
+    e, holders, eoas = shape.eoa_count, shape.holders[t], _EOAS
+    zeros = b"\x00" * 44
+    for chunk in range(0, holders, 65_536):
+        rng = _rng(shape, f"token{t}", chunk)
+        for j in range(chunk, min(chunk + 65_536, holders)):
+            i = 20 * ((offset + j * stride) % e)
+            amount = _token_amount(rng)
+            supply += amount
+            yield keccak(zeros + eoas[i : i + 20]), amount
+    for p, pair in enumerate(shape.pool_pairs):
+        if t in pair:
+            amount = _pool_reserves(shape, p)[pair.index(t)]
+            supply += amount
+            yield C.balance_slot(shape.pool_address(p)).to_bytes(32, "big"), amount
+    yield C.TOKEN_TOTAL_SUPPLY_SLOT.to_bytes(32, "big"), supply
+
+
+def _pool_slots(shape: StateShape, p: int) -> Iterator[tuple[bytes, int]]:
+    t0, t1 = shape.pool_pairs[p]
+    r0, r1 = _pool_reserves(shape, p)
+    rng = _rng(shape, "pool-acc", p)
+    yield C.PAIR_TOKEN0_SLOT.to_bytes(32, "big"), int.from_bytes(shape.token_address(t0), "big")
+    yield C.PAIR_TOKEN1_SLOT.to_bytes(32, "big"), int.from_bytes(shape.token_address(t1), "big")
+    yield C.PAIR_RESERVES_SLOT.to_bytes(32, "big"), C.pack_reserves(r0, r1, GENESIS_TIMESTAMP - 84)
+    yield C.PAIR_PRICE0_SLOT.to_bytes(32, "big"), rng.getrandbits(200) or 1
+    yield C.PAIR_PRICE1_SLOT.to_bytes(32, "big"), rng.getrandbits(200) or 1
+
+
+def _part(work: Path, name: str) -> sqlite3.Connection:
+    """A job's part file: its flat rows, trie nodes and account rows, unsorted."""
+    db = sqlite3.connect(work / f"{name}.sqlite", isolation_level=None)
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-65536", "temp_store=FILE", "locking_mode=NORMAL"):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS slots (address BLOB NOT NULL, slot BLOB NOT NULL, value BLOB NOT NULL);
+        CREATE TABLE IF NOT EXISTS nodes (hash BLOB NOT NULL, node BLOB NOT NULL);
+        CREATE TABLE IF NOT EXISTS accounts (hkey BLOB NOT NULL, address BLOB NOT NULL, data BLOB NOT NULL);
+        """
+    )
+    return db
+
+
+def _storage_job(work: Path, k: int, shape: StateShape, cids: list[int]) -> int:
+    db = _part(work, f"part-{k}")
+    db.execute("BEGIN")
     emit = _node_writer(db)
-    sizes = dict(db.execute("SELECT trie, count(*) FROM stage.slots GROUP BY trie").fetchall())
-    read = db.cursor()
-    read.execute("SELECT trie, hkey, value FROM stage.slots ORDER BY trie, hkey")
-    bar.set_phase("storage tries")
-    roots: list[tuple[bytes, int]] = []
-    for trie, group in groupby(_iter_rows(read), key=lambda row: row[0]):
-        root = root_from_sorted(((h, rlp_str(v)) for _, h, v in group), emit, prefix=prefix_for(sizes.get(trie, 0)), on_leaf=bar.advance)
-        roots.append((root, trie))
-        if len(roots) >= _ROWS:
-            db.executemany("UPDATE stage.contracts SET storage_root=? WHERE id=?", roots)
-            roots.clear()
-    db.executemany("UPDATE stage.contracts SET storage_root=? WHERE id=?", roots)
+    flat: list[tuple[bytes, bytes, bytes]] = []
+    accounts: list[tuple[bytes, bytes, bytes]] = []
+    for cid in cids:
+        address, code_hash, slots = _contract(shape, cid)
+        leaves: list[tuple[bytes, bytes]] = []
+        spilled = 0
+        for slot, value in slots:
+            encoded = encode_int(value)
+            flat.append((address, slot, encoded))
+            leaves.append((keccak(slot), rlp_str(encoded)))
+            if len(flat) >= _ROWS:
+                db.executemany("INSERT INTO slots VALUES (?, ?, ?)", flat)
+                _tick(len(flat))
+                flat.clear()
+            if len(leaves) >= IN_MEMORY_SLOTS:  # a big contract: its leaves sorted on disk
+                if not spilled:
+                    db.execute("CREATE TEMP TABLE big (key BLOB NOT NULL, value BLOB NOT NULL)")
+                db.executemany("INSERT INTO temp.big VALUES (?, ?)", leaves)
+                spilled += len(leaves)
+                leaves.clear()
+        if spilled:
+            db.executemany("INSERT INTO temp.big VALUES (?, ?)", leaves)
+            count = spilled + len(leaves)
+            leaves.clear()
+            root = root_from_sorted(_iter_rows(db.execute("SELECT key, value FROM temp.big ORDER BY key")), emit, prefix=prefix_for(count))
+            db.execute("DROP TABLE temp.big")
+        else:
+            leaves.sort()
+            root = root_from_sorted(leaves, emit, prefix=prefix_for(len(leaves)))
+        accounts.append((keccak(address), address, encode_account(Account(1, 0, code_hash, root))))
+        if len(accounts) >= _ROWS:
+            db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", accounts)
+            accounts.clear()
+    db.executemany("INSERT INTO slots VALUES (?, ?, ?)", flat)
+    _tick(len(flat))
+    db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", accounts)
+    db.execute("COMMIT")
+    db.close()
+    return len(cids)
 
 
 def _iter_rows(cursor: sqlite3.Cursor) -> Iterator[tuple]:
@@ -332,73 +426,82 @@ def _iter_rows(cursor: sqlite3.Cursor) -> Iterator[tuple]:
 
 def _node_writer(db: sqlite3.Connection) -> Callable[[dict[bytes, bytes]], None]:
     def emit(nodes: dict[bytes, bytes]) -> None:
-        db.executemany("INSERT INTO stage.nodes VALUES (?, ?)", nodes.items())
+        db.executemany("INSERT INTO nodes VALUES (?, ?)", nodes.items())
 
     return emit
 
 
-def _stage_accounts(db: sqlite3.Connection, shape: StateShape, eoas: bytearray, bar: BuildProgress) -> None:
-    bar.set_phase("accounts")
+def _accounts_job(work: Path, k: int, shape: StateShape, start: int, end: int) -> int:
+    """The account rows of EOAs [start, end) (job 0 adds the coinbase)."""
+    db = _part(work, f"part-{k}")
+    db.execute("BEGIN")
     rows: list[tuple[bytes, bytes, bytes]] = []
-
-    def flush() -> None:
-        db.executemany("INSERT INTO stage.accounts VALUES (?, ?, ?)", rows)
-        bar.advance(len(rows))
-        rows.clear()
-
-    for chunk in range(0, shape.eoa_count, 65_536):
+    eoas = _EOAS
+    for chunk in range(start, end, 65_536):
         rng = _rng(shape, "eoa", chunk)
-        for i in range(chunk, min(chunk + 65_536, shape.eoa_count)):
+        for i in range(chunk, min(chunk + 65_536, end)):
             address = bytes(eoas[20 * i : 20 * i + 20])
-            r = rng.random()
-            nonce = 0 if r < 0.33 else int(10 ** rng.uniform(0, 3.7))
+            nonce = 0 if rng.random() < 0.33 else int(10 ** rng.uniform(0, 3.7))
             balance = int(10 ** rng.uniform(12, 22.5)) if rng.random() < 0.97 else int(10 ** rng.uniform(22.5, 25))
             if i < shape.keyed:  # type: ignore[operator]
                 balance = max(balance, 10**18 + rng.getrandbits(56))  # senders can pay for a few transactions
             rows.append((keccak(address), address, encode_account(Account(nonce, balance))))
-            if len(rows) >= _ROWS:
-                flush()
-    for address, code_hash, storage_root in db.execute("SELECT address, code_hash, storage_root FROM stage.contracts").fetchall():
-        rows.append((keccak(address), address, encode_account(Account(1, 0, code_hash, storage_root or BLANK_ROOT))))
-        if len(rows) >= _ROWS:
-            flush()
-    coinbase = shape.coinbase()
-    rows.append((keccak(coinbase), coinbase, encode_account(Account(0, 5 * ETHER))))
-    flush()
+        db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", rows)
+        _tick(len(rows))
+        rows.clear()
+    if k == 0:
+        coinbase = shape.coinbase()
+        db.execute("INSERT INTO accounts VALUES (?, ?, ?)", (keccak(coinbase), coinbase, encode_account(Account(0, 5 * ETHER))))
+    db.execute("COMMIT")
+    db.close()
+    return end - start
 
 
-def _account_trie(db: sqlite3.Connection, shape: StateShape, bar: BuildProgress) -> bytes:
-    bar.set_phase("account trie (sorting)")
-    read = db.cursor()
-    read.execute("SELECT hkey, data FROM stage.accounts ORDER BY hkey")
-    bar.set_phase("account trie")
-    emit = _node_writer(db)
+def _account_trie_job(work: Path, k: int, jobs: int, lo: int, hi: int, prefix: int) -> dict[str, tuple]:
+    """Buckets of the account trie whose first nibble is in [lo, hi), from every part file
+    (its nodes go to a file of their own: the parts are read meanwhile)."""
+    db = _part(work, f"trie-{k}")
+    for j in range(jobs):
+        db.execute(f"ATTACH DATABASE ? AS a{j}", (str(work / f"part-{j}.sqlite"),))
+    union = " UNION ALL ".join(f"SELECT hkey, data FROM a{j}.accounts" for j in range(jobs))
+    low, high = bytes([lo << 4]), (bytes([hi << 4]) if hi < 16 else b"\xff" * 33)
+    db.execute("BEGIN")
+    cursor = db.execute(f"SELECT hkey, data FROM ({union}) WHERE hkey >= ? AND hkey < ? ORDER BY hkey", (low, high))
 
     def leaves() -> Iterator[tuple[bytes, bytes]]:
-        for hkey, data in _iter_rows(read):
+        for hkey, data in _iter_rows(cursor):
             yield hkey, rlp_account(int.from_bytes(data[:8], "big"), int.from_bytes(data[72:], "big"), data[40:72], data[8:40])
 
-    return root_from_sorted(leaves(), emit, prefix=prefix_for(shape.accounts), on_leaf=bar.advance)
+    tops = build_buckets(leaves(), _node_writer(db), prefix=prefix, on_leaf=_tick)
+    db.execute("COMMIT")
+    db.close()
+    return tops
 
 
-def _flat_tables(db: sqlite3.Connection, bar: BuildProgress) -> dict:
+def _codes(db: sqlite3.Connection) -> None:
+    codes = [beacon_code(), C.runtime_code("Token"), C.runtime_code("Pair")] + [other_code(k) for k in range(OTHER_CODES)]
+    db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", [(keccak(c), c) for c in codes])
+
+
+def _flat_tables(db: sqlite3.Connection, bar: BuildProgress, jobs: int) -> dict:
     """The flat tables and trie_nodes, each filled in key order (SQLite sorts on disk)."""
+    def union(table: str, columns: str) -> str:
+        return " UNION ALL ".join(f"SELECT {columns} FROM p{k}.{table}" for k in range(jobs))
+
     bar.set_phase("flat accounts")
-    db.execute("INSERT INTO accounts SELECT address, data FROM stage.accounts ORDER BY address")
-    accounts = db.execute("SELECT count(*) FROM stage.accounts").fetchone()[0]
+    db.execute(f"INSERT INTO accounts SELECT address, data FROM ({union('accounts', 'address, data')}) ORDER BY address")
+    accounts = db.execute("SELECT count(*) FROM accounts").fetchone()[0]
     bar.advance(accounts)
     bar.set_phase("flat storage")
-    db.execute(
-        "INSERT INTO storage SELECT c.address, s.slot, s.value FROM stage.slots s JOIN stage.contracts c ON c.id = s.trie ORDER BY c.address, s.slot"
-    )
-    slots = db.execute("SELECT count(*) FROM stage.slots").fetchone()[0]
+    db.execute(f"INSERT INTO storage SELECT address, slot, value FROM ({union('slots', 'address, slot, value')}) ORDER BY address, slot")
+    slots = db.execute("SELECT count(*) FROM storage").fetchone()[0]
     bar.advance(slots)
     bar.set_phase("trie nodes")
-    db.execute("INSERT OR IGNORE INTO trie_nodes SELECT hash, node FROM stage.nodes ORDER BY hash")
+    nodes_union = union("nodes", "hash, node") + "".join(f" UNION ALL SELECT hash, node FROM t{k}.nodes" for k in range(jobs))
+    db.execute(f"INSERT OR IGNORE INTO trie_nodes SELECT hash, node FROM ({nodes_union}) ORDER BY hash")
     nodes = db.execute("SELECT count(*) FROM trie_nodes").fetchone()[0]
     bar.advance(bar.total - bar.done)
-    contracts = db.execute("SELECT count(*) FROM stage.contracts").fetchone()[0]
-    return {"accounts": accounts, "contracts": contracts, "slots": slots, "trie_nodes": nodes}
+    return {"accounts": accounts, "slots": slots, "trie_nodes": nodes}
 
 
 def genesis_header(shape: StateShape, state_root: bytes):  # type: ignore[no-untyped-def]
