@@ -70,13 +70,7 @@ class BlockRecord:
     validate_seconds: float = 0.0  # what in-order validation would cost the master for the block's results
     chains: list[int] = field(default_factory=list)  # declared's chain per transaction
     sampled: list[int] = field(default_factory=list)  # declared's first speculated, to learn from
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # prefetch, validate, merkleize, commit
-
-    @property
-    def serial_seconds(self) -> float:
-        """The block's sequential work outside its transactions."""
-        stages = sum(self.stage_seconds.get(s, 0.0) for s in ("prefetch", "validate", "merkleize", "commit"))
-        return stages + self.begin_seconds + self.finish_seconds
+    decode_seconds: float = 0.0  # decoding the block (the pipeline's prefetch does it too)
 
 
 class AnalyzeError(Exception):
@@ -178,7 +172,7 @@ class Recorder:
         system = dict(execution.system_writes[0]) if execution.system_writes else {}
         record = BlockRecord(header.block_number, header.hash, header.coinbase, execution.gas_used, txs, system, begin, finish, recover)
         record.validate_seconds = validate
-        record.stage_seconds["decode"] = decode
+        record.decode_seconds = decode
         self._predict(block, record)
         self.state.diff.merge(execution.diff)
         self.ancestors.insert(0, header.hash)
