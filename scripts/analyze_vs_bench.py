@@ -40,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="an analysis JSON followed by its bench JSONs, repeated")
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--curves", action="store_true", help="also print each analysis's bounds and predicted speedups at 16 and 64 workers")
     args = parser.parse_args()
     table: list[dict] = []
     analysis: dict | None = None
@@ -65,6 +66,17 @@ def main() -> None:
             print(f"\n2 workers, {key}: {within} of {len(two)} predictions within 15 %; median |error| {two[len(two) // 2] * 100:.0f} %, largest {two[-1] * 100:.0f} %")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+    if args.curves:
+        print("\n| file | txs ÷ critical path (time) | ideal, unlimited cores | optimistic 16 / 64 | declared 16 / 64 | ideal 16 / 64 |")
+        print("|---|---|---|---|---|---|")
+        for path in args.files:
+            data = json.loads(Path(path).read_text())
+            if "predicted" not in data:
+                continue
+            p = data["predicted"]
+            name = Path(data["file"]).name.removesuffix(".gz").removesuffix(".json")
+            cells = " | ".join(f"{p[s]['16']:.2f} / {p[s]['64']:.2f}" for s in ("optimistic", "declared", "ideal"))
+            print(f"| {name} | {data['critical_path_bound']:.1f} | {data['amdahl_bound']:.2f} | {cells} |")
 
 
 if __name__ == "__main__":

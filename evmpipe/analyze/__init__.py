@@ -33,6 +33,7 @@ def add_analyze_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--html", metavar="OUT", help="write a self-contained HTML page: curves, critical path per block, conflicts")
     parser.add_argument("--overheads", metavar="FILE", help="take the simulation's overheads from FILE (an earlier --json output, or its 'overheads' object) instead of calibrating on this file")
     parser.add_argument("--runs", type=int, default=3, help="replays for the stage times and the calibration: the fastest stage times, the median CPU figures (default 3)")
+    parser.add_argument("--bench", nargs="+", metavar="JSON", help="`evmpipe bench --json` files of the same blocks: compare the prediction for their worker count with what they measured")
     parser.add_argument("--top", type=int, default=10, help="conflicts listed per block and for the file (default 10)")
     parser.set_defaults(func=cmd_analyze)
 
@@ -57,7 +58,7 @@ def load_overheads(path: str) -> Overheads:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from evmpipe.analyze.report import analyze_file, render_table
+    from evmpipe.analyze.report import analyze_file, compare_with_bench, render_table
 
     for name in ("limit", "runs", "top"):
         value = getattr(args, name)
@@ -67,6 +68,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         overheads = load_overheads(args.overheads) if args.overheads else None
         analysis = analyze_file(args.file, state=args.state, test_name=args.test, limit=args.limit, overheads=overheads, top=args.top, runs=args.runs, progress=lambda message: print(f"evmpipe analyze: {message}", file=sys.stderr, flush=True))
+        if args.bench:
+            analysis.result["bench"] = compare_with_bench(analysis, args.bench)
     except AnalyzeError as error:
         print(str(error), file=sys.stderr)
         return error.exit_code

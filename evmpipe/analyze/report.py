@@ -24,7 +24,10 @@ means):
   (``optimistic``, ``declared``), ``declared_chains``, ``longest_declared_chain``,
   ``top_conflicts``;
 - ``top_conflicts``: the file's, each with ``kind``, ``contract_or_account``,
-  ``slot``, ``holder``, ``description``, ``serial_seconds``, ``txs``, ``edges``.
+  ``slot``, ``holder``, ``description``, ``serial_seconds``, ``txs``, ``edges``;
+- ``bench`` (with ``--bench``): per bench file and strategy, ``workers``,
+  ``measured``, ``predicted``, ``error``, ``bench_sequential_cpu_share``,
+  ``load``, ``predicted_at_bench_load``, ``error_at_bench_load``.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from typing import Any
 from evmpipe.analyze.calibrate import Calibration, available_cores, calibrate, fastest, replay_blocks
 from evmpipe.analyze.conflicts import Namer, conflicts, merge_conflicts
 from evmpipe.analyze.graph import Graph, TxAccess, build_graph, critical_path
-from evmpipe.analyze.record import BlockRecord, native_file, record_file
+from evmpipe.analyze.record import AnalyzeError, BlockRecord, native_file, record_file
 from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, ideal_time, load_from_available, predict, reexecuted, sequential_time
 
 FORMAT_VERSION = 1
@@ -149,6 +152,57 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
     return result
 
 
+def compare_with_bench(analysis: Analysis, bench_paths: list[str]) -> list[dict[str, Any]]:
+    """The prediction for each `evmpipe bench --json` file of the same blocks, against
+    what it measured (sequential's median wall over each strategy's). Besides the
+    prediction on idle cores, one at the load the bench itself saw: its sequential
+    run's CPU over wall time is the share of a core one process got, which implies
+    how many busy processes of others shared the machine."""
+    import json
+
+    name = Path(analysis.result["file"]).name
+    rows = []
+    for path in bench_paths:
+        try:
+            data = json.loads(Path(path).read_text())
+            results = {r["engine"]: r for r in data["results"] if Path(r["file"]).name == name}
+            workers = int(data["workers"])
+            cores = int(data.get("machine", {}).get("cores") or os.cpu_count() or 1)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise AnalyzeError(f"evmpipe analyze: --bench {path}: not an `evmpipe bench --json` file ({error})") from error
+        sequential = results.get("evmpipe sequential")
+        if sequential is None:
+            raise AnalyzeError(f"evmpipe analyze: --bench {path}: no `evmpipe sequential` run of {name} in it")
+        if workers < 1:
+            continue
+        share = min(1.0, float(sequential["cpu_over_wall"])) or 1.0
+        load = max(0.0, cores / share - 1.0) if share < 1.0 else 0.0
+        idle = predict(analysis.models, Overheads(**analysis.result["overheads"]), (workers,), cores=cores)
+        loaded = predict(analysis.models, Overheads(**analysis.result["overheads"]), (workers,), cores=cores, load=load)
+        for strategy in ("optimistic", "declared"):
+            run = results.get(f"evmpipe {strategy}")
+            if run is None:
+                continue
+            measured = sequential["wall_median"] / run["wall_median"]
+            guess, guess_loaded = idle[strategy][str(workers)], loaded[strategy][str(workers)]
+            rows.append(
+                {
+                    "bench": str(path),
+                    "workers": workers,
+                    "cores": cores,
+                    "strategy": strategy,
+                    "measured": measured,
+                    "predicted": guess,
+                    "error": guess / measured - 1,
+                    "bench_sequential_cpu_share": share,
+                    "load": load,
+                    "predicted_at_bench_load": guess_loaded,
+                    "error_at_bench_load": guess_loaded / measured - 1,
+                }
+            )
+    return rows
+
+
 def _unlimited(models: list[BlockModel]) -> float | None:
     """The ideal scheduler on unlimited cores: each block's serial work plus its
     critical path (sender recovery spread over the transactions)."""
@@ -192,6 +246,13 @@ def render_table(result: dict[str, Any], console: Any = None) -> None:
         f"this machine ({machine['cores']} cores), predicted: "
         + ", ".join(f"{s} {w} worker{'s' if w != '1' else ''} {v:.2f}×" for s in ("optimistic", "declared") for w, v in machine["predicted"][s].items())
     )
+    if result.get("bench"):
+        bench = Table(title="predicted against evmpipe bench (× sequential)")
+        for column in ("strategy", "workers", "measured", "predicted", "error", "bench CPU share", "predicted at that load", "error"):
+            bench.add_column(column, justify="left" if column == "strategy" else "right")
+        for r in result["bench"]:
+            bench.add_row(r["strategy"], str(r["workers"]), f"{r['measured']:.2f}", f"{r['predicted']:.2f}", f"{r['error'] * 100:+.0f} %", f"{r['bench_sequential_cpu_share']:.2f}", f"{r['predicted_at_bench_load']:.2f}", f"{r['error_at_bench_load'] * 100:+.0f} %")
+        console.print(bench)
     table = Table(title="top conflicts (the time each serialises: its longest forced chain)")
     for column in ("conflict", "kind", "serialises ms", "txs", "edges"):
         table.add_column(column, justify="left" if column in ("conflict", "kind") else "right")

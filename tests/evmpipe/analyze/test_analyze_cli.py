@@ -169,3 +169,29 @@ def test_state_runs_on_a_datadir_without_changing_it(mixed: Path, analyzed: tupl
     finally:
         store.close()
     assert head is not None and head.number == 1  # nothing written
+
+
+def test_bench_comparison(mixed: Path, analyzed: tuple[dict, Path], tmp_path: Path) -> None:
+    """`--bench`: the prediction for the bench's worker count against what it measured,
+    and again at the load its sequential run's CPU share implies."""
+    result, _ = analyzed
+    saved = tmp_path / "previous.json"
+    saved.write_text(json.dumps(result))
+
+    def run(engine: str, wall: float, cpu_over_wall: float) -> dict:
+        return {"file": str(mixed), "engine": engine, "wall_median": wall, "cpu_over_wall": cpu_over_wall}
+
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"machine": {"cores": 2}, "workers": 2, "results": [run("evmpipe sequential", 1.0, 0.5), run("evmpipe optimistic", 0.8, 0.9)]}))
+    out = tmp_path / "compared.json"
+    assert main(["analyze", str(mixed), "--runs", "1", "--overheads", str(saved), "--bench", str(bench), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["bench"]
+    assert [(r["strategy"], r["workers"]) for r in rows] == [("optimistic", 2)]
+    row = rows[0]
+    assert row["measured"] == pytest.approx(1.25)
+    assert row["error"] == pytest.approx(row["predicted"] / 1.25 - 1)
+    assert row["load"] == pytest.approx(3.0)  # half a core for one process on two: three others busy
+    assert row["error_at_bench_load"] == pytest.approx(row["predicted_at_bench_load"] / 1.25 - 1)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"machine": {"cores": 2}, "workers": 2, "results": [{"file": "elsewhere.json", "engine": "evmpipe sequential", "wall_median": 1.0, "cpu_over_wall": 1.0}]}))
+    assert main(["analyze", str(mixed), "--runs", "1", "--overheads", str(saved), "--bench", str(other)]) == 2
