@@ -112,7 +112,9 @@ class Namer:
         if subject[0] == "account":
             nonce_chain = ("nonce", address) in keys and any(senders.get(i) == address and senders.get(j) == address for j, i in edges)
             if nonce_chain:
-                return "nonce-chain", f"nonce chain of sender {short(address)}", None
+                credited = ("balance", address) in keys and any(senders.get(j) != address and senders.get(i) == address for j, i in edges)
+                also = ", and the credits to it that they spend" if credited else ""
+                return "nonce-chain", f"nonce chain of sender {short(address)}{also}", None
             if ("balance", address) in keys:
                 spent = any(senders.get(i) == address for _, i in edges)
                 how = "credited, then spent by its own transactions" if spent else "credited, then read"

@@ -176,3 +176,24 @@ def test_others_load_slows_parallel_runs_more_than_the_sequential_one() -> None:
     assert block_time("sequential", block, 2, 2, NONE, load=2.0) == pytest.approx(27.0)
     assert load_from_available(2, 2.0) == 0.0
     assert load_from_available(2, 1.0) == pytest.approx(2.0)  # 2 of ours + 2 others: 1 core
+
+
+def test_conflicts_are_named_and_ranked_by_the_time_they_serialise() -> None:
+    from evmpipe.analyze.conflicts import SYNC_TOPIC, Namer, conflicts
+
+    # two deposits to the hot wallet, then two transactions it sends; and a pool
+    # chain of three swaps (1 s each)
+    txs = star(2)
+    second = TxAccess(1.0, reads={("nonce", HOT): 1, ("balance", HOT): 3000}, writes={("nonce", HOT): 2, ("balance", HOT): 2000})
+    txs.append(second)
+    txs += [swap(20 + k, reserves=k) for k in range(3)]
+    graph = build_graph(txs)
+    namer = Namer()
+    namer.observe([(POOL, SYNC_TOPIC)], [])
+    senders = [sender(0), sender(1), HOT, HOT, sender(20), sender(21), sender(22)]
+    found = conflicts(graph, senders, namer)
+    # both force 3 s; the hot wallet's involves more transactions
+    assert [(c.kind, c.serial_seconds, c.txs) for c in found] == [("nonce-chain", 3.0, 4), ("pool-reserves", 3.0, 3)]
+    names = {c.kind: c.description for c in found}
+    assert names["pool-reserves"].startswith("reserves of pool 0x0a0a")
+    assert "nonce chain of sender 0x0b0b" in names["nonce-chain"] and "credits" in names["nonce-chain"]
