@@ -6,6 +6,10 @@ replaying the same blocks from a native file into a fresh database. Each engine 
 `--runs` times, alternating, and the table gives medians: tx/s, Mgas/s, the ratio to
 py-evm, and CPU time over wall time (above 1.0 only when work ran in parallel).
 Setup (building genesis, converting the file) is not timed, for either engine.
+
+`--loops lean,pyevm` runs every strategy with each interpreter loop (evmpipe's lean
+loop and py-evm's own, `execution/forks.py`), in the same run, alternating, with a
+worker pool per loop; the "× pyevm loop" column is the lean loop's speed-up.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ from consensus_stub.fixture import hex_bytes
 from evmpipe.replay import cpu_time, replay_file
 from pipeline import jsonlimits
 from pipeline.summary import summarize
+from contextlib import ExitStack
+
+from execution.forks import INTERPRETERS, interpreter, set_interpreter
 from execution.strategies import STRATEGIES
 from execution.workers import WorkerPool
 
@@ -43,6 +50,8 @@ class Measurement:
     txs: int
     gas: int
     execute_cpu: list[float] = field(default_factory=list)  # CPU/wall of the execute stage (parallel blocks)
+    loop: str | None = None  # the interpreter loop (evmpipe engines)
+    strategy: str | None = None
 
     @property
     def wall(self) -> float:
@@ -74,6 +83,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated evmpipe strategies (default {','.join(STRATEGIES)})")
     parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
     parser.add_argument("--one-at-a-time", action="store_true", help="also run sequential with one block in flight (no pipelining across blocks)")
+    parser.add_argument("--loops", help=f"comma-separated interpreter loops to run each strategy with, e.g. lean,pyevm (default: --interpreter's; one of {', '.join(INTERPRETERS)})")
     parser.set_defaults(func=cmd_bench)
 
 
@@ -83,26 +93,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"evmpipe bench: unknown strategies {sorted(unknown)}", file=sys.stderr)
         return 2
+    loops = [name for name in (args.loops or interpreter()).split(",") if name]
+    if not loops or set(loops) - set(INTERPRETERS):
+        print(f"evmpipe bench: --loops takes {', '.join(INTERPRETERS)}, not {args.loops!r}", file=sys.stderr)
+        return 2
     needs_pool = any(s != "sequential" for s in strategies)
-    with WorkerPool(args.workers) if needs_pool else _NoPool() as pool:
-        results = _bench_files(args, strategies, pool if needs_pool else None)
+    chosen = interpreter()
+    with ExitStack() as stack:
+        pools: dict[str, WorkerPool | None] = {}
+        for loop in loops:  # workers read the loop from the environment they start with
+            set_interpreter(loop)
+            pools[loop] = stack.enter_context(WorkerPool(args.workers)) if needs_pool else None
+        try:
+            results = _bench_files(args, strategies, pools)
+        finally:
+            set_interpreter(chosen)
     _print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "workers": pool.size if needs_pool else 0, "results": [_as_json(m) for m in results]}, indent=2))
+        workers = next(iter(pools.values())).size if needs_pool else 0  # type: ignore[union-attr]
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "workers": workers, "loops": loops, "results": [_as_json(m) for m in results]}, indent=2))
     return 0
 
 
-class _NoPool:
-    size = 0
-
-    def __enter__(self) -> _NoPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPool | None) -> list[Measurement]:
+def _bench_files(args: argparse.Namespace, strategies: list[str], pools: dict[str, WorkerPool | None]) -> list[Measurement]:
     results: list[Measurement] = []
     for path in args.files:
         test_name, test = _load_single_test(path)
@@ -119,17 +132,26 @@ def _bench_files(args: argparse.Namespace, strategies: list[str], pool: WorkerPo
                     engines["py-evm"].runs.append(wall)
                     engines["py-evm"].cpu.append(cpu)
                 variants = [(s, None) for s in strategies] + ([("sequential", 1)] if args.one_at_a_time else [])
-                for strategy, in_flight in variants:
-                    wall, cpu, execute_cpu = _time_evmpipe(native, Path(tmp) / f"db-{strategy}-{in_flight}-{run}", strategy, pool, in_flight)
-                    name = f"evmpipe {strategy}" + (" 1-in-flight" if in_flight else "")
-                    engines.setdefault(name, Measurement(path, name, [], [], txs, gas))
-                    engines[name].runs.append(wall)
-                    engines[name].cpu.append(cpu)
-                    if execute_cpu is not None:
-                        engines[name].execute_cpu.append(execute_cpu)
+                for loop, pool in pools.items():
+                    set_interpreter(loop)
+                    for strategy, in_flight in variants:
+                        _time_variant(engines, path, native, Path(tmp), run, strategy, in_flight, loop, pool, txs, gas, labelled=len(pools) > 1)
                 print(f"{Path(path).name}: run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         results.extend(engines.values())
     return results
+
+
+def _time_variant(engines: dict[str, Measurement], path: str, native: Path, tmp: Path, run: int, strategy: str, in_flight: int | None,
+                  loop: str, pool: WorkerPool | None, txs: int, gas: int, labelled: bool) -> None:
+    """One evmpipe run of one strategy with one loop, added to its measurement."""
+    variant = strategy + (" 1-in-flight" if in_flight else "")
+    wall, cpu, execute_cpu = _time_evmpipe(native, tmp / f"db-{strategy}-{in_flight}-{loop}-{run}", strategy, pool, in_flight)
+    name = f"evmpipe {variant}" + (f" [{loop}]" if labelled else "")
+    measurement = engines.setdefault(name, Measurement(path, name, [], [], txs, gas, loop=loop, strategy=variant))
+    measurement.runs.append(wall)
+    measurement.cpu.append(cpu)
+    if execute_cpu is not None:
+        measurement.execute_cpu.append(execute_cpu)
 
 
 def _load_single_test(path: str) -> tuple[str, dict[str, Any]]:
@@ -176,16 +198,25 @@ def _print_table(results: list[Measurement]) -> None:
     from rich.table import Table
 
     table = Table(title="evmpipe bench (medians)")
-    for column in ("file", "engine", "txs", "wall s", "tx/s", "Mgas/s", "× py-evm", "× sequential", "CPU/wall", "execute CPU/wall"):
+    loops = {m.loop for m in results if m.loop}
+    columns = ["file", "engine", "txs", "wall s", "tx/s", "Mgas/s", "× py-evm", "× sequential", "CPU/wall", "execute CPU/wall"]
+    if len(loops) > 1:
+        columns.insert(8, "× pyevm loop")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("file", "engine") else "right")
     baseline = {m.file: m for m in results if m.engine == "py-evm"}
-    sequential = {m.file: m for m in results if m.engine == "evmpipe sequential"}
+    sequential = {(m.file, m.loop): m for m in results if m.strategy == "sequential"}
+    stock_loop = {(m.file, m.strategy): m for m in results if m.loop == "pyevm"}
     for m in results:
-        base, seq = baseline.get(m.file), sequential.get(m.file)
+        base, seq = baseline.get(m.file), sequential.get((m.file, m.loop))
         ratio = f"{base.wall / m.wall:.2f}" if base else "–"
         to_sequential = f"{seq.wall / m.wall:.2f}" if seq and m.engine.startswith("evmpipe") else "–"
         execute = f"{m.execute_cpu_over_wall:.2f}" if m.execute_cpu_over_wall is not None else "–"
-        table.add_row(Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, to_sequential, f"{m.cpu_over_wall:.2f}", execute)
+        row = [Path(m.file).name, m.engine, f"{m.txs:,}", f"{m.wall:.3f}", f"{m.tx_per_s:,.0f}", f"{m.mgas_per_s:.2f}", ratio, to_sequential, f"{m.cpu_over_wall:.2f}", execute]
+        if len(loops) > 1:
+            stock = stock_loop.get((m.file, m.strategy))
+            row.insert(8, f"{stock.wall / m.wall:.2f}" if stock and m.loop != "pyevm" else "–")
+        table.add_row(*row)
     Console(width=160).print(table)  # wide enough for file names when not on a terminal
 
 

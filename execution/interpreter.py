@@ -229,6 +229,7 @@ def run(computation: Any, table: ForkTable) -> None:
     fallback_raised = False
     stipend = SSTORE_STIPEND  # read once: the planted-bug test changes the module's
     mask = UINT256_MAX
+    limit = STACK_LIMIT
     try:
         while True:
             op = kinds[pc]
@@ -238,13 +239,13 @@ def run(computation: Any, table: ForkTable) -> None:
             gas -= cost
             if op >= 0x60:
                 if op < 0x80:  # PUSH1..PUSH32
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(pushes[pc])
                     pc += op - 0x5E
                     continue
                 if op < 0x90:  # DUP1..DUP16
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(stack[0x7F - op])
                 elif op < 0xA0:  # SWAP1..SWAP16
@@ -365,7 +366,7 @@ def run(computation: Any, table: ForkTable) -> None:
                     value = pop()
                     gas = _sstore(computation, table, slot, value, gas)
                 elif op == 0x5F:  # PUSH0
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(0)
                 elif op == 0x53:  # MSTORE8
@@ -377,15 +378,15 @@ def run(computation: Any, table: ForkTable) -> None:
                         mem = mem_obj._bytes
                     mem[start] = value & 0xFF
                 elif op == 0x5A:  # GAS
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(gas)
                 elif op == 0x58:  # PC
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(pc)
                 else:  # 0x59 MSIZE
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     append(len(mem))
                 pc += 1
@@ -409,7 +410,7 @@ def run(computation: Any, table: ForkTable) -> None:
                     if size:
                         mem[start:end] = msg.code[code_start : code_start + size].ljust(size, b"\x00")
                 else:
-                    if len(stack) >= STACK_LIMIT:
+                    if len(stack) >= limit:
                         raise FullStack("Stack limit reached")
                     if op == 0x33:  # CALLER
                         append(int.from_bytes(msg.sender, "big"))

@@ -7,6 +7,7 @@ state write.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,7 @@ class Outcome:
         return f"{'ok' if self.success else self.error} used={self.gas_used} left={self.gas_remaining} refund={self.refund} out={self.output[:40].hex()} logs={len(self.logs)} writes={len(self.writes)}"
 
 
+@functools.lru_cache(maxsize=None)
 def _header(vm_class: Any) -> Any:
     params: dict[str, Any] = {"gas_limit": 30_000_000, "difficulty": 0 if _merged(vm_class) else 1, "timestamp": 1_700_000_000, "coinbase": bytes(20)}
     return vm_class.create_genesis_header(**params)

@@ -1,0 +1,134 @@
+"""Per-transaction cost of the interpreter loops: evmpipe's lean loop against py-evm's.
+
+For each BlockchainTest workload file, the first block's transactions run through
+`execution.block.execute_block` (evmpipe's own setup: `make_vm` over a
+`RecordingAccountDB`, the pre-state in memory, senders recovered beforehand), once per
+loop and run, alternating; the table gives the median microseconds per transaction
+and the ratio. `--profile` adds a cProfile of the lean loop on the first file: what
+remains of the per-transaction cost.
+
+    python scripts/bench_interpreter.py ../shared/workloads/erc20_b4_t250_s1.json.gz --runs 5
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import rlp
+from eth_hash.auto import keccak
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import execution  # noqa: E402,F401  (keccak backend first)
+from consensus_stub.fixture import hex_bytes  # noqa: E402
+from evmpipe.bench import _load_single_test  # noqa: E402
+from execution.block import execute_block, make_vm  # noqa: E402
+from execution.decode import mark_sender  # noqa: E402
+from execution.forks import INTERPRETERS, schedule_for_network, set_interpreter  # noqa: E402
+from state.account import Account  # noqa: E402
+
+
+class MemoryState:
+    """The fixture's pre-state as evmpipe's `StateReader` (read-only)."""
+
+    def __init__(self, pre: dict[str, Any]) -> None:
+        self.accounts: dict[bytes, Account] = {}
+        self.storage: dict[bytes, dict[int, int]] = {}
+        self.code: dict[bytes, bytes] = {}
+        for address, fields in pre.items():
+            raw = hex_bytes(address)
+            code = hex_bytes(fields.get("code", "0x"))
+            self.accounts[raw] = Account(nonce=int(fields["nonce"], 16), balance=int(fields["balance"], 16), code_hash=keccak(code))
+            self.code[keccak(code)] = code
+            self.storage[raw] = {int(k, 16): int(v, 16) for k, v in fields.get("storage", {}).items()}
+
+    def get_account(self, address: bytes) -> Account | None:
+        return self.accounts.get(address)
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        return self.storage.get(address, {}).get(slot, 0)
+
+    def get_code(self, code_hash: bytes) -> bytes | None:
+        return self.code.get(code_hash)
+
+    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
+        return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
+
+
+def _first_block(test: dict[str, Any], loop: str) -> tuple[Any, Any, list[bytes], int]:
+    set_interpreter(loop)
+    schedule = schedule_for_network(test["network"])
+    entry = test["blocks"][0]
+    number, timestamp = int(entry["blockHeader"]["number"], 16), int(entry["blockHeader"]["timestamp"], 16)
+    vm_class = schedule.vm_class(number, timestamp)
+    block = rlp.decode(hex_bytes(entry["rlp"]), sedes=vm_class.get_block_class())
+    for tx in block.transactions:
+        mark_sender(tx, tx.sender)  # recovered once, before timing
+    return vm_class, block, [hex_bytes(test["genesisBlockHeader"]["hash"])], schedule.chain_id
+
+
+def time_block(test: dict[str, Any], reader: MemoryState, loop: str) -> float:
+    """Seconds to execute the first block's transactions with `loop` (VM setup untimed)."""
+    vm_class, block, prev, chain_id = _first_block(test, loop)
+    vm = make_vm(vm_class, block.header, reader, prev, chain_id)
+    started = time.perf_counter()
+    result = execute_block(vm, block)
+    elapsed = time.perf_counter() - started
+    if result.gas_used != block.header.gas_used:
+        raise SystemExit(f"{loop}: gas used {result.gas_used} != header {block.header.gas_used}")
+    return elapsed
+
+
+def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int) -> str:
+    vm_class, block, prev, chain_id = _first_block(test, loop)
+    vm = make_vm(vm_class, block.header, reader, prev, chain_id)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    execute_block(vm, block)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", type=int, metavar="N", help="print the N costliest functions of a lean run of the first file")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+    rows = []
+    for path in args.files:
+        _, test = _load_single_test(path)
+        reader = MemoryState(test["pre"])
+        txs = len(test["blocks"][0].get("transactions", []))
+        times: dict[str, list[float]] = {loop: [] for loop in INTERPRETERS}
+        for loop in INTERPRETERS:  # warm-up: code analysis, imports, caches
+            time_block(test, reader, loop)
+        for _ in range(args.runs):
+            for loop in INTERPRETERS:
+                times[loop].append(time_block(test, reader, loop))
+        lean, stock = statistics.median(times["lean"]), statistics.median(times["pyevm"])
+        row = {"file": Path(path).name, "txs": txs, "pyevm_us_per_tx": stock / txs * 1e6, "lean_us_per_tx": lean / txs * 1e6, "ratio": stock / lean}
+        rows.append(row)
+        print(f"{row['file']:45} {txs:5} txs  pyevm {row['pyevm_us_per_tx']:8.1f} µs/tx  lean {row['lean_us_per_tx']:8.1f} µs/tx  {row['ratio']:.2f}x", flush=True)
+    if args.profile:
+        _, test = _load_single_test(args.files[0])
+        print(profile_block(test, MemoryState(test["pre"]), "lean", args.profile))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
