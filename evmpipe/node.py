@@ -288,7 +288,7 @@ class Node:
         if self.store is None or self.chain is None or self.rpc is None:  # still waiting for the source
             body = {"ok": True, "head": None, "intake": "waiting", "intake_error": None, "in_flight": 0, "committed": 0, "rejected": 0, "source": self.source.description}
             return Response.json(body, 200)
-        head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
+        head = self.rpc.head()  # a snapshot read on the event loop: never queued behind RPC calls or a commit
         intake = "running" if self.stats.intake_running else ("stopped" if self.stats.intake_error else "ended")
         ok = self.stats.intake_error is None
         body = {

@@ -1,15 +1,19 @@
-"""JSON-RPC 2.0 over the committed state: the `eth_` reads a block explorer needs first.
+"""JSON-RPC 2.0 over the committed state: what wallets, explorers, indexers and web3.py ask.
 
-Served from the `StateStore` the pipeline commits to. State is flat (one row per
-account, no history), so account queries answer for the head only; a block tag
-naming an older block gets error -32000 saying so. Block, transaction and receipt
-queries work for every committed block.
+State is flat (one row per account, no history), so account queries, `eth_call`,
+`eth_estimateGas` and `eth_getProof` answer for the head only; a block tag naming an
+older block gets error -32000 saying so. Block, transaction, receipt and log queries
+work for every committed block.
 
-The store's reads are blocking SQLite calls, so each call runs on a trio worker
-thread (a limiter of its own keeps a flood of requests from taking the threads the
-pipeline needs). Reads use the store's batched `read_*` methods: they always go to
-SQLite under the store's lock, so they see exactly what is committed and never race
-the pipeline on the LRU caches.
+Reads never touch the pipeline's state: account reads, calls, proofs and logs go
+through `ReadView` (evmpipe/rpc_view.py), a read-only SQLite connection per thread
+reading one WAL snapshot per call, so a call sees one head throughout and never waits
+on the store's lock while a block commits. The few point reads of the cheap methods
+(`INLINE_METHODS`) run on the event loop itself: under load the two thread switches
+of a hop cost more than the read. Everything else (block decoding, receipts, calls,
+proofs) runs on trio worker threads with a limiter of its own, so a flood of requests
+cannot take the threads the pipeline needs. Block and receipt reads use the store's
+uncached `get_*` methods, which go to SQLite under its lock.
 """
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ from typing import Any, Callable
 import rlp
 import trio
 from eth._utils.address import generate_contract_address
+from eth_hash.auto import keccak
 
 from evmpipe.rpc_call import DEFAULT_CALL_GAS, CallFailed, Message, Reverted, estimate_gas, run_call
-from evmpipe.rpc_format import log_json, percentile_rewards, priority_fee, receipt_logs, transaction_hashes, transaction_json
+from evmpipe.rpc_format import block_parts, log_json, percentile_rewards, priority_fee, receipt_logs, transaction_hashes, transaction_json
 from evmpipe.rpc_proof import account_fields, trie_proof
 from evmpipe.rpc_view import ReadView, read_view
 from execution.checks import expected_base_fee
@@ -35,7 +40,7 @@ from pipeline import jsonlimits
 from pipeline.datadir import LOGS_FROM
 from pipeline.errors import InvalidBlock
 from state.account import BLANK_ROOT, EMPTY_CODE_HASH
-from state.store import StateStore
+from state.store import Head, StateStore
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 SERVER_ERROR = -32000  # historic state asked for, nothing committed, a call that cannot run
@@ -50,6 +55,10 @@ MAX_PROOF_SLOTS = 1024  # storage keys one eth_getProof may ask for
 MAX_CALL_GAS = 100_000_000  # gas one eth_call or eth_estimateGas may name
 TIP_BLOCKS = 20  # blocks the suggested tip looks back on
 DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transaction
+INLINE_METHODS = frozenset({
+    "eth_blockNumber", "eth_chainId", "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt",
+    "web3_clientVersion", "net_version", "eth_syncing",
+})
 CALL_FIELDS = frozenset({"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "input", "nonce", "type", "chainId", "accessList"})
 HEAD_TAGS = ("latest", "pending", "safe", "finalized")  # final order: every committed block is final
 
@@ -125,6 +134,7 @@ class RpcHandler:
         self.store = store
         self.schedule = schedule
         self.limiter = trio.CapacityLimiter(4)
+        self._tip_cache: tuple[bytes, int] | None = None  # (head hash, suggested tip)
         self.on_call = on_call or (lambda ok: None)
         self.methods: dict[str, Callable[[Any], Any]] = {
             "eth_blockNumber": self.block_number,
@@ -185,7 +195,10 @@ class RpcHandler:
         try:
             if method is None:
                 raise RpcError(METHOD_NOT_FOUND, f"method {call['method']!r} is not served (evmpipe serves {', '.join(sorted(self.methods))})")
-            result = await trio.to_thread.run_sync(method, call.get("params"), limiter=self.limiter)
+            if call["method"] in INLINE_METHODS:
+                result = method(call.get("params"))  # cheaper than the two thread switches a hop costs
+            else:
+                result = await trio.to_thread.run_sync(method, call.get("params"), limiter=self.limiter)
         except RpcError as error:
             self.on_call(False)
             return None if notification else _error(call_id, error.code, error.message, error.data)
@@ -197,17 +210,25 @@ class RpcHandler:
 
     # -- methods (run on a worker thread) -------------------------------------------
 
-    def _head(self) -> tuple[int, bytes]:
-        head = self.store.head()
+    def head(self) -> Head | None:
+        """The committed head, read on this thread's read-only connection: no wait on
+        the store's lock, which a commit holds (cheap enough for the event loop)."""
+        with read_view(self.store.path) as view:
+            return view.head
+
+    def _head(self, view: ReadView | None = None) -> tuple[int, bytes]:
+        head = view.head if view is not None else self.head()
         if head is None:
             raise RpcError(SERVER_ERROR, "no block committed yet")
         return head.number, head.hash
 
-    def _check_head_state(self, tag: Any) -> None:
+    def _check_head_state(self, tag: Any, view: ReadView | None = None) -> None:
         """Account state exists for the head only (flat state keeps no history)."""
         if tag is None or tag in HEAD_TAGS:
+            if view is not None:
+                self._head(view)
             return
-        number, head_hash = self._head()
+        number, head_hash = self._head(view)
         if isinstance(tag, dict):  # EIP-1898
             if "blockHash" in tag:
                 if parse_data(tag["blockHash"], "blockHash", 32) == head_hash:
@@ -225,6 +246,9 @@ class RpcHandler:
         if wanted != number:
             raise RpcError(SERVER_ERROR, f"state is kept for the head block only (number {number}, asked {wanted}): flat state has no history; use \"latest\"")
 
+    # The methods below up to `_block_number_of` run on the event loop itself (see
+    # INLINE_METHODS): a few point reads of one snapshot, no decoding, no lock.
+
     def block_number(self, params: Any) -> str:
         _arguments(params, 0)
         return quantity(self._head()[0])
@@ -236,18 +260,20 @@ class RpcHandler:
     def _account_field(self, field_name: str, params: Any) -> str:
         address, tag = _arguments(params, 1, 1)
         address = parse_data(address, "address", 20)
-        self._check_head_state(tag)
-        account = self.store.read_accounts([address])[address]
+        with read_view(self.store.path) as view:
+            self._check_head_state(tag, view)
+            account = view.get_account(address)
         return quantity(0 if account is None else getattr(account, field_name))
 
     def get_code(self, params: Any) -> str:
         address, tag = _arguments(params, 1, 1)
         address = parse_data(address, "address", 20)
-        self._check_head_state(tag)
-        account = self.store.read_accounts([address])[address]
-        if account is None or account.code_hash == EMPTY_CODE_HASH:
-            return "0x"
-        return data(self.store.read_code([account.code_hash]).get(account.code_hash, b""))
+        with read_view(self.store.path) as view:
+            self._check_head_state(tag, view)
+            account = view.get_account(address)
+            if account is None or account.code_hash == EMPTY_CODE_HASH:
+                return "0x"
+            return data(view.get_code(account.code_hash) or b"")
 
     def get_storage_at(self, params: Any) -> str:
         address, slot, tag = _arguments(params, 2, 1)
@@ -255,8 +281,9 @@ class RpcHandler:
         slot_number = parse_quantity(slot, "slot")
         if slot_number >= 2**256:
             raise _params_error("slot must be below 2**256")
-        self._check_head_state(tag)
-        value = self.store.read_storage([(address, slot_number)])[(address, slot_number)]
+        with read_view(self.store.path) as view:
+            self._check_head_state(tag, view)
+            value = view.get_storage(address, slot_number)
         return data(value.to_bytes(32, "big"))
 
     def _block_number_of(self, tag: Any) -> int:
@@ -294,23 +321,28 @@ class RpcHandler:
                 return None
             header, _ = decode_header(self.schedule, found[1])
             return _block_json(header, [], [], len(found[1]), found[2])
-        try:
-            block, _ = decode_block(self.schedule, raw)
-        except InvalidBlock as exc:  # a committed block always decodes; say so if not
-            raise RpcError(INTERNAL_ERROR, f"stored block {number} does not decode: {exc}") from exc
-        found = self.store.get_header(block.header.hash)
-        td = found[2] if found else 0
-        header = block.header
+        parts = block_parts(raw)  # the header and the raw lists: hashes need no py-evm decoding
+        block_hash = self.store.canonical_hash(number)
+        found = self.store.get_header(block_hash) if block_hash else None
+        if found is None:
+            return None
+        header, _ = decode_header(self.schedule, found[1])
         if full:
+            try:
+                block, _ = decode_block(self.schedule, raw)
+            except InvalidBlock as exc:  # a committed block always decodes; say so if not
+                raise RpcError(INTERNAL_ERROR, f"stored block {number} does not decode: {exc}") from exc
             base_fee = getattr(header, "base_fee_per_gas", None)
             transactions: list[Any] = [transaction_json(tx, header.hash, number, i, base_fee) for i, tx in enumerate(block.transactions)]
         else:
-            transactions = [data(tx.hash) for tx in block.transactions]
-        out = _block_json(header, [], [u.hash for u in block.uncles], len(raw), td)
+            transactions = [data(h) for h in transaction_hashes(raw)]
+        out = _block_json(header, [], [keccak(u) for u in parts.uncles], len(raw), found[2])
         out["transactions"] = transactions
-        withdrawals = getattr(block, "withdrawals", None)
-        if withdrawals is not None:
-            out["withdrawals"] = [{"index": quantity(w.index), "validatorIndex": quantity(w.validator_index), "address": data(w.address), "amount": quantity(w.amount)} for w in withdrawals]
+        if parts.withdrawals is not None:
+            out["withdrawals"] = [
+                {"index": quantity(_int(w[0])), "validatorIndex": quantity(_int(w[1])), "address": data(w[2]), "amount": quantity(_int(w[3]))}
+                for w in rlp.decode(parts.withdrawals)
+            ]
         return out
 
     def get_transaction_receipt(self, params: Any) -> dict[str, Any] | None:
@@ -387,8 +419,16 @@ class RpcHandler:
 
     def _suggested_tip(self) -> int:
         """The 60th percentile of the tips paid in the last 20 blocks (geth's oracle's
-        defaults); 1 gwei when they hold no transaction."""
-        head, _ = self._head()
+        defaults); 1 gwei when they hold no transaction. Computed once per head."""
+        head, head_hash = self._head()
+        cached = self._tip_cache
+        if cached is not None and cached[0] == head_hash:
+            return cached[1]
+        tip = self._tip_at(head)
+        self._tip_cache = (head_hash, tip)
+        return tip
+
+    def _tip_at(self, head: int) -> int:
         tips = []
         for number in range(head, max(head - TIP_BLOCKS, 0), -1):
             found = self._decoded(number)
@@ -686,6 +726,10 @@ def _block_json(header: Any, tx_hashes: list[bytes], uncle_hashes: list[bytes], 
         if value is not None:
             out[key] = data(value) if as_data else quantity(value)
     return out
+
+
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big")
 
 
 def _full_flag(full: Any) -> bool:

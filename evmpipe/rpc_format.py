@@ -6,6 +6,7 @@ RLP; nothing here reads the database.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import rlp
@@ -88,6 +89,32 @@ def transaction_hashes(block_rlp: bytes) -> list[bytes]:
         hashes.append(keccak(block_rlp[content:end] if block_rlp[items] < 0xC0 else block_rlp[items:end]))
         items = end
     return hashes
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """A block's RLP cut into its items: the uncles' RLP each, the withdrawals list's RLP."""
+
+    uncles: list[bytes]
+    withdrawals: bytes | None  # the whole list, from Shanghai on
+
+
+def block_parts(block_rlp: bytes) -> BlockParts:
+    start, end = rlp_item(block_rlp, 0)
+    items = []
+    while start < end:
+        item_end = rlp_item(block_rlp, start)[1]
+        items.append((start, item_end))
+        start = item_end
+    uncles_start, uncles_end = items[2]
+    content, _ = rlp_item(block_rlp, uncles_start)
+    uncles = []
+    while content < uncles_end:
+        uncle_end = rlp_item(block_rlp, content)[1]
+        uncles.append(block_rlp[content:uncle_end])
+        content = uncle_end
+    withdrawals = block_rlp[items[3][0]:items[3][1]] if len(items) > 3 else None
+    return BlockParts(uncles, withdrawals)
 
 
 def receipt_logs(receipt: bytes) -> list[tuple[bytes, list[bytes], bytes]]:

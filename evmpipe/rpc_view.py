@@ -97,7 +97,8 @@ class ReadView:
 
 @contextmanager
 def read_view(path: str) -> Iterator[ReadView]:
-    """A snapshot of the database at `path`, on this thread's read-only connection."""
+    """A snapshot of the database at `path`, on this thread's read-only connection.
+    Nested uses on one thread share the outer snapshot."""
     connections: dict[str, sqlite3.Connection] = getattr(_local, "connections", None) or {}
     _local.connections = connections
     db = connections.get(path)
@@ -105,6 +106,9 @@ def read_view(path: str) -> Iterator[ReadView]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
         db.execute("PRAGMA query_only=1")
         connections[path] = db
+    if db.in_transaction:  # an outer view of this thread is open: its snapshot it is
+        yield ReadView(db)
+        return
     db.execute("BEGIN")  # a read transaction: one snapshot for the whole call
     try:
         yield ReadView(db)

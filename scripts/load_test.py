@@ -1,0 +1,191 @@
+"""Load test of a node's JSON-RPC while blocks commit: N clients for T seconds, loopback only.
+
+Starts `evmpipe node` on a devnet source (a generated chain handed out one block per
+`--interval` seconds, so blocks commit during the whole run), then runs N clients on
+trio, each with one kept-alive HTTP/1.1 connection, sending a mix of calls one after
+another (closed loop, `--think` seconds between a response and the next request).
+Reports requests, errors, latency percentiles, and whether blocks kept their
+schedule. Bounded: at most 600 s and 2,000 clients; only 127.0.0.1.
+
+    python scripts/load_test.py --clients 200 --seconds 20
+    python scripts/load_test.py --clients 50 --seconds 10 --think 0.05 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import h11
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_SECONDS = 600
+MAX_CLIENTS = 2000
+
+MIX = [  # (weight, method, params): what a wallet and an explorer ask most
+    (4, "eth_blockNumber", []),
+    (3, "eth_getBalance", ["0x" + "00" * 19 + "01", "latest"]),
+    (2, "eth_getBlockByNumber", ["latest", False]),
+    (1, "eth_chainId", []),
+    (1, "eth_gasPrice", []),
+]
+
+
+class Client:
+    """One kept-alive connection, one request at a time."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stream: trio.SocketStream | None = None
+        self.conn: h11.Connection | None = None
+
+    async def request(self, body: bytes) -> tuple[int, bytes]:
+        if self.stream is None or self.conn is None or self.conn.our_state is not h11.IDLE:
+            if self.stream is not None:
+                await self.stream.aclose()
+            self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+            self.conn = h11.Connection(h11.CLIENT)
+        conn, stream = self.conn, self.stream
+        headers = [("Host", "127.0.0.1"), ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        await stream.send_all(conn.send(h11.Request(method="POST", target="/", headers=headers)) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        status, data = 0, bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                data += event.data
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        return status, bytes(data)
+
+
+async def client_loop(port: int, deadline: float, think: float, seed: int, latencies: list[float], errors: list[str]) -> None:
+    calls = [(method, params) for weight, method, params in MIX for _ in range(weight)]
+    client = Client(port)
+    index = seed
+    while time.monotonic() < deadline:
+        method, params = calls[index % len(calls)]
+        index += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": index, "method": method, "params": params}).encode()
+        started = time.perf_counter()
+        try:
+            with trio.fail_after(30):
+                status, data = await client.request(body)
+            reply = json.loads(data)
+            if status != 200 or "error" in reply:
+                errors.append(f"{method}: HTTP {status} {reply.get('error')}")
+        except Exception as exc:  # a refused or reset connection counts as an error
+            errors.append(f"{method}: {type(exc).__name__}: {exc}")
+            client.stream = None
+        latencies.append(time.perf_counter() - started)
+        if think:
+            await trio.sleep(think)
+
+
+async def run_clients(port: int, clients: int, seconds: float, think: float) -> tuple[list[float], list[str], float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client_loop, port, started + seconds, think, i, latencies, errors)
+    return latencies, errors, time.monotonic() - started
+
+
+def _get(port: int, path: str) -> Any:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def start_node(datadir: Path, interval: float, blocks: int, log: Path) -> tuple[subprocess.Popen, int]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-m", "evmpipe", "node", "--datadir", str(datadir), "--source", f"devnet:{interval}", "--devnet-blocks", str(blocks), "--http-port", "0", "--log-file", str(log)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the node exited {process.returncode}; see {log}")
+        lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        ports = [line["port"] for line in lines if line.get("event") == "http_listening"]
+        committed = [line for line in lines if line.get("event") == "committed"]
+        if ports and committed:
+            return process, ports[-1]
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the node did not start within 300 s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long they send (default 20)")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between a response and its next request (default 0)")
+    parser.add_argument("--interval", type=float, default=1.0, help="devnet: seconds between blocks handed to the node (default 1)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args()
+    if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
+        parser.error(f"--clients 1..{MAX_CLIENTS}, --seconds up to {MAX_SECONDS}")
+    with tempfile.TemporaryDirectory(prefix="evmpipe-load-") as tmp:
+        log = Path(tmp) / "node.log"
+        blocks = int(args.seconds / args.interval) + 30  # enough to commit through the whole run
+        process, port = start_node(Path(tmp) / "data", args.interval, blocks, log)
+        try:
+            head_before = _get(port, "/health")["head"]["number"]
+            latencies, errors, wall = trio.run(run_clients, port, args.clients, args.seconds, args.think)
+            health = _get(port, "/health")
+            head_after = health["head"]["number"]
+        finally:
+            process.terminate()
+            process.wait(60)
+    expected_blocks = wall / args.interval
+    figures = {
+        "clients": args.clients,
+        "seconds": round(wall, 2),
+        "think_s": args.think,
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "errors": len(errors),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+        "blocks_committed": head_after - head_before,
+        "blocks_scheduled": round(expected_blocks, 1),
+        "health_after": health["ok"],
+    }
+    for key, value in figures.items():
+        print(f"{key:>18}: {value}")
+    for error in errors[:5]:
+        print(f"  error: {error}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0 if not errors and health["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
