@@ -307,7 +307,7 @@ class Node:
         if self.store is None or self.chain is None or self.rpc is None:
             text = render_metrics(self.stats, head_number=None, in_flight=0, caches={})
             return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-        head = await trio.to_thread.run_sync(self.store.head, limiter=self.rpc.limiter)
+        head = self.rpc.head()  # a snapshot read on the event loop: never queued behind RPC calls or a commit
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
         return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
