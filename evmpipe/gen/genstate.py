@@ -188,6 +188,15 @@ _EOAS = bytearray()  # the EOA address table, inherited by forked jobs
 _COUNTER = None  # a shared progress counter (multiprocessing.Value), inherited too
 
 
+def _job_init() -> None:
+    """A job leaves Ctrl-C to the main process, which cleans up, and dies quietly when
+    the pool terminates it (SIGTERM)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _tick(units: int) -> None:
     if _COUNTER is not None:
         with _COUNTER.get_lock():
@@ -205,7 +214,7 @@ def _build(work: Path, shape: StateShape, bar: BuildProgress, jobs: int) -> dict
         bar.set_phase("EOA addresses")
         step = 65_536
         chunks = [(shape, start, min(start + step, shape.eoa_count)) for start in range(0, shape.eoa_count, step)]
-        with ctx.Pool(jobs) as pool:
+        with ctx.Pool(jobs, initializer=_job_init) as pool:
             _EOAS = bytearray(b"".join(_wait(pool.starmap_async(_eoa_chunk, chunks, chunksize=1), bar)))
         sizes = _contract_sizes(shape)
         loads = [0] * jobs
@@ -217,7 +226,7 @@ def _build(work: Path, shape: StateShape, bar: BuildProgress, jobs: int) -> dict
         bounds = [round(shape.eoa_count * k / jobs / step) * step for k in range(jobs)] + [shape.eoa_count]
         prefix = max(1, prefix_for(shape.accounts))
         nibbles = [round(16 * k / jobs) for k in range(jobs + 1)]
-        with ctx.Pool(jobs) as pool:
+        with ctx.Pool(jobs, initializer=_job_init) as pool:
             bar.set_phase("storage and storage tries")
             _wait(pool.starmap_async(_storage_job, [(work, k, shape, dealt[k]) for k in range(jobs)], chunksize=1), bar)
             bar.set_phase("accounts")

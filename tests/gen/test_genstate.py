@@ -117,11 +117,11 @@ def test_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_killed_build_leaves_no_valid_datadir(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evmpipe.gen.cli", "state", "--datadir", str(tmp_path / "d"), "--accounts", "300000", "--quiet"],
+        [sys.executable, "-m", "evmpipe.gen.cli", "state", "--datadir", str(tmp_path / "d"), "--accounts", "150000", "--quiet"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("d.partial-*/stage.sqlite")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob("d.partial-*/part-*.sqlite")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
@@ -136,9 +136,9 @@ def test_killed_build_leaves_no_valid_datadir(tmp_path: Path) -> None:
 
 
 def test_disk_full_is_a_clear_error(tmp_path: Path) -> None:
-    def limit() -> None:  # files may not grow past 4 MiB: as a full disk does, writes fail
+    def limit() -> None:  # files may not grow past 1 MiB: as a full disk does, writes fail
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
     result = subprocess.run(
         [sys.executable, "-m", "evmpipe.gen.cli", "state", "--datadir", str(tmp_path / "d"), "--accounts", "20000", "--quiet"],
