@@ -153,7 +153,7 @@ def state_root_of(alloc: dict[bytes, dict]) -> bytes:
     def no_node(node_hash: bytes) -> bytes:
         raise KeyError(node_hash)
 
-    root, _ = merkleize(alloc_diff(alloc), BLANK_ROOT, lambda address: None, no_node, in_place=False)
+    root = merkleize(alloc_diff(alloc), BLANK_ROOT, lambda address: None, no_node).root
     return root
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from evmpipe.blocktest.result import BlockOutcome, TestResult
 from execution.decode import decode_header
 from execution.forks import schedule_for_network
 from execution.strategies import ExecutionStrategy, make_strategy
-from execution.workers import WorkerPool
+from execution.workers import WorkerPool, pool_session
 from pipeline.block import InFlightBlock
-from pipeline.chain import Chain
+from pipeline.chain import ChainState
 from pipeline.events import EventLog
 from pipeline.node import build_stages
 from pipeline.runner import PipelineConfig, run_pipeline
@@ -38,7 +37,8 @@ _POOL: WorkerPool | None = None
 
 
 def shared_pool() -> WorkerPool:
-    """One worker pool per process, reused by every test (starting one costs ~1 s)."""
+    """One worker pool per process, reused by every test (starting one costs ~1 s):
+    its processes outlive each test's `trio.run`, which opens a session of its own."""
     global _POOL
     if _POOL is None:
         _POOL = WorkerPool(2).__enter__()
@@ -54,7 +54,7 @@ def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: E
     events = events or EventLog(log_events=False)
     try:
         pool = shared_pool() if strategy != "sequential" else None
-        error = _run(test, outcomes, events, make_strategy(strategy, pool, verify=verify))
+        error = _run(test, outcomes, events, make_strategy(strategy, pool, verify=verify), pool)
     except Exception as exc:  # a crash is a failed test with its reason, not a crashed runner
         error = f"{type(exc).__name__}: {exc}"
     result = TestResult(path, name, network, ENGINE, error is None, error, time.perf_counter() - started, outcomes)
@@ -62,7 +62,7 @@ def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: E
     return result
 
 
-def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, strategy: ExecutionStrategy) -> str | None:
+def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, strategy: ExecutionStrategy, pool: WorkerPool | None) -> str | None:
     schedule = schedule_for_network(test["network"])
     with tempfile.TemporaryDirectory(prefix="evmpipe-bt-") as tmp:
         store = StateStore(Path(tmp) / "state.sqlite", synchronous="OFF")
@@ -73,7 +73,7 @@ def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, s
             if header.hash != expected_hash:
                 return f"genesis hash 0x{header.hash.hex()} != fixture's 0x{expected_hash.hex()}"
             store.commit_block(genesis_commit(fixture_alloc(test["pre"]), header.hash, rlp.encode(header), header.state_root, header.difficulty))
-            chain = Chain(store, schedule)
+            chain = ChainState.open(store, schedule)
 
             async def sink(block: InFlightBlock) -> None:
                 expect = block.input.meta.get("expect_exception")
@@ -88,7 +88,11 @@ def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, s
                     )
                 )
 
-            trio.run(partial(run_pipeline, fixture_source(test), build_stages(chain, strategy), sink, config=PipelineConfig(), events=events))
+            async def main() -> None:
+                async with pool_session(pool):
+                    await run_pipeline(fixture_source(test), build_stages(chain, strategy), sink, config=PipelineConfig(), events=events, chain=chain)
+
+            trio.run(main)
             return _check_outcomes(outcomes) or _check_post_state(store, test)
         finally:
             store.close()

@@ -20,7 +20,7 @@ import argparse
 import signal
 import sys
 import traceback
-from contextlib import ExitStack, aclosing
+from contextlib import ExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +37,7 @@ from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
 from evmpipe.replay import add_strategy_arguments
 from evmpipe.rpc import INVALID_REQUEST, RpcHandler
 from pipeline.block import BlockInput, InFlightBlock
-from pipeline.chain import Chain
+from pipeline.chain import ChainState
 from pipeline.datadir import DatadirLock, open_datadir
 from pipeline.errors import BadInput
 from pipeline.events import configure_logging
@@ -109,7 +109,7 @@ class Node:
         self.startup = trio.CancelScope()
         self.intake = trio.CancelScope()  # the source's scope: the only one a first signal cancels
         self.store: StateStore | None = None
-        self.chain: Chain | None = None
+        self.chain: ChainState | None = None
         self.rpc: RpcHandler | None = None
         self.http_port: int | None = None
         self.committed_number = -1
@@ -168,17 +168,19 @@ class Node:
         from execution.workers import WorkerPool
         from pipeline.node import build_stages
 
-        # workers ignore SIGINT themselves: the node stops them after draining
-        pool = resources.enter_context(WorkerPool(options.workers)) if options.strategy != "sequential" else None
-        self.chain = chain = Chain(store, header.schedule)
-        stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
-        head = store.head()
+        self.chain = chain = await trio.to_thread.run_sync(ChainState.open, store, header.schedule)
+        head = chain.head
         self.committed_number = head.number if head else -1
-        _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
         self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call)
-        send, receive = trio.open_memory_channel[BlockInput](0)
-        nursery.start_soon(self._intake, send, head.number if head else None)
-        await run_pipeline(lambda: _received(receive), stages, self._sink, config=options.config, events=self.events)
+        # Workers ignore SIGINT themselves: the node stops them after draining. The
+        # pool lives inside this task: it stops when the pipeline has drained, or
+        # when the run is cancelled.
+        async with WorkerPool(options.workers) if options.strategy != "sequential" else _no_pool() as pool:
+            stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
+            _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
+            send, receive = trio.open_memory_channel[BlockInput](0)
+            nursery.start_soon(self._intake, send, head.number if head else None)
+            await run_pipeline(lambda: _received(receive), stages, self._sink, config=options.config, events=self.events, chain=chain)
         _log.info("pipeline_drained", head=self.committed_number)
         if not self.stopping.is_set():
             _log.info("serving_until_stopped", note="intake has ended; send SIGTERM to stop")
@@ -311,6 +313,11 @@ class Node:
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
         return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+@asynccontextmanager
+async def _no_pool() -> AsyncIterator[None]:
+    yield None
 
 
 async def _received(channel: trio.MemoryReceiveChannel[BlockInput]) -> AsyncIterator[BlockInput]:

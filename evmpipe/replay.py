@@ -23,9 +23,9 @@ import trio
 
 from consensus_stub.blockfile import BlockRecord, iter_blocks, read_header
 from execution.strategies import STRATEGIES, make_strategy
-from execution.workers import WorkerPool
+from execution.workers import WorkerPool, pool_session
 from pipeline.block import BlockInput, InFlightBlock
-from pipeline.chain import Chain
+from pipeline.chain import ChainState
 from pipeline.datadir import open_datadir
 from pipeline.errors import BadInput, InvalidBlock
 from pipeline.events import EventLog, StageEvent, configure_logging
@@ -33,7 +33,8 @@ from pipeline.node import build_stages
 from pipeline.progress import Progress
 from pipeline.required_state import check_required_state
 from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, print_state_reads
-from pipeline.runner import PipelineConfig, run_pipeline
+from pipeline.runner import BlockSource, PipelineConfig, ResultSink, run_pipeline
+from pipeline.stage import Stage
 from pipeline.summary import render_summary, summarize
 from pipeline.trace import write_trace
 
@@ -95,8 +96,8 @@ def replay_file(
     store = open_datadir(datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=synchronous)
     outcome = ReplayOutcome(events=events or EventLog(log_events=False))
     try:
-        chain = Chain(store, header.schedule)
-        head = store.head()
+        chain = ChainState.open(store, header.schedule)
+        head = chain.head
         start_after = head.number if head else None
         state_options.configure(store)
         reads = ReadTracker(store, getattr(chain, "overlay", None))
@@ -132,7 +133,7 @@ def replay_file(
             stages = build_stages(chain, make_strategy(strategy, pool, verify=verify), max_in_flight)
             cpu_before, wall_before = cpu_time(), time.perf_counter()
             try:
-                trio.run(partial(run_pipeline, source, stages, sink, config=config, events=outcome.events))
+                trio.run(partial(_run, pool, source, stages, sink, config, outcome.events, chain))
             except* _Rejected:
                 pass
             outcome.wall_seconds = time.perf_counter() - wall_before
@@ -143,6 +144,11 @@ def replay_file(
     finally:
         store.close()
     return outcome
+
+
+async def _run(pool: WorkerPool | None, source: BlockSource, stages: list[Stage], sink: ResultSink, config: PipelineConfig, events: EventLog, chain: ChainState) -> None:
+    async with pool_session(pool):
+        await run_pipeline(source, stages, sink, config=config, events=events, chain=chain)
 
 
 def worker_events(events: EventLog, pool: WorkerPool, since: float) -> None:

@@ -41,7 +41,7 @@ from execution.forks import VMClass
 from execution.speculate import SpecResult
 from execution.requests import compute_requests_hash, process_requests
 from execution.system import process_history_hash
-from pipeline.errors import InvalidTransaction
+from pipeline.errors import InvalidTransaction, TxError
 from state.diff import StateDiff
 from state.trie import rlp_int, rlp_list, rlp_str
 
@@ -139,9 +139,9 @@ class BlockRun:
         """Gas and blob gas the block has left: in block order, never speculative."""
         header = self.header
         if tx.gas > header.gas_limit - self.gas_used:
-            raise InvalidTransaction("TransactionException.GAS_ALLOWANCE_EXCEEDED", f"gas {tx.gas} > gas left in block {header.gas_limit - self.gas_used}", number=header.block_number, block_hash=header.hash, tx_index=index)
+            raise InvalidTransaction(TxError.GAS_ALLOWANCE_EXCEEDED, f"gas {tx.gas} > gas left in block {header.gas_limit - self.gas_used}", number=header.block_number, block_hash=header.hash, tx_index=index)
         if blob_gas(tx) > self.max_blob_gas - self.blob_gas_used:
-            raise InvalidTransaction("TransactionException.TYPE_3_TX_MAX_BLOB_GAS_ALLOWANCE_EXCEEDED", "blob gas above what the block has left", number=header.block_number, block_hash=header.hash, tx_index=index)
+            raise InvalidTransaction(TxError.TYPE_3_TX_MAX_BLOB_GAS_ALLOWANCE_EXCEEDED, "blob gas above what the block has left", number=header.block_number, block_hash=header.hash, tx_index=index)
 
     def run_transaction(self, index: int, tx: SignedTransactionAPI) -> None:
         """Check `tx` against the current state and execute it."""
@@ -149,14 +149,14 @@ class BlockRun:
         try:
             tx.sender  # recovered already, or now (when a worker could not)
         except Exception as exc:  # eth-keys raises several types for bad signatures
-            raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
+            raise InvalidTransaction(TxError.INVALID_SIGNATURE, f"sender recovery failed: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
         self.db.begin_transaction()
         self.check_allowance(index, tx)
         check_transaction_state(self.state, header, tx, index)
         try:
             computation = self.state.apply_transaction(tx)
         except ValidationError as exc:
-            raise InvalidTransaction("TransactionException.INVALID_TRANSACTION", f"py-evm: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
+            raise InvalidTransaction(TxError.INVALID_TRANSACTION, f"py-evm: {exc}", number=header.block_number, block_hash=header.hash, tx_index=index) from exc
         receipt = self.vm.make_receipt(SimpleNamespace(gas_used=self.gas_used), tx, computation, self.state)
         reads = self.db.reads
         writes = self.db.end_transaction()

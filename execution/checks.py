@@ -27,7 +27,7 @@ from eth_utils import ValidationError
 
 from execution.blobs import GAS_PER_BLOB, VERSIONED_HASH_VERSION_KZG, blob_base_fee, blob_params, calc_excess_blob_gas
 from execution.forks import VMClass, header_field, is_merged
-from pipeline.errors import InvalidBlock, InvalidTransaction
+from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
 from state.account import EMPTY_CODE_HASH
 
 # Constants under the specs' names.
@@ -49,8 +49,6 @@ UINT256_MAX = 2**256 - 1
 EMPTY_OMMERS_HASH = bytes.fromhex("1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347")
 DAO_EXTRA_DATA = b"dao-hard-fork"
 
-_B = "BlockException."
-_T = "TransactionException."
 
 
 def expected_base_fee(parent: BlockHeaderAPI, parent_is_london: bool) -> int:
@@ -72,68 +70,68 @@ def validate_header(vm_class: VMClass, header: BlockHeaderAPI, parent: BlockHead
 
     Raises `InvalidBlock` with the ethereum/tests code of the first failed check.
     """
-    def fail(code: str, reason: str) -> None:
-        raise InvalidBlock(_B + code, reason, number=header.block_number, block_hash=header.hash)
+    def fail(code: BlockError, reason: str) -> None:
+        raise InvalidBlock(code, reason, number=header.block_number, block_hash=header.hash)
 
     if header.block_number != parent.block_number + 1:
-        fail("INVALID_BLOCK_NUMBER", f"number {header.block_number} does not follow parent {parent.block_number}")
+        fail(BlockError.INVALID_BLOCK_NUMBER, f"number {header.block_number} does not follow parent {parent.block_number}")
     if header.timestamp <= parent.timestamp:
-        fail("INVALID_BLOCK_TIMESTAMP_OLDER_THAN_PARENT", f"timestamp {header.timestamp} <= parent's {parent.timestamp}")
+        fail(BlockError.INVALID_BLOCK_TIMESTAMP_OLDER_THAN_PARENT, f"timestamp {header.timestamp} <= parent's {parent.timestamp}")
     if len(header.extra_data) > MAX_EXTRA_DATA:
-        fail("EXTRA_DATA_TOO_BIG", f"extra data of {len(header.extra_data)} bytes > {MAX_EXTRA_DATA}")
+        fail(BlockError.EXTRA_DATA_TOO_BIG, f"extra data of {len(header.extra_data)} bytes > {MAX_EXTRA_DATA}")
     if header.gas_used > header.gas_limit:
-        fail("GAS_USED_OVERFLOW", f"gas used {header.gas_used} > gas limit {header.gas_limit}")
+        fail(BlockError.GAS_USED_OVERFLOW, f"gas used {header.gas_used} > gas limit {header.gas_limit}")
 
     london = issubclass(vm_class, LondonVM)
     parent_gas_limit = parent.gas_limit
     if london and not issubclass(parent_vm, LondonVM):
         parent_gas_limit *= ELASTICITY_MULTIPLIER
     if header.gas_limit > GAS_LIMIT_MAXIMUM:
-        fail("GASLIMIT_TOO_BIG", f"gas limit {header.gas_limit} above 2**63 - 1")
+        fail(BlockError.GASLIMIT_TOO_BIG, f"gas limit {header.gas_limit} above 2**63 - 1")
     max_delta = parent_gas_limit // GAS_LIMIT_ADJUSTMENT_FACTOR
     if not (parent_gas_limit - max_delta < header.gas_limit < parent_gas_limit + max_delta) or header.gas_limit < GAS_LIMIT_MINIMUM:
-        fail("INVALID_GASLIMIT", f"gas limit {header.gas_limit} outside the bounds around parent's {parent_gas_limit}")
+        fail(BlockError.INVALID_GASLIMIT, f"gas limit {header.gas_limit} outside the bounds around parent's {parent_gas_limit}")
 
     if london:
         expected = expected_base_fee(parent, issubclass(parent_vm, LondonVM))
         base_fee = header_field(header, "base_fee_per_gas")
         if base_fee != expected:
-            fail("INVALID_BASEFEE_PER_GAS", f"base fee {base_fee}, expected {expected}")
+            fail(BlockError.INVALID_BASEFEE_PER_GAS, f"base fee {base_fee}, expected {expected}")
 
     if is_merged(vm_class):
         if header.difficulty != 0:
-            fail("INVALID_DIFFICULTY", f"difficulty {header.difficulty} after the merge")
+            fail(BlockError.INVALID_DIFFICULTY, f"difficulty {header.difficulty} after the merge")
         if header.nonce != b"\x00" * 8:
-            fail("IMPORT_IMPOSSIBLE_NONCE_OVER_PARIS", "non-zero nonce after the merge")
+            fail(BlockError.IMPORT_IMPOSSIBLE_NONCE_OVER_PARIS, "non-zero nonce after the merge")
         if header.uncles_hash != EMPTY_OMMERS_HASH:
-            fail("IMPORT_IMPOSSIBLE_UNCLES_OVER_PARIS", "ommers after the merge")
+            fail(BlockError.IMPORT_IMPOSSIBLE_UNCLES_OVER_PARIS, "ommers after the merge")
     else:
         expected_difficulty = vm_class.compute_difficulty(parent, header.timestamp)
         if header.difficulty != expected_difficulty:
-            fail("INVALID_DIFFICULTY", f"difficulty {header.difficulty}, expected {expected_difficulty}")
+            fail(BlockError.INVALID_DIFFICULTY, f"difficulty {header.difficulty}, expected {expected_difficulty}")
 
     params = blob_params(vm_class)
     if params is not None:
         expected_excess = calc_excess_blob_gas(parent, params) if issubclass(parent_vm, CancunVM) else 0
         excess, used = header_field(header, "excess_blob_gas"), header_field(header, "blob_gas_used")
         if excess is None or used is None:
-            fail("INCORRECT_BLOCK_FORMAT", "a Cancun header needs blob gas fields")
+            fail(BlockError.INCORRECT_BLOCK_FORMAT, "a Cancun header needs blob gas fields")
         if excess != expected_excess:
-            fail("INCORRECT_EXCESS_BLOB_GAS", f"excess blob gas {excess}, expected {expected_excess}")
+            fail(BlockError.INCORRECT_EXCESS_BLOB_GAS, f"excess blob gas {excess}, expected {expected_excess}")
         if used % GAS_PER_BLOB:
-            fail("INCORRECT_BLOB_GAS_USED", f"blob gas used {used} not a multiple of {GAS_PER_BLOB}")
+            fail(BlockError.INCORRECT_BLOB_GAS_USED, f"blob gas used {used} not a multiple of {GAS_PER_BLOB}")
     if issubclass(vm_class, PragueVM) and header_field(header, "requests_hash") is None:
-        fail("INCORRECT_BLOCK_FORMAT", "a Prague header needs the requests hash ([EIP-7685])")
+        fail(BlockError.INCORRECT_BLOCK_FORMAT, "a Prague header needs the requests hash ([EIP-7685])")
 
     dao_block = getattr(vm_class, "_dao_fork_block_number", None)
     if getattr(vm_class, "support_dao_fork", False) and dao_block is not None:
         if dao_block <= header.block_number < dao_block + 10 and header.extra_data != DAO_EXTRA_DATA:
-            fail("EXTRA_DATA_INVALID_DAO", "blocks 0..9 after the DAO fork must carry 'dao-hard-fork'")
+            fail(BlockError.EXTRA_DATA_INVALID_DAO, "blocks 0..9 after the DAO fork must carry 'dao-hard-fork'")
 
     try:  # py-evm's own rules, as a backstop for anything not listed above
         vm_class.validate_header(header, parent)
     except ValidationError as exc:
-        fail("INVALID_HEADER", f"py-evm: {exc}")
+        fail(BlockError.INVALID_HEADER, f"py-evm: {exc}")
 
 
 def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: SignedTransactionAPI, index: int, chain_id: int) -> None:
@@ -143,69 +141,69 @@ def check_transaction_static(vm_class: VMClass, header: BlockHeaderAPI, tx: Sign
 
     Raises `InvalidTransaction` naming the transaction index.
     """
-    def fail(code: str, reason: str) -> None:
-        raise InvalidTransaction(_T + code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
+    def fail(code: TxError, reason: str) -> None:
+        raise InvalidTransaction(code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
 
     type_id = getattr(tx, "type_id", None) or 0
     if type_id == 3 and not issubclass(vm_class, CancunVM):
-        fail("TYPE_3_TX_PRE_FORK", f"blob transactions start at Cancun, this block is {vm_class.fork}")
+        fail(TxError.TYPE_3_TX_PRE_FORK, f"blob transactions start at Cancun, this block is {vm_class.fork}")
     if type_id == 4 and not issubclass(vm_class, PragueVM):
-        fail("TYPE_4_TX_PRE_FORK", f"set-code transactions start at Prague, this block is {vm_class.fork}")
+        fail(TxError.TYPE_4_TX_PRE_FORK, f"set-code transactions start at Prague, this block is {vm_class.fork}")
     if type_id and type_id not in _allowed_types(vm_class):
-        fail("TYPE_NOT_SUPPORTED", f"transaction type {type_id} is not valid in {vm_class.fork}")
+        fail(TxError.TYPE_NOT_SUPPORTED, f"transaction type {type_id} is not valid in {vm_class.fork}")
     if type_id == 4:
         check_authorization_format(tx, fail)
     tx_chain_id = getattr(tx, "chain_id", None)
     if tx_chain_id is not None and tx_chain_id != chain_id:
-        fail("INVALID_CHAINID", f"chain id {tx_chain_id}, expected {chain_id}")
+        fail(TxError.INVALID_CHAINID, f"chain id {tx_chain_id}, expected {chain_id}")
     if tx.nonce >= UINT64_MAX:
-        fail("NONCE_IS_MAX", f"nonce {tx.nonce} is 2**64 - 1 or more")
+        fail(TxError.NONCE_IS_MAX, f"nonce {tx.nonce} is 2**64 - 1 or more")
     if tx.gas > header.gas_limit:
-        fail("GAS_ALLOWANCE_EXCEEDED", f"gas {tx.gas} above the block gas limit {header.gas_limit}")
+        fail(TxError.GAS_ALLOWANCE_EXCEEDED, f"gas {tx.gas} above the block gas limit {header.gas_limit}")
 
     if type_id >= 2:
         if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
-            fail("PRIORITY_GREATER_THAN_MAX_FEE_PER_GAS", f"priority fee {tx.max_priority_fee_per_gas} > max fee {tx.max_fee_per_gas}")
+            fail(TxError.PRIORITY_GREATER_THAN_MAX_FEE_PER_GAS, f"priority fee {tx.max_priority_fee_per_gas} > max fee {tx.max_fee_per_gas}")
     max_fee = tx.max_fee_per_gas if type_id >= 2 else tx.gas_price
     if max_fee * tx.gas > UINT256_MAX:
-        fail("GASLIMIT_PRICE_PRODUCT_OVERFLOW", "gas * price overflows 256 bits")
+        fail(TxError.GASLIMIT_PRICE_PRODUCT_OVERFLOW, "gas * price overflows 256 bits")
     if issubclass(vm_class, LondonVM) and max_fee < header.base_fee_per_gas:
-        fail("INSUFFICIENT_MAX_FEE_PER_GAS", f"max fee {max_fee} < base fee {header.base_fee_per_gas}")
+        fail(TxError.INSUFFICIENT_MAX_FEE_PER_GAS, f"max fee {max_fee} < base fee {header.base_fee_per_gas}")
 
     is_create = not tx.to
     if issubclass(vm_class, ShanghaiVM) and is_create and len(tx.data) > MAX_INITCODE_SIZE:
-        fail("INITCODE_SIZE_EXCEEDED", f"init code of {len(tx.data)} bytes > {MAX_INITCODE_SIZE}")
+        fail(TxError.INITCODE_SIZE_EXCEEDED, f"init code of {len(tx.data)} bytes > {MAX_INITCODE_SIZE}")
     if tx.gas < tx.intrinsic_gas:
-        fail("INTRINSIC_GAS_TOO_LOW", f"gas {tx.gas} < intrinsic gas {tx.intrinsic_gas}")
+        fail(TxError.INTRINSIC_GAS_TOO_LOW, f"gas {tx.gas} < intrinsic gas {tx.intrinsic_gas}")
     if issubclass(vm_class, PragueVM) and tx.gas < calldata_floor_gas(tx.data):
-        fail("INTRINSIC_GAS_BELOW_FLOOR_GAS_COST", f"gas {tx.gas} < calldata floor {calldata_floor_gas(tx.data)} ([EIP-7623])")
+        fail(TxError.INTRINSIC_GAS_BELOW_FLOOR_GAS_COST, f"gas {tx.gas} < calldata floor {calldata_floor_gas(tx.data)} ([EIP-7623])")
 
     if type_id == 3:
         params = blob_params(vm_class)
         assert params is not None  # type 3 before Cancun was rejected above
         hashes = tx.blob_versioned_hashes
         if is_create:
-            fail("TYPE_3_TX_CONTRACT_CREATION", "a blob transaction cannot create a contract")
+            fail(TxError.TYPE_3_TX_CONTRACT_CREATION, "a blob transaction cannot create a contract")
         if not hashes:
-            fail("TYPE_3_TX_ZERO_BLOBS", "a blob transaction carries no blob")
+            fail(TxError.TYPE_3_TX_ZERO_BLOBS, "a blob transaction carries no blob")
         if len(hashes) * GAS_PER_BLOB > params.max:
-            fail("TYPE_3_TX_BLOB_COUNT_EXCEEDED", f"{len(hashes)} blobs exceed the block limit of {params.max_blobs}")
+            fail(TxError.TYPE_3_TX_BLOB_COUNT_EXCEEDED, f"{len(hashes)} blobs exceed the block limit of {params.max_blobs}")
         for h in hashes:
             if h[:1] != VERSIONED_HASH_VERSION_KZG:
-                fail("TYPE_3_TX_INVALID_BLOB_VERSIONED_HASH", f"versioned hash 0x{h.hex()} lacks the KZG version byte")
+                fail(TxError.TYPE_3_TX_INVALID_BLOB_VERSIONED_HASH, f"versioned hash 0x{h.hex()} lacks the KZG version byte")
         fee = blob_base_fee(header.excess_blob_gas, params)
         if tx.max_fee_per_blob_gas < fee:
-            fail("INSUFFICIENT_MAX_FEE_PER_BLOB_GAS", f"max fee per blob gas {tx.max_fee_per_blob_gas} < blob base fee {fee}")
+            fail(TxError.INSUFFICIENT_MAX_FEE_PER_BLOB_GAS, f"max fee per blob gas {tx.max_fee_per_blob_gas} < blob base fee {fee}")
     if type_id == 4:
         if is_create:
-            fail("TYPE_4_TX_CONTRACT_CREATION", "a set-code transaction cannot create a contract")
+            fail(TxError.TYPE_4_TX_CONTRACT_CREATION, "a set-code transaction cannot create a contract")
         if not tx.authorization_list:
-            fail("TYPE_4_EMPTY_AUTHORIZATION_LIST", "a set-code transaction without authorizations")
+            fail(TxError.TYPE_4_EMPTY_AUTHORIZATION_LIST, "a set-code transaction without authorizations")
 
     try:
         tx.validate()
     except ValidationError as exc:
-        fail("INVALID_SIGNATURE", f"py-evm: {exc}")
+        fail(TxError.INVALID_SIGNATURE, f"py-evm: {exc}")
 
 
 def calldata_floor_gas(data: bytes) -> int:
@@ -222,7 +220,7 @@ def check_authorization_format(tx: SignedTransactionAPI, fail: Callable[[str, st
     whose signature is bad is skipped at execution, the transaction stays valid."""
     for number, auth in enumerate(tx.authorization_list):
         if auth.chain_id > UINT256_MAX or auth.nonce > UINT64_MAX or auth.y_parity > UINT8_MAX or auth.r > UINT256_MAX or auth.s > UINT256_MAX:
-            fail("TYPE_4_INVALID_AUTHORIZATION_FORMAT", f"authorization {number}: a field is wider than EIP-7702 allows")
+            fail(TxError.TYPE_4_INVALID_AUTHORIZATION_FORMAT, f"authorization {number}: a field is wider than EIP-7702 allows")
 
 
 def check_block_blob_gas(vm_class: VMClass, header: BlockHeaderAPI) -> None:
@@ -231,7 +229,7 @@ def check_block_blob_gas(vm_class: VMClass, header: BlockHeaderAPI) -> None:
     used = header_field(header, "blob_gas_used")
     params = blob_params(vm_class)
     if used is not None and params is not None and used > params.max:
-        raise InvalidBlock(_B + "BLOB_GAS_USED_ABOVE_LIMIT", f"blob gas used {used} > {params.max}", number=header.block_number, block_hash=header.hash)
+        raise InvalidBlock(BlockError.BLOB_GAS_USED_ABOVE_LIMIT, f"blob gas used {used} > {params.max}", number=header.block_number, block_hash=header.hash)
 
 
 
@@ -240,7 +238,7 @@ def check_withdrawals(header: BlockHeaderAPI, withdrawals: Any) -> None:
     for index, withdrawal in enumerate(withdrawals or ()):
         for name in ("index", "validator_index", "amount"):
             if getattr(withdrawal, name) > UINT64_MAX:
-                raise InvalidBlock(_B + "RLP_INVALID_FIELD_OVERFLOW_64", f"withdrawal {index}: {name} above 2**64 - 1", number=header.block_number, block_hash=header.hash)
+                raise InvalidBlock(BlockError.RLP_INVALID_FIELD_OVERFLOW_64, f"withdrawal {index}: {name} above 2**64 - 1", number=header.block_number, block_hash=header.hash)
 
 
 def _allowed_types(vm_class: VMClass) -> set[int]:
@@ -281,21 +279,21 @@ def check_transaction_state(state: Any, header: BlockHeaderAPI, tx: SignedTransa
     (Gas and blob gas left in the block are in-order facts, checked by `BlockRun`.)
     Reading a delegated sender's code records a read of its code hash, so a
     speculative result is re-run when an earlier transaction changed the delegation."""
-    def fail(code: str, reason: str) -> None:
-        raise InvalidTransaction(_T + code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
+    def fail(code: TxError, reason: str) -> None:
+        raise InvalidTransaction(code, reason, number=header.block_number, block_hash=header.hash, tx_index=index)
 
     sender = tx.sender
     if state.get_code_hash(sender) != EMPTY_CODE_HASH:
         # from Prague (its headers carry a requests hash) a delegated EOA may send
         prague = header_field(header, "requests_hash") is not None
         if not (prague and is_valid_delegation(state.get_code(sender))):
-            fail("SENDER_NOT_EOA", f"sender 0x{sender.hex()} has code")
+            fail(TxError.SENDER_NOT_EOA, f"sender 0x{sender.hex()} has code")
     nonce = state.get_nonce(sender)
     if tx.nonce < nonce:
-        fail("NONCE_MISMATCH_TOO_LOW", f"nonce {tx.nonce} < account nonce {nonce}")
+        fail(TxError.NONCE_MISMATCH_TOO_LOW, f"nonce {tx.nonce} < account nonce {nonce}")
     if tx.nonce > nonce:
-        fail("NONCE_MISMATCH_TOO_HIGH", f"nonce {tx.nonce} > account nonce {nonce}")
+        fail(TxError.NONCE_MISMATCH_TOO_HIGH, f"nonce {tx.nonce} > account nonce {nonce}")
     balance = state.get_balance(sender)
     cost = max_transaction_cost(tx)
     if balance < cost:
-        fail("INSUFFICIENT_ACCOUNT_FUNDS", f"balance {balance} < up-front cost {cost}")
+        fail(TxError.INSUFFICIENT_ACCOUNT_FUNDS, f"balance {balance} < up-front cost {cost}")

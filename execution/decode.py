@@ -18,17 +18,16 @@ from eth.exceptions import UnrecognizedTransactionType
 from eth.vm.forks import LondonVM
 
 from execution.forks import ForkSchedule, VMClass, is_merged
-from pipeline.errors import InvalidBlock
+from pipeline.errors import BlockError, InvalidBlock, TxError
 
-_B = "BlockException."
 
 
 def _number_and_time(header_fields: Any) -> tuple[int, int]:
     if not isinstance(header_fields, list) or len(header_fields) < 15:
-        raise InvalidBlock(_B + "INCORRECT_BLOCK_FORMAT", "header is not a list of at least 15 fields")
+        raise InvalidBlock(BlockError.INCORRECT_BLOCK_FORMAT, "header is not a list of at least 15 fields")
     number, timestamp = header_fields[8], header_fields[11]
     if not isinstance(number, bytes) or not isinstance(timestamp, bytes):
-        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", "number or timestamp is not a byte string")
+        raise InvalidBlock(BlockError.RLP_STRUCTURES_ENCODING, "number or timestamp is not a byte string")
     return int.from_bytes(number, "big"), int.from_bytes(timestamp, "big")
 
 
@@ -45,26 +44,26 @@ def decode_block_and_transactions(schedule: ForkSchedule, data: bytes) -> tuple[
     try:
         raw = rlp.decode(data)
     except rlp.exceptions.DecodingError as exc:
-        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", f"block RLP does not decode: {exc}") from exc
+        raise InvalidBlock(BlockError.RLP_STRUCTURES_ENCODING, f"block RLP does not decode: {exc}") from exc
     if not isinstance(raw, list) or len(raw) < 3:
-        raise InvalidBlock(_B + "RLP_STRUCTURES_ENCODING", "block is not a list of header, transactions, ommers")
+        raise InvalidBlock(BlockError.RLP_STRUCTURES_ENCODING, "block is not a list of header, transactions, ommers")
     number, timestamp = _number_and_time(raw[0])
     vm_class = schedule.vm_class(number, timestamp)
     if is_merged(vm_class) and isinstance(raw[2], list) and raw[2]:
-        raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_UNCLES_OVER_PARIS", "ommers after the merge", number=number)
+        raise InvalidBlock(BlockError.IMPORT_IMPOSSIBLE_UNCLES_OVER_PARIS, "ommers after the merge", number=number)
     block_class = vm_class.get_block_class()
     expected_fields = len(block_class._meta.fields) if hasattr(block_class, "_meta") else None
     if expected_fields is not None and len(raw) != expected_fields:
-        code = "INCORRECT_BLOCK_FORMAT" if len(raw) > expected_fields else "RLP_STRUCTURES_ENCODING"
-        raise InvalidBlock(_B + code, f"block has {len(raw)} parts, {vm_class.fork} blocks have {expected_fields}", number=number)
+        code = BlockError.INCORRECT_BLOCK_FORMAT if len(raw) > expected_fields else BlockError.RLP_STRUCTURES_ENCODING
+        raise InvalidBlock(code, f"block has {len(raw)} parts, {vm_class.fork} blocks have {expected_fields}", number=number)
     _check_header_layout(schedule, vm_class, raw[0], number, timestamp)
     try:
         block = rlp.decode(data, sedes=block_class)
     except UnrecognizedTransactionType as exc:
-        code = {3: "TYPE_3_TX_PRE_FORK", 4: "TYPE_4_TX_PRE_FORK"}.get(exc.args[0], "TYPE_NOT_SUPPORTED")
-        raise InvalidBlock("TransactionException." + code, f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
+        tx_code = {3: TxError.TYPE_3_TX_PRE_FORK, 4: TxError.TYPE_4_TX_PRE_FORK}.get(exc.args[0], TxError.TYPE_NOT_SUPPORTED)
+        raise InvalidBlock(tx_code, f"transaction type {exc.args[0]} is not valid in {vm_class.fork}", number=number) from exc
     except Exception as exc:  # rlp and py-evm raise many types for malformed input
-        raise InvalidBlock(_B + _decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
+        raise InvalidBlock(_decode_code(exc), f"block does not decode as {vm_class.fork}: {exc}", number=number) from exc
     encoded = [item if isinstance(item, bytes) else rlp.encode(item) for item in raw[1]]
     return block, vm_class, encoded
 
@@ -78,21 +77,19 @@ def _check_header_layout(schedule: ForkSchedule, vm_class: VMClass, header_field
     london = issubclass(vm_class, LondonVM)
     if london and len(header_fields) == 15:
         parent_london = number > 0 and issubclass(schedule.vm_class(number - 1, timestamp), LondonVM)
-        code = "IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT" if parent_london else "IMPORT_IMPOSSIBLE_LEGACY"
+        code = BlockError.IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT if parent_london else BlockError.IMPORT_IMPOSSIBLE_LEGACY
     elif not london and len(header_fields) == 16:
-        code = "IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT"
+        code = BlockError.IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT
     else:
-        code = "INCORRECT_BLOCK_FORMAT"
-    raise InvalidBlock(_B + code, f"header has {len(header_fields)} fields, {vm_class.fork} headers have {expected}", number=number)
+        code = BlockError.INCORRECT_BLOCK_FORMAT
+    raise InvalidBlock(code, f"header has {len(header_fields)} fields, {vm_class.fork} headers have {expected}", number=number)
 
 
-def _decode_code(exc: Exception) -> str:
-    text = str(exc)
-    if "Unrecognized transaction type" in text or "transaction type" in text.lower():
-        return "RLP_STRUCTURES_ENCODING"
-    if "too long" in text.lower() or "too large" in text.lower():
-        return "RLP_INVALID_FIELD_OVERFLOW_64"
-    return "RLP_STRUCTURES_ENCODING"
+def _decode_code(exc: Exception) -> BlockError:
+    text = str(exc).lower()
+    if "too long" in text or "too large" in text:
+        return BlockError.RLP_INVALID_FIELD_OVERFLOW_64
+    return BlockError.RLP_STRUCTURES_ENCODING
 
 
 def decode_header(schedule: ForkSchedule, data: bytes) -> tuple[BlockHeaderAPI, VMClass]:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from eth.abc import BlockHeaderAPI, ReceiptAPI
 
 from execution.system import checked_system_call
-from pipeline.errors import InvalidBlock
+from pipeline.errors import BlockError, InvalidBlock
 
 DEPOSIT_CONTRACT_ADDRESS = bytes.fromhex("00000000219ab540356cbb839cbe05303d7705fa")
 DEPOSIT_EVENT_SIGNATURE_HASH = bytes.fromhex("649bbc62d0e31342afea4e5cd82d4049e7e1ee912fc0889aa790803be39038c5")
@@ -40,7 +40,6 @@ DEPOSIT_EVENT_LENGTH = 576
 DEPOSIT_FIELDS = ((160, 48), (256, 32), (320, 8), (384, 96), (512, 8))  # (offset, size)
 EMPTY_REQUESTS_HASH = sha256().digest()
 
-_B = "BlockException."
 
 
 def parse_deposit_requests(header: BlockHeaderAPI, receipts: Iterable[ReceiptAPI]) -> bytes:
@@ -59,7 +58,7 @@ def parse_deposit_requests(header: BlockHeaderAPI, receipts: Iterable[ReceiptAPI
 def extract_deposit_data(header: BlockHeaderAPI, data: bytes) -> bytes:
     """pubkey ‖ withdrawal credentials ‖ amount ‖ signature ‖ index, from one log."""
     def fail(reason: str) -> None:
-        raise InvalidBlock(_B + "INVALID_DEPOSIT_EVENT_LAYOUT", reason, number=header.block_number, block_hash=header.hash)
+        raise InvalidBlock(BlockError.INVALID_DEPOSIT_EVENT_LAYOUT, reason, number=header.block_number, block_hash=header.hash)
 
     if len(data) != DEPOSIT_EVENT_LENGTH:
         fail(f"deposit log of {len(data)} bytes, expected {DEPOSIT_EVENT_LENGTH}")

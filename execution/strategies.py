@@ -21,20 +21,22 @@ the work runs in parallel.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-import trio
 import rlp
-from eth.abc import BlockAPI
+import trio
+from eth.abc import BlockAPI, BlockHeaderAPI
 from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
 from execution.decode import mark_sender
+from execution.forks import VMClass
 from execution.predict import SAMPLES, AccessPredictor, Prediction, schedule_chains
+from execution.report import ExecutionReport
 from execution.speculate import SpecResult
-from execution.workers import BlockRequest, SpeculationStream, WorkerPool
-from pipeline.block import InFlightBlock
-from pipeline.chain import Chain
+from execution.workers import BlockRequest, SpeculationStream, WorkerFailure, WorkerPool
+from pipeline.block import Prefetched
+from pipeline.chain import ChainState
 from pipeline.errors import FatalError, InvalidBlock
 from state.codec import pack_diff
 from state.diff import StateDiff
@@ -57,56 +59,82 @@ AUTO_MAX_CHAIN_SHARE = 0.5
 AUTO_INDEPENDENT_SHARE = 0.05
 #: ...and goes back to `declared` once an optimistic block re-executed more than this.
 AUTO_OPTIMISTIC_MAX_REEXEC = 0.05
-#: validation yields to the event loop every this many transactions.
-CHECKPOINT_EVERY = 64
+#: validation runs on a thread in batches of at most this many transactions.
+VALIDATE_BATCH = 64
+
+Senders = list[bytes | None]
 
 
 class ExecutionStrategy(Protocol):
+    """How a block's transactions run. `run` returns the sequential result and a
+    report; it reads the chain and the prefetched block and writes neither."""
+
     name: str
+    #: the workers recover senders while they speculate: prefetch need not
+    recovers_senders: bool
 
-    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution: ...
+    async def run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]: ...
+
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
+        """Senders recovered elsewhere (the workers), ahead of execution; None: not
+        this strategy's job (prefetch recovers them itself, or the workers will)."""
+        ...
 
 
-def needs_intermediate_roots(item: InFlightBlock) -> bool:
+def needs_intermediate_roots(vm_class: VMClass) -> bool:
     """Before Byzantium (EIP-658) each receipt holds the state root after its transaction."""
-    return not issubclass(item.vm_class, ByzantiumVM)  # type: ignore[arg-type]
+    return not issubclass(vm_class, ByzantiumVM)
 
 
-def block_vm(chain: Chain, item: InFlightBlock) -> Any:
-    header = item.header
+def block_vm(chain: ChainState, pre: Prefetched) -> Any:
+    header = pre.header
     return make_vm(
-        item.vm_class,
+        pre.vm_class,
         header,
         chain.overlay,
-        chain.ancestor_hashes(header.parent_hash),
+        pre.prev_hashes,
         chain.chain_id,
-        root_hook=_intermediate_root(chain, item) if needs_intermediate_roots(item) else None,
+        root_hook=_intermediate_root(chain, pre) if needs_intermediate_roots(pre.vm_class) else None,
     )
 
 
-def _intermediate_root(chain: Chain, item: InFlightBlock):  # type: ignore[no-untyped-def]
-    parent_root = item.parent.state_root  # type: ignore[union-attr]
-    number = item.header.block_number
+def _intermediate_root(chain: ChainState, pre: Prefetched) -> Callable[[StateDiff], bytes]:
+    parent_root = pre.parent.state_root
+    number = pre.header.block_number
+    overlay = chain.overlay
 
     def root(pending: StateDiff) -> bytes:
-        get_account = lambda address: chain.overlay.get_account_below(number, address)  # noqa: E731
-        return merkleize(pending, parent_root, get_account, chain.overlay.get_trie_node, in_place=False)[0]
+        return merkleize(pending, parent_root, lambda address: overlay.get_account_below(number, address), overlay.get_trie_node).root
 
     return root
+
+
+async def execute_sequentially(chain: ChainState, pre: Prefetched) -> BlockExecution:
+    """The block on a thread: its reads may miss the cache and go to SQLite, which
+    must not block the event loop."""
+    vm = block_vm(chain, pre)
+    return await trio.to_thread.run_sync(execute_block, vm, pre.block)
 
 
 class SequentialStrategy:
     """One transaction after another, as the Yellow Paper defines the block."""
 
     name = "sequential"
+    recovers_senders = False
 
-    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
-        item.counts.setdefault("execute", {})["strategy"] = self.name  # type: ignore[assignment]
-        return execute_block(block_vm(chain, item), item.block)
+    async def run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
+        return await execute_sequentially(chain, pre), ExecutionReport(self.name)
+
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
+        return None
 
 
 class OptimisticStrategy:
-    """Speculate in parallel, validate in order, re-execute what a conflict touched."""
+    """Speculate in parallel, validate in order, re-execute what a conflict touched.
+
+    A worker that fails (dies, or misses its deadline: `WorkerFailure`) costs the
+    block its parallelism, not the node: the pool replaces the worker and the block
+    runs again sequentially, from scratch."""
 
     name = "optimistic"
     recovers_senders = True  # the workers recover senders while they speculate
@@ -115,70 +143,74 @@ class OptimisticStrategy:
         self.pool = pool
         self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
 
-    async def run(self, chain: Chain, item: InFlightBlock, chains: list[int] | None = None) -> BlockExecution:
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
+        return None
+
+    async def run(self, chain: ChainState, pre: Prefetched, chains: list[int] | None = None) -> tuple[BlockExecution, ExecutionReport]:
         """`chains`: the block's schedule when the caller made it (`auto`)."""
-        block: BlockAPI = item.block  # type: ignore[assignment]
-        if needs_intermediate_roots(item) or not block.transactions:
-            return await SequentialStrategy().run(chain, item)
+        if needs_intermediate_roots(pre.vm_class) or not pre.block.transactions:
+            return await execute_sequentially(chain, pre), ExecutionReport(self.name)
+        try:
+            return await self._run_parallel(chain, pre, chains)
+        except* WorkerFailure as group:
+            failure = group.exceptions[0]
+        return await execute_sequentially(chain, pre), ExecutionReport(self.name, fallback=f"sequential: {failure}")
+
+    async def _run_parallel(self, chain: ChainState, pre: Prefetched, chains: list[int] | None) -> tuple[BlockExecution, ExecutionReport]:
         cpu_before = self.pool.cpu_seconds
-        request, affinity = await self._plan(chain, item, chains)
+        request, affinity, report = await self._plan(chain, pre, chains)
         invalid: InvalidBlock | None = None
+        run = BlockRun(block_vm(chain, pre), pre.block)
         async with trio.open_nursery() as nursery:
-            stream = self.pool.start_speculation(nursery, request, label=item.header.block_number, affinity=affinity)
-            run = BlockRun(block_vm(chain, item), block)
+            stream = self.pool.start_speculation(nursery, request, label=pre.header.block_number, affinity=affinity)
             try:
-                run.begin()
+                await trio.to_thread.run_sync(run.begin)
                 conflicts = await validate_in_order(run, stream)
             except InvalidBlock as error:  # the block is rejected: stop speculating on it
                 invalid = error
                 nursery.cancel_scope.cancel()
         if invalid is not None:
             raise invalid
-        execution = run.finish()
-        item.senders = [tx.sender for tx in block.transactions]
-        counts = item.counts.setdefault("execute", {})
-        counts.update(
-            strategy=self.name,  # type: ignore[dict-item]
+        execution = await trio.to_thread.run_sync(run.finish)
+        report = report.but(
             reexecuted=sum(conflicts.values()),
-            conflicts=sum(conflicts.values()),
-            worker_cpu=round(self.pool.cpu_seconds - cpu_before, 6),  # type: ignore[dict-item]
-            top_conflicts=";".join(f"{label}x{n}" for label, n in conflicts.most_common(3)),  # type: ignore[dict-item]
+            worker_cpu=self.pool.cpu_seconds - cpu_before,
+            top_conflicts=tuple(conflicts.most_common(3)),
         )
-        self.learn(item, execution)
-        return execution
+        return execution, report.but(learned=self.learn(pre, execution))
 
-    async def _plan(self, chain: Chain, item: InFlightBlock, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None]:
-        """The request, and which worker runs each transaction (None: any)."""
-        return self._request(chain, item, [None] * len(item.encoded_txs)), None
+    async def _plan(self, chain: ChainState, pre: Prefetched, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None, ExecutionReport]:
+        """The request, which worker runs each transaction (None: any), and the
+        report so far."""
+        return self._request(chain, pre, [None] * len(pre.encoded_txs)), None, ExecutionReport(self.name)
 
-    def learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
+    def learn(self, pre: Prefetched, execution: BlockExecution) -> int:
         """What the executed block teaches (nothing, for plain optimism); returns the
         number of transactions learned from."""
         return 0
 
-    def _request(self, chain: Chain, item: InFlightBlock, chains: list[int | None]) -> BlockRequest:
+    def _request(self, chain: ChainState, pre: Prefetched, chains: list[int | None], senders: Senders | None = None) -> BlockRequest:
         """What the workers need: the overlay of uncommitted diffs, the block."""
-        head = chain.store.head()
-        committed = head.number if head else -1
+        committed = chain.head_number
+        generation = chain.generation
         diffs = []
         for number, diff in chain.overlay.diffs:
-            key = (chain.generation, number)
+            key = (generation, number)
             if key not in self._packed:
                 self._packed[key] = pack_diff(diff)
             diffs.append((number, self._packed[key]))
-        self._packed = {key: self._packed[key] for key in self._packed if key[0] == chain.generation and key[1] > committed}
-        header = item.header
-        senders = item.senders or [None] * len(item.encoded_txs)
+        self._packed = {key: self._packed[key] for key in self._packed if key[0] == generation and key[1] > committed}
+        known = senders or pre.senders or [None] * len(pre.encoded_txs)
         return BlockRequest(
             db_path=chain.store.path,
             db_id=chain.store.database_id,
-            generation=chain.generation,
+            generation=generation,
             committed=committed,
             diffs=diffs,
             schedule=chain.schedule.to_dict(),
-            header_rlp=rlp.encode(header),
-            prev_hashes=chain.ancestor_hashes(header.parent_hash),
-            txs=[(i, encoded, senders[i], chains[i]) for i, encoded in enumerate(item.encoded_txs)],
+            header_rlp=rlp.encode(pre.header),
+            prev_hashes=pre.prev_hashes,
+            txs=[(i, encoded, known[i], chains[i]) for i, encoded in enumerate(pre.encoded_txs)],
         )
 
 
@@ -188,35 +220,57 @@ class DeclaredStrategy(OptimisticStrategy):
     chains run in parallel; in-order validation re-executes what was mispredicted."""
 
     name = "declared"
+    recovers_senders = True
 
     def __init__(self, pool: WorkerPool) -> None:
         super().__init__(pool)
         self.predictor = AccessPredictor()
 
-    async def schedule(self, chain: Chain, item: InFlightBlock) -> list[int]:
-        """Recover the senders (in the workers), predict, and chain: the chain id of
-        every transaction. `auto` looks at the chains before choosing."""
-        block: BlockAPI = item.block  # type: ignore[assignment]
-        if len(item.senders) != len(block.transactions):  # not recovered in prefetch
-            await self.recover_senders(chain, item)
-        senders = item.senders
-        await self._learn_unseen(chain, item)
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
+        """The block's senders, recovered in the workers (prefetch asks for the next
+        blocks while this one executes); None where a signature does not recover.
+        After a failed worker (replaced by now) the senders are recovered later,
+        when the block is scheduled."""
+        try:
+            return await self.pool.recover_senders(chain.schedule.to_dict(), rlp.encode(header), encoded_txs)
+        except* WorkerFailure:
+            pass
+        return None
+
+    async def schedule(self, chain: ChainState, pre: Prefetched) -> tuple[list[int], Senders, ExecutionReport]:
+        """Predict and chain: the chain id of every transaction, the senders the
+        prediction used, and the report so far. `auto` looks at the chains first."""
+        block = pre.block
+        senders = pre.senders
+        if len(senders) != len(block.transactions):  # not recovered ahead
+            senders = await self.pool.recover_senders(chain.schedule.to_dict(), rlp.encode(pre.header), pre.encoded_txs)
+            for tx, sender in zip(block.transactions, senders):
+                if sender is not None:
+                    mark_sender(tx, sender)
+        sampled = await self._learn_unseen(chain, pre, senders)
         # A transaction whose signature does not recover is invalid: it runs alone,
         # and validation reports it in block order.
         predictions = [self.predictor.predict(tx, sender) if sender else Prediction() for tx, sender in zip(block.transactions, senders)]
         chains = schedule_chains(predictions)
         sizes = Counter(chains)
-        item.counts.setdefault("execute", {}).update(chains=len(sizes), longest_chain=max(sizes.values()))
-        return chains
+        report = ExecutionReport(
+            self.name,
+            chains=len(sizes),
+            longest_chain=max(sizes.values()),
+            predicted_dependent=sum(size for size in sizes.values() if size > 1),
+            sampled=sampled,
+        )
+        return chains, senders, report
 
-    async def _learn_unseen(self, chain: Chain, item: InFlightBlock) -> None:
+    async def _learn_unseen(self, chain: ChainState, pre: Prefetched, senders: Senders) -> int:
         """Calls of contract functions the predictor has not learned: speculate a few
         of each first (one short round trip) and learn from their read and write
-        sets, so that this block is already scheduled by what they touch."""
-        block: BlockAPI = item.block  # type: ignore[assignment]
-        wanted: Counter[tuple] = Counter()
+        sets, so that this block is already scheduled by what they touch. Returns
+        how many were sampled."""
+        block = pre.block
+        wanted: Counter[tuple[bytes, bytes]] = Counter()
         sample = []
-        for index, (tx, sender) in enumerate(zip(block.transactions, item.senders)):
+        for index, (tx, sender) in enumerate(zip(block.transactions, senders)):
             if sender is None or not tx.data or not self.predictor.wants(tx):
                 continue
             key = (tx.to, bytes(tx.data[:4]))
@@ -224,42 +278,33 @@ class DeclaredStrategy(OptimisticStrategy):
                 wanted[key] += 1
                 sample.append(index)
         if not sample:
-            return
-        request = self._request(chain, item, [None] * len(item.encoded_txs))
+            return 0
+        request = self._request(chain, pre, [None] * len(pre.encoded_txs), senders)
         request.txs = [request.txs[index] for index in sample]
         async with trio.open_nursery() as nursery:
-            stream = self.pool.start_speculation(nursery, request, label=item.header.block_number)
+            stream = self.pool.start_speculation(nursery, request, label=pre.header.block_number)
             results = [await stream.get(index) for index in sample]
-        fee_recipient = item.header.coinbase
+        fee_recipient = pre.header.coinbase
         for index, result in zip(sample, results):
-            if result.ok:
-                self.predictor.learn(block.transactions[index], item.senders[index], result.reads, result.writes, fee_recipient)
-        item.counts.setdefault("execute", {})["sampled"] = len(sample)
+            sender = senders[index]
+            if result.ok and sender is not None:
+                self.predictor.learn(block.transactions[index], sender, result.reads, result.writes, fee_recipient)
+        return len(sample)
 
-    async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
-        """Recover the block's senders in the workers (the prefetch stage calls this
-        for the next blocks while this one executes): `item.senders`, None where a
-        signature does not recover."""
-        block: BlockAPI = item.block  # type: ignore[assignment]
-        senders = await self.pool.recover_senders(chain.schedule.to_dict(), rlp.encode(item.header), item.encoded_txs)
-        for tx, sender in zip(block.transactions, senders):
-            if sender is not None:
-                mark_sender(tx, sender)
-        item.senders = senders  # type: ignore[assignment]
-
-    async def _plan(self, chain: Chain, item: InFlightBlock, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None]:
+    async def _plan(self, chain: ChainState, pre: Prefetched, chains: list[int] | None) -> tuple[BlockRequest, list[int] | None, ExecutionReport]:
+        senders: Senders | None = None
+        report = ExecutionReport(self.name)
         if chains is None:
-            chains = await self.schedule(chain, item)
-        return self._request(chain, item, chains), assign_workers(chains, self.pool.size)  # type: ignore[arg-type]
+            chains, senders, report = await self.schedule(chain, pre)
+        return self._request(chain, pre, list(chains), senders), assign_workers(chains, self.pool.size), report
 
-    def learn(self, item: InFlightBlock, execution: BlockExecution) -> int:
+    def learn(self, pre: Prefetched, execution: BlockExecution) -> int:
         """Teach the predictor the layouts of contracts it has not seen enough of."""
-        predictor, fee_recipient = self.predictor, item.header.coinbase
+        predictor, fee_recipient = self.predictor, pre.header.coinbase
         learned = 0
-        for tx, result in zip(item.block.transactions, execution.tx_results):  # type: ignore[union-attr]
+        for tx, result in zip(pre.block.transactions, execution.tx_results):
             if predictor.wants(tx):
                 learned += predictor.learn(tx, tx.sender, result.reads, result.writes, fee_recipient)
-        item.counts.setdefault("execute", {})["learned"] = learned
         return learned
 
 
@@ -278,10 +323,32 @@ def assign_workers(chains: list[int], workers: int) -> list[int]:
 async def validate_in_order(run: BlockRun, results: list[SpecResult] | SpeculationStream) -> Counter[str]:
     """Block order: take each speculative result whose reads all still hold, execute
     the transaction again on the exact state otherwise. Returns what conflicted.
-    With a `SpeculationStream`, validation starts while later chunks still run."""
+    With a `SpeculationStream`, validation starts while later chunks still run.
+    The state reads of validation and re-execution may go to SQLite: each batch of
+    results that has arrived is validated on a thread, off the event loop."""
     conflicts: Counter[str] = Counter()
-    for index, tx in enumerate(run.block.transactions):
-        result = results[index] if isinstance(results, list) else await results.get(index)
+    count = len(run.block.transactions)
+    index = 0
+    while index < count:
+        batch = []
+        while index < count and len(batch) < VALIDATE_BATCH:
+            if isinstance(results, list):
+                batch.append(results[index])
+            elif results.ready(index) or not batch:
+                batch.append(await results.get(index))
+            else:
+                break
+            index += 1
+        start = index - len(batch)
+        await trio.to_thread.run_sync(_validate_batch, run, start, batch, conflicts)
+    return conflicts
+
+
+def _validate_batch(run: BlockRun, start: int, batch: list[SpecResult], conflicts: Counter[str]) -> None:
+    transactions = run.block.transactions
+    for offset, result in enumerate(batch):
+        index = start + offset
+        tx = transactions[index]
         if result.sender is not None:
             mark_sender(tx, result.sender)
         stale = _first_stale_read(run.db, result.reads) if result.ok else ("invalid on the pre-block state",)
@@ -290,9 +357,6 @@ async def validate_in_order(run: BlockRun, results: list[SpecResult] | Speculati
         else:
             conflicts[_conflict_label(stale)] += 1
             run.run_transaction(index, tx)
-        if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
-            await trio.lowlevel.checkpoint()
-    return conflicts
 
 
 def _first_stale_read(db: Any, reads: dict[tuple, Any]) -> tuple | None:
@@ -314,11 +378,12 @@ class AutoStrategy:
     """Declared where it pays, optimistic where nothing conflicts, sequential where
     neither can pay (the rules are measured: docs/BENCHMARKS.md): small blocks,
     blocks before Byzantium, blocks of plain transfers with few workers (their
-    senders are still recovered by the workers, ahead), blocks whose predicted longest chain is most of the
-    block (one hot pool: nothing to run in parallel), and the block after one in
-    which most transactions ran twice. After a block predicted independent, the
-    next runs optimistically, skipping the senders round trip and the prediction,
-    until one re-executes more than a few transactions."""
+    senders are still recovered by the workers, ahead), blocks whose predicted
+    longest chain is most of the block (one hot pool: nothing to run in parallel),
+    and the block after one in which most transactions ran twice. After a block
+    predicted independent, the next runs optimistically, skipping the senders round
+    trip and the prediction, until one re-executes more than a few transactions.
+    It decides from the reports of the blocks it ran, nothing else."""
 
     name = "auto"
     recovers_senders = True
@@ -326,62 +391,67 @@ class AutoStrategy:
     def __init__(self, pool: WorkerPool) -> None:
         self.declared = DeclaredStrategy(pool)
         self.optimistic = OptimisticStrategy(pool)
-        self.sequential = SequentialStrategy()
         self._last_reexec_share = 0.0
         self._independent = False  # the last block scheduled was predicted independent
 
-    async def recover_senders(self, chain: Chain, item: InFlightBlock) -> None:
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
         """Senders ahead of execution, for `declared`'s prediction and for a block of
         transfers run sequentially; an optimistic block's workers recover their own
         while they speculate."""
-        if not self._independent or self._light(item):
-            await self.declared.recover_senders(chain, item)
+        if not self._independent or self._light(header, len(encoded_txs)):
+            return await self.declared.recover_senders(chain, header, encoded_txs)
+        return None
 
-    def _light(self, item: InFlightBlock) -> bool:
+    def _light(self, header: BlockHeaderAPI, txs: int) -> bool:
         """Plain transfers (by the header's gas) with too few workers to pay."""
-        txs = len(item.block.transactions)  # type: ignore[union-attr]
-        return self.declared.pool.size < AUTO_LIGHT_MIN_WORKERS and item.header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
+        return self.declared.pool.size < AUTO_LIGHT_MIN_WORKERS and header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
 
-    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
-        txs = len(item.block.transactions)  # type: ignore[union-attr]
-        if txs < AUTO_MIN_TXS or needs_intermediate_roots(item):
-            return await self._sequential(chain, item, "small")
-        if self._light(item):
-            return await self._sequential(chain, item, "light")
+    async def run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
+        try:
+            return await self._choose_and_run(chain, pre)
+        except* WorkerFailure as group:
+            failure = group.exceptions[0]
+        execution, report = await self._sequential(chain, pre, "worker")
+        return execution, report.but(fallback=f"sequential: {failure}")
+
+    async def _choose_and_run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
+        txs = len(pre.block.transactions)
+        if txs < AUTO_MIN_TXS or needs_intermediate_roots(pre.vm_class):
+            return await self._sequential(chain, pre, "small")
+        if self._light(pre.header, txs):
+            return await self._sequential(chain, pre, "light")
         if self._last_reexec_share > AUTO_MAX_REEXEC:
             # Most of the last block ran twice and taught the predictor nothing new:
             # this block sequentially, then try in parallel again.
             self._last_reexec_share = 0.0
-            return await self._sequential(chain, item, "conflicts")
+            return await self._sequential(chain, pre, "conflicts")
         if self._independent:
-            return await self._optimistic(chain, item, txs)
-        chains = await self.declared.schedule(chain, item)
-        sizes = Counter(chains)
-        if max(sizes.values()) > AUTO_MAX_CHAIN_SHARE * txs:
-            return await self._sequential(chain, item, "serial")
-        execution = await self.declared.run(chain, item, chains)
-        counts = item.counts.get("execute", {})
-        if not counts.get("learned"):
-            self._last_reexec_share = counts.get("reexecuted", 0) / txs
-        dependent = sum(size for size in sizes.values() if size > 1)
-        self._independent = dependent <= AUTO_INDEPENDENT_SHARE * txs and not counts.get("reexecuted")
-        counts["strategy"] = "auto:declared"
-        return execution
+            return await self._optimistic(chain, pre, txs)
+        chains, _, scheduled = await self.declared.schedule(chain, pre)
+        if scheduled.longest_chain > AUTO_MAX_CHAIN_SHARE * txs:
+            return await self._sequential(chain, pre, "serial")
+        execution, report = await self.declared.run(chain, pre, chains)
+        report = report.but(
+            strategy="auto:declared",
+            chains=scheduled.chains,
+            longest_chain=scheduled.longest_chain,
+            predicted_dependent=scheduled.predicted_dependent,
+            sampled=scheduled.sampled,
+        )
+        if not report.learned:
+            self._last_reexec_share = report.reexecuted / txs
+        self._independent = report.predicted_dependent <= AUTO_INDEPENDENT_SHARE * txs and not report.reexecuted
+        return execution, report
 
-    async def _optimistic(self, chain: Chain, item: InFlightBlock, txs: int) -> BlockExecution:
-        execution = await self.optimistic.run(chain, item)
-        counts = item.counts.get("execute", {})
-        if counts.get("reexecuted", 0) > AUTO_OPTIMISTIC_MAX_REEXEC * txs:
+    async def _optimistic(self, chain: ChainState, pre: Prefetched, txs: int) -> tuple[BlockExecution, ExecutionReport]:
+        execution, report = await self.optimistic.run(chain, pre)
+        if report.reexecuted > AUTO_OPTIMISTIC_MAX_REEXEC * txs:
             self._independent = False  # conflicts appeared: predict and schedule again
-        self.declared.learn(item, execution)
-        counts["strategy"] = "auto:optimistic"
-        return execution
+        return execution, report.but(strategy="auto:optimistic", learned=self.declared.learn(pre, execution))
 
-    async def _sequential(self, chain: Chain, item: InFlightBlock, reason: str) -> BlockExecution:
-        execution = await self.sequential.run(chain, item)
-        self.declared.learn(item, execution)
-        item.counts.setdefault("execute", {})["strategy"] = f"auto:sequential:{reason}"  # type: ignore[assignment]
-        return execution
+    async def _sequential(self, chain: ChainState, pre: Prefetched, reason: str) -> tuple[BlockExecution, ExecutionReport]:
+        execution = await execute_sequentially(chain, pre)
+        return execution, ExecutionReport(f"auto:sequential:{reason}", learned=self.declared.learn(pre, execution))
 
 
 class VerifiedStrategy:
@@ -390,18 +460,18 @@ class VerifiedStrategy:
     def __init__(self, inner: ExecutionStrategy) -> None:
         self.inner = inner
         self.name = f"{inner.name}+verify"
-        self.recovers_senders = getattr(inner, "recovers_senders", False)
-        if hasattr(inner, "recover_senders"):
-            self.recover_senders = inner.recover_senders
+        self.recovers_senders = inner.recovers_senders
 
-    async def run(self, chain: Chain, item: InFlightBlock) -> BlockExecution:
-        execution = await self.inner.run(chain, item)
-        reference = execute_block(block_vm(chain, item), item.block)
+    async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
+        return await self.inner.recover_senders(chain, header, encoded_txs)
+
+    async def run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
+        execution, report = await self.inner.run(chain, pre)
+        reference = await execute_sequentially(chain, pre)
         difference = first_difference(execution, reference)
         if difference:
-            raise FatalError(f"--verify: block {item.number}: {self.inner.name} differs from sequential: {difference}")
-        item.counts.setdefault("execute", {})["verified"] = 1
-        return execution
+            raise FatalError(f"--verify: block {pre.header.block_number}: {self.inner.name} differs from sequential: {difference}")
+        return execution, report.but(verified=True)
 
 
 def first_difference(a: BlockExecution, b: BlockExecution) -> str | None:

@@ -18,13 +18,12 @@ from typing import Any
 
 from eth.abc import BlockHeaderAPI, ComputationAPI
 
-from pipeline.errors import InvalidBlock
+from pipeline.errors import BlockError, InvalidBlock
 
 SYSTEM_ADDRESS = bytes.fromhex("fffffffffffffffffffffffffffffffffffffffe")
 SYSTEM_TRANSACTION_GAS = 30_000_000
 HISTORY_STORAGE_ADDRESS = bytes.fromhex("0000f90827f1c53a10cb7a02335b175320002935")
 
-_B = "BlockException."
 
 
 def system_call(vm: Any, header: BlockHeaderAPI, target: bytes, data: bytes) -> ComputationAPI:
@@ -57,10 +56,10 @@ def checked_system_call(vm: Any, header: BlockHeaderAPI, target: bytes, data: by
 
     Raises `InvalidBlock` (`SYSTEM_CONTRACT_EMPTY`, `SYSTEM_CONTRACT_CALL_FAILED`)."""
     if not vm.state.get_code(target):
-        raise InvalidBlock(_B + "SYSTEM_CONTRACT_EMPTY", f"system contract 0x{target.hex()} has no code", number=header.block_number, block_hash=header.hash)
+        raise InvalidBlock(BlockError.SYSTEM_CONTRACT_EMPTY, f"system contract 0x{target.hex()} has no code", number=header.block_number, block_hash=header.hash)
     computation = system_call(vm, header, target, data)
     if computation.is_error:
-        raise InvalidBlock(_B + "SYSTEM_CONTRACT_CALL_FAILED", f"system contract 0x{target.hex()} failed: {computation.error!r}", number=header.block_number, block_hash=header.hash)
+        raise InvalidBlock(BlockError.SYSTEM_CONTRACT_CALL_FAILED, f"system contract 0x{target.hex()} failed: {computation.error!r}", number=header.block_number, block_hash=header.hash)
     return computation.output
 
 

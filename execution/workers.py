@@ -8,11 +8,22 @@ one (new diffs, the committed head, a generation that bumps when the master thre
 in-flight work away), the block's header and its share of the transactions, as
 msgpack bytes; the reply is the packed `SpecResult`s plus the worker's CPU seconds.
 
-The trio side (`WorkerPool.start_speculation`) sends and receives on trio worker
-threads, so the event loop never blocks on a pipe; it hands a block out in chunks,
-round-robin in block order, so that in-order validation starts on the first chunk
-while the workers run the rest; and it checks that every transaction it sent came
-back (a dead worker raises `FatalError` inside the nursery).
+The trio side (`WorkerPool.start_speculation`) never blocks the event loop on a
+pipe: it waits for a reply with `wait_readable` and reads it on a thread. It hands a
+block out in chunks, round-robin in block order, so that in-order validation starts
+on the first chunk while the workers run the rest, and checks that every transaction
+it sent came back.
+
+Every request has a deadline (`request_deadline`). A worker that misses it (hung,
+stopped) or dies is killed and replaced by a fresh process, and the request fails
+with `WorkerFailure`: the strategy runs that block again sequentially. A caller
+cancelled while its reply is outstanding (the block was rejected, shutdown) leaves
+the worker marked: its next request first discards that stale reply.
+
+Processes outlive a trio run (the blocktest engine reuses one pool for thousands
+of tests, each its own `trio.run`); what belongs to a run — the per-worker locks —
+lives in a `PoolSession`, opened with `async with pool.session()` inside it. The
+node opens the pool itself as an async context manager in its nursery.
 """
 from __future__ import annotations
 
@@ -21,15 +32,32 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, NoReturn
 
 import msgpack
+import structlog
 import trio
 
 from pipeline.errors import FatalError
 
 #: Below this many transactions per worker a message costs more than it saves.
 MIN_TXS_PER_WORKER = 8
+_log = structlog.get_logger("evmpipe.workers")
+#: Seconds one request may take before its worker is called hung, killed and
+#: replaced. A chunk of a mainnet block takes well under a second here; the
+#: slowest official tests (huge loops) take tens of seconds per transaction.
+REQUEST_DEADLINE = 120.0
+#: Seconds a new worker may take to import py-evm and report ready.
+START_DEADLINE = 60.0
+
+
+IDLE, SENDING, AWAITING = range(3)
+
+
+class WorkerFailure(Exception):
+    """A worker died or missed its deadline; it has been replaced. The request's
+    block can run again sequentially: nothing of it was used."""
 
 
 @dataclass
@@ -184,36 +212,40 @@ class _Worker:
 
 
 class WorkerPool:
-    """`size` worker processes; use as a context manager (processes stop on exit)."""
+    """`size` worker processes. `with WorkerPool() as pool` (processes outlive trio
+    runs; open a `session()` in each) or `async with WorkerPool() as pool` (starts
+    them on a thread, opens the session, stops them at exit)."""
 
-    def __init__(self, size: int | None = None) -> None:
+    def __init__(self, size: int | None = None, *, request_deadline: float = REQUEST_DEADLINE) -> None:
         self.size = size or os.cpu_count() or 1
+        self.request_deadline = request_deadline
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._cpu: list[float] = []
         self._seen: list[tuple[tuple[bytes, int], set[int]]] = []  # per worker: (database, generation), diffs sent
-        self._locks: list[trio.Lock] = []
-        self._locks_run: Any = None
+        self._state: list[int] = []  # per worker: IDLE, SENDING or AWAITING (a cancelled caller's leftovers)
+        self._session: PoolSession | None = None
+        self._async_session: Any = None
+        self.replaced = 0  # workers killed and started again
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
         self.spans: list[tuple[int, int | None, float, float]] = []  # worker, block, start, end (perf_counter)
 
+    # -- processes ----------------------------------------------------------------
+
     def __enter__(self) -> WorkerPool:
-        context = multiprocessing.get_context("spawn")
-        for _ in range(self.size):
-            parent, child = context.Pipe()
-            process = context.Process(target=worker_main, args=(child,), daemon=True, name="evmpipe-worker")
-            process.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(process)
-            self._cpu.append(0.0)
-            self._seen.append(((b"", -1), set()))
-        for worker, conn in enumerate(self._conns):  # imports take about a second: not on the clock
-            try:
-                self._cpu[worker] = msgpack.unpackb(conn.recv_bytes())
-            except (EOFError, OSError, ValueError):
-                self.__exit__()
-                raise FatalError(f"speculative worker {worker} did not start (see its error above)") from None
+        try:
+            for _ in range(self.size):
+                conn, process = _spawn()
+                self._conns.append(conn)
+                self._procs.append(process)
+                self._cpu.append(0.0)
+                self._seen.append(((b"", -1), set()))
+                self._state.append(IDLE)
+            for worker in range(self.size):  # imports take about a second: not on the clock
+                self._cpu[worker] = _ready(self._conns[worker], worker)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -226,36 +258,91 @@ class WorkerPool:
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
+                process.join(timeout=5)
         for conn in self._conns:
             conn.close()
         self._conns.clear()
         self._procs.clear()
         self._seen.clear()
+        self._state.clear()
+
+    async def __aenter__(self) -> WorkerPool:
+        await trio.to_thread.run_sync(self.__enter__)
+        self._async_session = self.session()
+        await self._async_session.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._async_session.__aexit__(*exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.__exit__)
+
+    def session(self) -> PoolSession:
+        """What one trio run needs to talk to the workers (one lock each)."""
+        return PoolSession(self)
+
+    def _replace(self, worker: int, why: str) -> None:
+        """Kill a worker and start a fresh one in its place (blocking: a thread)."""
+        process, conn = self._procs[worker], self._conns[worker]
+        process.kill()
+        process.join(timeout=10)
+        conn.close()
+        conn, process = _spawn()
+        self._conns[worker], self._procs[worker] = conn, process
+        self._seen[worker] = ((b"", -1), set())
+        self._state[worker] = IDLE
+        self._cpu[worker] = _ready(conn, worker)
+        self.replaced += 1
+        _log.warning("worker_replaced", worker=worker, reason=why, pid=process.pid)
+
+    # -- requests -------------------------------------------------------------------
 
     def workers_for(self, tx_count: int) -> int:
         return max(1, min(self.size, tx_count // MIN_TXS_PER_WORKER))
 
     async def _call(self, worker: int, data: bytes, label: int | None = None) -> bytes:
-        """One request and its reply on one worker (requests to a worker never interleave)."""
-        run = trio.lowlevel.current_root_task()
-        if self._locks_run is not run:  # trio primitives belong to one trio.run
-            self._locks, self._locks_run = [trio.Lock() for _ in self._conns], run
-        conn = self._conns[worker]
-        async with self._locks[worker]:
+        """One request and its reply on one worker (requests to a worker never
+        interleave). Raises `WorkerFailure` when the worker dies or misses the
+        deadline; it has been replaced by then."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("WorkerPool used outside `async with pool.session()`")
+        async with session.locks[worker]:
             started = time.perf_counter()
-            # Shielded: a request and its reply are one unit, or a cancelled caller
-            # would leave a reply in the pipe for the next request to read.
-            with trio.CancelScope(shield=True):
-                try:
-                    await trio.to_thread.run_sync(conn.send_bytes, data)
-                    reply = await trio.to_thread.run_sync(conn.recv_bytes)
-                except (EOFError, OSError) as exc:
-                    raise FatalError(f"worker {worker} died: {exc!r}") from exc
+            if self._state[worker] == SENDING:  # a cancelled caller left half a request
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._replace, worker, "a cancelled request left its pipe in an unknown state")
+            try:
+                with trio.fail_after(self.request_deadline):
+                    if self._state[worker] == AWAITING:  # a cancelled caller's reply is still coming
+                        await self._receive(worker)
+                    self._state[worker] = SENDING
+                    await trio.to_thread.run_sync(self._conns[worker].send_bytes, data, abandon_on_cancel=True)
+                    self._state[worker] = AWAITING
+                    reply = await self._receive(worker)
+            except trio.TooSlowError:
+                await self._fail(worker, f"gave no reply within {self.request_deadline:g} s")
+            except (EOFError, OSError) as exc:
+                await self._fail(worker, f"died: {exc!r}")
+            self._state[worker] = IDLE
             self.spans.append((worker, label, started, time.perf_counter()))
         cpu, packed = msgpack.unpackb(reply, raw=False)
         self.cpu_seconds += max(0.0, cpu - self._cpu[worker])
         self._cpu[worker] = cpu
         return packed
+
+    async def _receive(self, worker: int) -> bytes:
+        """Wait for a reply without a thread (cancellable), then read it whole."""
+        conn = self._conns[worker]
+        await trio.lowlevel.wait_readable(conn.fileno())
+        return await trio.to_thread.run_sync(conn.recv_bytes)
+
+    async def _fail(self, worker: int, why: str) -> NoReturn:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._replace, worker, why)
+        raise WorkerFailure(f"worker {worker} {why}; replaced")
 
     def _diffs_for(self, worker: int, request: BlockRequest) -> list[tuple[int, bytes]]:
         """The overlay diffs this worker has not been sent yet (its first request of a
@@ -324,6 +411,54 @@ class WorkerPool:
 CHUNKS_PER_WORKER = 4
 
 
+class PoolSession:
+    """The pool as one trio run sees it: a lock per worker, so that requests to a
+    worker never interleave."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.locks: list[trio.Lock] = []
+
+    async def __aenter__(self) -> WorkerPool:
+        if self.pool._session is not None:
+            raise RuntimeError("a WorkerPool serves one trio run at a time")
+        self.locks = [trio.Lock() for _ in range(self.pool.size)]
+        self.pool._session = self
+        return self.pool
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.pool._session = None
+
+
+@asynccontextmanager
+async def pool_session(pool: WorkerPool | None) -> AsyncIterator[WorkerPool | None]:
+    """`pool.session()`, or nothing when there is no pool (sequential)."""
+    if pool is None:
+        yield None
+        return
+    async with pool.session():
+        yield pool
+
+
+def _spawn() -> tuple[Any, Any]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=worker_main, args=(child,), daemon=True, name="evmpipe-worker")
+    process.start()
+    child.close()
+    return parent, process
+
+
+def _ready(conn: Any, worker: int) -> float:
+    """Wait for a new worker's ready message: its CPU seconds so far."""
+    if not conn.poll(START_DEADLINE):
+        raise FatalError(f"speculative worker {worker} did not start within {START_DEADLINE:g} s")
+    try:
+        return float(msgpack.unpackb(conn.recv_bytes()))
+    except (EOFError, OSError, ValueError):
+        raise FatalError(f"speculative worker {worker} did not start (see its error above)") from None
+
+
 class SpeculationStream:
     """Speculative results of one block as they arrive, part by part."""
 
@@ -332,6 +467,10 @@ class SpeculationStream:
         self._ready = [trio.Event() for _ in parts]
         self._expected = parts
         self._part_of = {index: number for number, members in enumerate(parts) for index in members}
+
+    def ready(self, index: int) -> bool:
+        """Whether the result of transaction `index` has arrived."""
+        return index in self._results
 
     def deliver(self, part: int, results: list) -> None:
         if [r.index for r in results] != self._expected[part]:

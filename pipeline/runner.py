@@ -8,6 +8,14 @@ source may hand out before execution has finished them. Every other channel hold
 unbounded queue). Each task owns its two channel ends, so closing flows downstream
 and shutdown needs no sentinel. An exception other than `InvalidBlock` in any stage
 cancels the nursery: nothing more is committed, the error propagates.
+
+Rejection is the runner's business (reth's `ControlFlow::Unwind`): when a stage
+raises `InvalidBlock`, the block is marked failed and the `ChainState` remembers it;
+if it had executed, every stage is unwound, last to first, to the height below it,
+which throws away its diff and those of the blocks already built on it. Before
+each stage a block is checked against the rejected blocks: a descendant of one is
+rejected as `INVALID_ANCESTOR`, naming it, wherever it is in the pipeline. Later
+stages let a failed block pass untouched to the sink, in order.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import trio
 
 from pipeline.block import BlockInput, InFlightBlock
+from pipeline.chain import ChainState
 from pipeline.errors import InvalidBlock
 from pipeline.events import EventLog, StageEvent
 from pipeline.stage import Stage
@@ -39,17 +48,46 @@ async def run_pipeline(
     *,
     config: PipelineConfig = PipelineConfig(),
     events: EventLog | None = None,
+    chain: ChainState | None = None,
 ) -> None:
-    """Run every block from `source` through `stages`; hand each to `sink` in order."""
+    """Run every block from `source` through `stages`; hand each to `sink` in order.
+    With `chain`, rejected blocks are remembered and unwound (see above)."""
     events = events or EventLog(log_events=False)
+    rejector = _Rejector(chain, stages)
     async with trio.open_nursery() as nursery:
         send, receive = trio.open_memory_channel[InFlightBlock](config.lookahead)
         nursery.start_soon(_feed, source, send)
         for stage in stages:
             next_send, next_receive = trio.open_memory_channel[InFlightBlock](config.capacity)
-            nursery.start_soon(_run_stage, stage, receive, next_send, events)
+            nursery.start_soon(_run_stage, stage, receive, next_send, events, rejector)
             receive = next_receive
         nursery.start_soon(_drain, receive, sink)
+
+
+@dataclass(frozen=True)
+class _Rejector:
+    """Checks ancestry before a stage, and marks and unwinds a rejected block."""
+
+    chain: ChainState | None
+    stages: Sequence[Stage]
+
+    def check(self, block: InFlightBlock) -> None:
+        if self.chain is not None and block.prefetched is not None:
+            self.chain.check_ancestry(block.header.parent_hash)
+
+    async def reject(self, block: InFlightBlock, stage: Stage, error: InvalidBlock) -> None:
+        block.fail(stage.id.value, error)
+        if self.chain is None or block.error is None:
+            return
+        pre = block.prefetched
+        parent_hash = pre.header.parent_hash if pre is not None else None
+        # Named by hash only when the body is the header's (another body may come);
+        # a block that failed prefetch is not named: its children find no parent.
+        named = block.hash if pre is not None and pre.body_matches_header else None
+        target = self.chain.rejected(named, block.number, block.error.code, parent_hash, executed=block.hash)
+        if target is not None:
+            for each in reversed(self.stages):
+                await each.unwind(target)
 
 
 async def _feed(source: BlockSource, outbox: trio.MemorySendChannel[InFlightBlock]) -> None:
@@ -63,15 +101,18 @@ async def _run_stage(
     inbox: trio.MemoryReceiveChannel[InFlightBlock],
     outbox: trio.MemorySendChannel[InFlightBlock],
     events: EventLog,
+    rejector: _Rejector,
 ) -> None:
     async with inbox, outbox:
         async for block in inbox:
             if block.error is None or stage.sees_failed:
                 start = events.now()
                 try:
+                    if block.error is None:
+                        rejector.check(block)
                     await stage.execute(block)
                 except InvalidBlock as error:
-                    block.fail(stage.id.value, error)
+                    await rejector.reject(block, stage, error)
                 counts = dict(block.counts.get(stage.id.value, {}))
                 counts["queue_in"] = inbox.statistics().current_buffer_used
                 counts["queue_out"] = outbox.statistics().current_buffer_used

@@ -1,46 +1,54 @@
-"""Commit: one atomic SQLite transaction per block.
+"""Commit: one atomic SQLite transaction per block, fork choice in the same one.
 
-Reads from the in-flight block: everything. Writes to disk: the state diff, trie
-nodes, block, receipts, change set and new head, together (`StateStore.commit_block`).
-Unwind: `StateStore.unwind_block` undoes committed blocks from their change sets.
+Reads: `item.pre` (block, header), `item.run` (diff, receipts), `item.merkle` (trie
+nodes, sealed accounts). Writes to disk: the state diff, trie nodes, block,
+receipts, change set, new head and best head, together (`StateStore.commit_block`).
+Then `ChainState.committed`. Unwind: nothing in memory; committed blocks are undone
+from their change sets by `StateStore.unwind_block` (reorgs).
 
-This stage also sees rejected blocks: it throws away the overlay diffs built on them
-and resets the speculative tip to the committed head, so that the next block runs on
-the last good state. A block whose parent was not committed is rejected here.
+Rejected blocks never reach this stage's `execute` (the runner unwinds them where
+they fail). A block whose parent is not the committed head cannot be committed:
+rejected as `UNKNOWN_PARENT` (a guard: ancestry checks catch such blocks earlier).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import rlp
 import trio
 
 from execution.forks import is_merged
 from pipeline.block import InFlightBlock
-from pipeline.chain import Chain
-from pipeline.errors import InvalidBlock
+from pipeline.chain import ChainState
+from pipeline.errors import BlockError, FatalError, InvalidBlock
 from pipeline.stage import BaseStage, StageId
-from state.store import BlockCommit
+from state.merkle import sealed
+from state.store import BlockCommit, Head, StateStore
 
-COMMIT_DEADLINE = 60.0  # seconds a shielded commit may take before we call it fatal
+#: seconds a commit may take before the node calls the disk stalled and stops
+COMMIT_DEADLINE = 120.0
+
+
+@dataclass(frozen=True)
+class ForkChoice:
+    best: bytes  # the best head before this block
+    merged: bool  # after the merge the newest block wins (consensus orders)
 
 
 class CommitStage(BaseStage):
     id = StageId.COMMIT
-    sees_failed = True
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: ChainState, deadline: float = COMMIT_DEADLINE) -> None:
         self.chain = chain
+        self.deadline = deadline
 
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
-        entered = item.execution is not None
-        if item.error is None and item.header.parent_hash != chain.committed_head_hash():
-            await self._drop(item, entered)
-            raise InvalidBlock("BlockException.UNKNOWN_PARENT", "built on a block that was rejected")
-        if item.error is not None:
-            await self._drop(item, entered)
-            return
         header = item.header
-        parent_td = chain.store.get_header(header.parent_hash)
+        if header.parent_hash != chain.head_hash:
+            raise InvalidBlock(BlockError.UNKNOWN_PARENT, "its parent is not the committed head")
+        execution = item.run.execution
+        merkle = item.merkle
         commit = BlockCommit(
             number=header.block_number,
             hash=header.hash,
@@ -48,52 +56,42 @@ class CommitStage(BaseStage):
             state_root=header.state_root,
             header_rlp=rlp.encode(header),
             block_rlp=item.input.rlp,
-            total_difficulty=(parent_td[2] if parent_td else 0) + header.difficulty,
-            diff=item.execution.diff,  # type: ignore[union-attr]
-            trie_nodes=item.trie_nodes,
-            receipts=[r.encode() for r in item.execution.receipts],  # type: ignore[union-attr]
-            tx_hashes=[tx.hash for tx in item.block.transactions],  # type: ignore[union-attr]
+            total_difficulty=header.difficulty,  # the parent's is added on the thread
+            diff=sealed(execution.diff, merkle.accounts),
+            trie_nodes=merkle.trie_nodes,
+            receipts=[r.encode() for r in execution.receipts],
+            tx_hashes=[tx.hash for tx in item.pre.block.transactions],
         )
-        # Shielded: once started, a commit finishes even if the run is being cancelled.
+        choice = ForkChoice(chain.best or header.parent_hash, is_merged(item.pre.vm_class))
+        # Shielded: once started, a commit finishes even if the run is being cancelled;
+        # past the deadline the thread is left behind and the node stops (SQLite's
+        # transaction is whole or absent either way).
         with trio.CancelScope(shield=True):
-            with trio.fail_after(COMMIT_DEADLINE):
-                await trio.to_thread.run_sync(chain.store.commit_block, commit)
-        chain.overlay.drop_committed(header.block_number)
+            try:
+                with trio.fail_after(self.deadline):
+                    head, best = await trio.to_thread.run_sync(commit_with_fork_choice, chain.store, commit, choice, abandon_on_cancel=True)
+            except trio.TooSlowError:
+                raise FatalError(f"block {commit.number}: the commit took more than {self.deadline:g} s (is the disk stalled?)") from None
+        chain.committed(commit.hash, head, best)
         item.committed = True
-        await self._choose_fork(item)
-        chain.block_left()
-        item.counts["commit"] = {"keys": commit.diff.count_keys(), "nodes": len(commit.trie_nodes)}
+        item.count("commit", keys=commit.diff.count_keys(), nodes=len(commit.trie_nodes))
 
-    async def _choose_fork(self, item: InFlightBlock) -> None:
-        """Keep the heaviest chain: before the merge by total difficulty (ties keep the
-        current head, as geth does); after it the newest block, as consensus orders."""
-        chain = self.chain
-        header = item.header
-        best = chain.best or header.parent_hash
-        wins = (
-            best == header.parent_hash
-            or is_merged(item.vm_class)  # type: ignore[arg-type]
-            or chain.store.total_difficulty(header.hash) > chain.store.total_difficulty(best)
-        )
-        if wins:
-            chain.best = header.hash
-            return
-        await trio.to_thread.run_sync(chain.store.reorg_to, best)
-        chain.generation += 1
-        chain.tip = best
 
-    async def _drop(self, item: InFlightBlock, entered: bool) -> None:
-        """Forget a rejected block. Only a block that executed left a diff on the
-        overlay, and only on such a block can later blocks have been built: then
-        drop every diff above the committed head and send execution back to it."""
-        if not entered:
-            return
-        chain = self.chain
-        head = chain.store.head()
-        chain.overlay.drop_above(head.number if head else -1)
-        chain.generation += 1
-        if chain.best and chain.committed_head_hash() != chain.best:
-            # the store was switched to a side branch to run this block: switch back
-            await trio.to_thread.run_sync(chain.store.reorg_to, chain.best)
-        chain.tip = chain.committed_head_hash()
-        chain.block_left()
+def commit_with_fork_choice(store: StateStore, commit: BlockCommit, choice: ForkChoice) -> tuple[Head, bytes]:
+    """Commit the block and record the best head in the same transaction; when the
+    block loses fork choice, switch the store back to the best head. Returns the
+    committed head and the best head. Blocking: runs on a thread.
+
+    Fork choice keeps the heaviest chain: before the merge by total difficulty (ties
+    keep the current head, as geth does); after it the newest block, as consensus
+    orders. A block that loses stays stored with its change set, so a heavier child
+    can bring its branch back."""
+    parent = store.get_header(commit.parent_hash)
+    commit.total_difficulty += parent[2] if parent else 0
+    wins = choice.best == commit.parent_hash or choice.merged or commit.total_difficulty > store.total_difficulty(choice.best)
+    best = commit.hash if wins else choice.best
+    commit.meta["best"] = best
+    store.commit_block(commit)
+    if wins:
+        return Head(commit.number, commit.hash, commit.state_root), best
+    return store.reorg_to(best), best

@@ -1,43 +1,44 @@
 """Merkleize: the state root from the stored trie plus the block's diff.
 
-Reads from the in-flight block: `execution.diff`, `parent`. Adds: `state_root`,
-`trie_nodes`, and the storage root of every changed account (into the diff). Writes
-to disk: nothing (the commit stage stores the nodes). Unwind: drops the in-memory
-nodes of blocks above the target.
+Reads: `item.pre` (parent's state root), `item.run` (the diff). Adds: `Merkleized`
+(state root, new trie nodes, the changed accounts with their new storage roots);
+the nodes and accounts join the overlay (`ChainState.merkleized`) so that the next
+block's merkleization reads them before this block's commit. Writes to disk:
+nothing. Unwind: nothing of its own (the overlay is unwound with the diffs).
 
-Incremental: only the dirty paths are rebuilt, in one sorted batch per trie.
+Incremental: only the dirty paths are rebuilt, in one sorted batch per trie. The
+work runs on a thread: trie nodes not in the cache are read from SQLite.
 """
 from __future__ import annotations
 
-from pipeline.block import InFlightBlock
-from pipeline.chain import Chain
-from pipeline.errors import InvalidBlock
+import trio
+
+from pipeline.block import InFlightBlock, Merkleized
+from pipeline.chain import ChainState
+from pipeline.errors import BlockError, InvalidBlock
 from pipeline.stage import BaseStage, StageId
+from state.account import Account
 from state.merkle import merkleize
 
 
 class MerkleizeStage(BaseStage):
     id = StageId.MERKLEIZE
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: ChainState) -> None:
         self.chain = chain
 
     async def execute(self, item: InFlightBlock) -> None:
         overlay = self.chain.overlay
         header = item.header
-        diff = item.execution.diff  # type: ignore[union-attr]
+        diff = item.run.execution.diff
         number = header.block_number
-        root, nodes = merkleize(
-            diff,
-            item.parent.state_root,  # type: ignore[union-attr]
-            lambda address: overlay.get_account_below(number, address),
-            overlay.get_trie_node,
-        )
-        item.state_root, item.trie_nodes = root, nodes
-        overlay.add_nodes(number, nodes)
-        item.counts["merkleize"] = {"keys": diff.count_keys(), "nodes": len(nodes)}
-        if root != header.state_root:
-            raise InvalidBlock("BlockException.INVALID_STATE_ROOT", f"state root 0x{root.hex()}, header says 0x{header.state_root.hex()}")
 
-    async def unwind(self, to_number: int) -> None:
-        self.chain.overlay.drop_above(to_number)
+        def account_before(address: bytes) -> Account | None:
+            return overlay.get_account_below(number, address)
+
+        result = await trio.to_thread.run_sync(merkleize, diff, item.pre.parent.state_root, account_before, overlay.get_trie_node)
+        item.merkleized = Merkleized(result.root, result.nodes, result.accounts)
+        self.chain.merkleized(number, result.nodes, result.accounts)
+        item.count("merkleize", keys=diff.count_keys(), nodes=len(result.nodes))
+        if result.root != header.state_root:
+            raise InvalidBlock(BlockError.INVALID_STATE_ROOT, f"state root 0x{result.root.hex()}, header says 0x{header.state_root.hex()}")

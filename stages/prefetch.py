@@ -1,13 +1,15 @@
 """Prefetch: decode, check what needs no execution, recover senders, warm the cache.
 
-Reads from the in-flight block: its RLP. Adds: `block`, `vm_class`, `parent`,
-`senders`, `warm_keys`. Writes to disk: nothing (it fills the store's read cache).
-Unwind: nothing to undo.
+Reads: the block's RLP. Adds: `Prefetched` (the block, its fork, parent, senders,
+the transactions' encodings, the ancestor hashes BLOCKHASH reads, the keys warmed).
+Writes to disk: nothing (it fills the store's read cache). Unwind: nothing to undo.
 
 Header checks and stateless transaction checks run here, before execution, so that
 an invalid block costs no EVM time. The warm-up reads every account the block will
 surely touch (senders, recipients, fee recipient, withdrawal targets) and their code
 in a few batched queries on a worker thread: execution then reads memory only.
+Every read that can reach SQLite (a parent header not in memory, ancestors for
+BLOCKHASH, the warm-up) runs on a thread.
 """
 from __future__ import annotations
 
@@ -26,18 +28,20 @@ from execution.checks import (
     check_withdrawals,
     validate_header,
 )
-from execution.decode import decode_block_and_transactions, skip_signature_check
+from execution.decode import decode_block_and_transactions, mark_sender, skip_signature_check
 from execution.forks import VMClass, header_field
 from execution.senders import recover_sender
-from pipeline.block import InFlightBlock
-from pipeline.chain import Chain
-from pipeline.errors import InvalidBlock, InvalidTransaction
+from execution.strategies import ExecutionStrategy
+from pipeline.block import InFlightBlock, Prefetched
+from pipeline.chain import ChainState
+from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
 from pipeline.stage import BaseStage, StageId
+from state.trie import ordered_trie_root
 
-_B = "BlockException."
 #: blocks at least this large are decoded and checked on a thread (about 30 transactions)
 OFF_LOOP_BYTES = 4096
 T = TypeVar("T")
+Runner = Callable[..., Awaitable[Any]]
 MAX_OMMERS = 2
 MAX_OMMER_DEPTH = 6
 
@@ -45,45 +49,58 @@ MAX_OMMER_DEPTH = 6
 class PrefetchStage(BaseStage):
     id = StageId.PREFETCH
 
-    def __init__(self, chain: Chain, defer_recovery: bool = False, recover: Callable[[Chain, InFlightBlock], Awaitable[None]] | None = None) -> None:
+    def __init__(self, chain: ChainState, strategy: ExecutionStrategy | None = None) -> None:
         self.chain = chain
-        self.defer_recovery = defer_recovery
-        self.recover = recover  # recovers `item.senders` in worker processes
+        self.strategy = strategy
 
     async def execute(self, item: InFlightBlock) -> None:
+        chain = self.chain
         # A large block's CPU work (decoding, signatures, stateless checks) runs on a
         # thread: the GIL is shared all the same, but the event loop gets it back
         # every few milliseconds, so the execute stage keeps its workers fed meanwhile.
         # A small block's is cheaper than the thread hop (about 0.1 ms).
         run = trio.to_thread.run_sync if len(item.input.rlp) >= OFF_LOOP_BYTES else _run_here
-        block, vm_class, encoded_txs = await run(decode_block_and_transactions, self.chain.schedule, item.input.rlp)
-        item.block, item.vm_class = block, vm_class
+        block, vm_class, encoded_txs = await run(decode_block_and_transactions, chain.schedule, item.input.rlp)
         header = block.header
-        parent = self.chain.header(header.parent_hash)
+        chain.check_ancestry(header.parent_hash)
+        parent = chain.known_header(header.parent_hash) or await trio.to_thread.run_sync(chain.header, header.parent_hash)
         if parent is None:
-            raise InvalidBlock(_B + "UNKNOWN_PARENT", f"parent 0x{header.parent_hash.hex()} is not a known block")
-        item.parent = parent[0]
+            raise InvalidBlock(BlockError.UNKNOWN_PARENT, f"parent 0x{header.parent_hash.hex()} is not a known block")
         validate_header(vm_class, header, parent[0], parent[1])
-        validate_body(self.chain, block)
+        await (trio.to_thread.run_sync if block.uncles else _run_here)(validate_body, chain, block)
         check_withdrawals(header, getattr(block, "withdrawals", None))
-        item.encoded_txs = encoded_txs
-        if self.defer_recovery:
-            # the workers recover senders: while they speculate, or now (the strategy's
-            # `recover`), for the blocks ahead while the current one executes
-            for tx in block.transactions:
-                skip_signature_check(tx)
-            if self.recover is not None and block.transactions:
-                await self.recover(self.chain, item)
-        else:
-            item.senders = await run(recover_senders, block, encoded_txs)
-        await run(check_transactions_static, vm_class, block, self.chain.chain_id)
+        senders = await self._senders(block, encoded_txs, run)
+        await run(check_transactions_static, vm_class, block, chain.chain_id)
         check_block_blob_gas(vm_class, header)
-        self.chain.remember(header, vm_class, {u.hash for u in block.uncles})
-        item.warm_keys = await trio.to_thread.run_sync(self._warm, block, item.senders)
-        item.counts["prefetch"] = {"txs": len(block.transactions), "warm_keys": item.warm_keys}
+        chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
+        prev_hashes, warm_keys = await trio.to_thread.run_sync(self._warm, block, senders)
+        transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
+        item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, warm_keys)
+        item.count("prefetch", txs=len(block.transactions), warm_keys=warm_keys)
 
-    def _warm(self, block: BlockAPI, senders: list[bytes]) -> int:
-        """Batched reads of the block's known keys into the store's cache."""
+    async def _senders(self, block: BlockAPI, encoded_txs: list[bytes], run: Runner) -> list[bytes | None]:
+        """Recovered here, or by the strategy's workers (for the blocks ahead while the
+        current one executes), or left to the workers that will speculate on them
+        (an empty list)."""
+        strategy = self.strategy
+        if strategy is None or not strategy.recovers_senders:
+            return await run(recover_senders, block, encoded_txs)
+        for tx in block.transactions:
+            skip_signature_check(tx)
+        if not block.transactions:
+            return []
+        senders = await strategy.recover_senders(self.chain, block.header, encoded_txs)
+        if senders is None:
+            return []
+        for tx, sender in zip(block.transactions, senders):
+            if sender is not None:
+                mark_sender(tx, sender)
+        return senders
+
+    def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> tuple[list[bytes], int]:
+        """The ancestor hashes BLOCKHASH may read, and batched reads of the block's
+        known keys into the store's cache."""
+        prev_hashes = self.chain.ancestor_hashes(block.header.parent_hash)
         store = self.chain.store
         addresses = {sender for sender in senders if sender is not None}
         addresses.update(tx.to for tx in block.transactions if tx.to)
@@ -92,7 +109,7 @@ class PrefetchStage(BaseStage):
         accounts = store.read_accounts(addresses)
         code_hashes = {a.code_hash for a in accounts.values() if a is not None}
         store.read_code(code_hashes)
-        return len(addresses) + len(code_hashes)
+        return prev_hashes, len(addresses) + len(code_hashes)
 
 
 async def _run_here(function: Callable[..., T], *args: Any) -> T:
@@ -100,14 +117,23 @@ async def _run_here(function: Callable[..., T], *args: Any) -> T:
     return function(*args)
 
 
-def recover_senders(block: BlockAPI, encoded_txs: list[bytes]) -> list[bytes]:
+def body_roots(block: BlockAPI, encoded_txs: list[bytes]) -> tuple[bytes, bytes | None]:
+    """The transactions root and (from Shanghai) withdrawals root of the body."""
+    withdrawals = getattr(block, "withdrawals", None)
+    withdrawals_root = None
+    if withdrawals is not None and hasattr(block.header, "withdrawals_root"):
+        withdrawals_root = ordered_trie_root([w.encode() for w in withdrawals])
+    return ordered_trie_root(encoded_txs), withdrawals_root
+
+
+def recover_senders(block: BlockAPI, encoded_txs: list[bytes]) -> list[bytes | None]:
     """Recover every sender once, in this process, from the encodings the block carries."""
-    senders = []
+    senders: list[bytes | None] = []
     for index, (tx, encoded) in enumerate(zip(block.transactions, encoded_txs)):
         try:
             senders.append(recover_sender(tx, encoded))
         except Exception as exc:  # eth-keys and coincurve raise several types for bad signatures
-            raise InvalidTransaction("TransactionException.INVALID_SIGNATURE", f"sender recovery failed: {exc}", tx_index=index) from exc
+            raise InvalidTransaction(TxError.INVALID_SIGNATURE, f"sender recovery failed: {exc}", tx_index=index) from exc
     return senders
 
 
@@ -117,7 +143,7 @@ def check_transactions_static(vm_class: VMClass, block: BlockAPI, chain_id: int)
         check_transaction_static(vm_class, block.header, tx, index, chain_id)
 
 
-def validate_body(chain: Chain, block: BlockAPI) -> None:
+def validate_body(chain: ChainState, block: BlockAPI) -> None:
     """Ommers against the header and the chain (Yellow Paper section 11.1).
 
     The transactions and withdrawals roots are checked after execution, in the
@@ -125,15 +151,15 @@ def validate_body(chain: Chain, block: BlockAPI) -> None:
     such even when the header's roots were computed without it."""
     header = block.header
     if keccak(rlp.encode(block.uncles)) != header.uncles_hash:
-        raise InvalidBlock(_B + "INVALID_UNCLES_HASH", "ommers do not match the header's ommers hash")
+        raise InvalidBlock(BlockError.INVALID_UNCLES_HASH, "ommers do not match the header's ommers hash")
     if block.uncles:
         validate_ommers(chain, block)
 
 
-def validate_ommers(chain: Chain, block: BlockAPI) -> None:
+def validate_ommers(chain: ChainState, block: BlockAPI) -> None:
     """Yellow Paper section 11.1: at most two, recent, not ancestors, not repeated."""
     if len(block.uncles) > MAX_OMMERS:
-        raise InvalidBlock(_B + "TOO_MANY_UNCLES", f"{len(block.uncles)} ommers, at most {MAX_OMMERS}")
+        raise InvalidBlock(BlockError.TOO_MANY_UNCLES, f"{len(block.uncles)} ommers, at most {MAX_OMMERS}")
     ancestors: dict[bytes, object] = {}
     included: set[bytes] = set()
     current = block.header.parent_hash
@@ -142,43 +168,34 @@ def validate_ommers(chain: Chain, block: BlockAPI) -> None:
         if found is None:
             break
         ancestors[current] = found[0]
-        included.update(_ommer_hashes(chain, current))
+        included.update(chain.ommers_of(current))
         if found[0].block_number == 0:
             break
         current = found[0].parent_hash
     seen: set[bytes] = set()
     for ommer in block.uncles:
         if ommer.hash in seen:
-            raise InvalidBlock(_B + "DUPLICATE_UNCLE", "the same ommer twice")
+            raise InvalidBlock(BlockError.DUPLICATE_UNCLE, "the same ommer twice")
         seen.add(ommer.hash)
         if ommer.hash in ancestors or ommer.hash == block.header.hash:
-            raise InvalidBlock(_B + "UNCLE_IS_ANCESTOR", "ommer is an ancestor")
+            raise InvalidBlock(BlockError.UNCLE_IS_ANCESTOR, "ommer is an ancestor")
         if ommer.hash in included:
-            raise InvalidBlock(_B + "UNCLE_ALREADY_INCLUDED", "ommer already included by an ancestor")
+            raise InvalidBlock(BlockError.UNCLE_ALREADY_INCLUDED, "ommer already included by an ancestor")
         if ommer.parent_hash not in ancestors:
-            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer's parent is not a recent ancestor")
+            raise InvalidBlock(BlockError.UNCLE_PARENT_INCORRECT, "ommer's parent is not a recent ancestor")
         if ommer.parent_hash == block.header.parent_hash:
-            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer is a sibling of the block (its parent is the block's parent)")
+            raise InvalidBlock(BlockError.UNCLE_PARENT_INCORRECT, "ommer is a sibling of the block (its parent is the block's parent)")
         parent = ancestors[ommer.parent_hash]
         if ommer.block_number != parent.block_number + 1:  # type: ignore[attr-defined]
-            raise InvalidBlock(_B + "UNCLE_PARENT_INCORRECT", "ommer's number does not follow its parent")
+            raise InvalidBlock(BlockError.UNCLE_PARENT_INCORRECT, "ommer's number does not follow its parent")
         ommer_vm = chain.schedule.vm_class(ommer.block_number, ommer.timestamp)
         has_base_fee = header_field(ommer, "base_fee_per_gas") is not None
         if issubclass(ommer_vm, LondonVM) and not has_base_fee:
-            raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT", "pre-London ommer header in a London position")
+            raise InvalidBlock(BlockError.IMPORT_IMPOSSIBLE_LEGACY_WRONG_PARENT, "pre-London ommer header in a London position")
         if not issubclass(ommer_vm, LondonVM) and has_base_fee:
-            raise InvalidBlock(_B + "IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT", "London ommer header before London")
+            raise InvalidBlock(BlockError.IMPORT_IMPOSSIBLE_LONDON_WRONG_PARENT, "London ommer header before London")
         parent_vm = chain.schedule.vm_class(parent.block_number, parent.timestamp)  # type: ignore[attr-defined]
         try:
             validate_header(ommer_vm, ommer, parent, parent_vm)  # type: ignore[arg-type]
         except InvalidBlock as error:
             raise InvalidBlock(error.code, f"ommer: {error.reason}") from error
-
-
-def _ommer_hashes(chain: Chain, block_hash: bytes) -> set[bytes]:
-    """Ommers an ancestor included (from its stored block, when we have it)."""
-    found = chain.header(block_hash)
-    if found is None or found[0].block_number == 0:
-        return set()
-    stored = chain.ommers.get(block_hash)
-    return stored if stored is not None else set()

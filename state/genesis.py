@@ -5,7 +5,7 @@ from eth_hash.auto import keccak
 
 from state.account import BLANK_ROOT, Account
 from state.diff import StateDiff
-from state.merkle import merkleize
+from state.merkle import merkleize, sealed
 from state.store import BlockCommit
 
 
@@ -38,7 +38,8 @@ def genesis_commit(alloc: dict[bytes, dict], header_hash: bytes, header_rlp: byt
     def no_node(node_hash: bytes) -> bytes:
         raise KeyError(node_hash)
 
-    root, nodes = merkleize(diff, BLANK_ROOT, lambda address: None, no_node)
+    result = merkleize(diff, BLANK_ROOT, lambda address: None, no_node)
+    root = result.root
     if root != state_root:
         raise GenesisMismatch(f"genesis allocation hashes to 0x{root.hex()}, the header says 0x{state_root.hex()}")
     return BlockCommit(
@@ -49,6 +50,6 @@ def genesis_commit(alloc: dict[bytes, dict], header_hash: bytes, header_rlp: byt
         header_rlp=header_rlp,
         block_rlp=b"",
         total_difficulty=difficulty,
-        diff=diff,
-        trie_nodes=nodes,
+        diff=sealed(diff, result.accounts),
+        trie_nodes=result.nodes,
     )

@@ -5,7 +5,7 @@ batch per storage trie, then one for the account trie), never the whole trie.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from eth_hash.auto import keccak
@@ -18,12 +18,22 @@ GetAccount = Callable[[bytes], Account | None]
 GetNode = Callable[[bytes], bytes]
 
 
-def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_node: GetNode, *, in_place: bool = True) -> tuple[bytes, dict[bytes, bytes]]:
-    """Return (state root, new trie nodes) after applying `diff` on `parent_root`.
+@dataclass(frozen=True)
+class MerkleResult:
+    """A block's new state root, the trie nodes it created, and every account it
+    changed with its new storage root (`None`: deleted)."""
 
-    `get_account` reads the pre-block account (for its storage root). With `in_place`,
-    the storage roots are written into `diff.accounts`, which then holds complete
-    accounts for the commit and for the next block's merkleization.
+    root: bytes
+    nodes: dict[bytes, bytes]
+    accounts: dict[bytes, Account | None]
+
+
+def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_node: GetNode) -> MerkleResult:
+    """The state after applying `diff` on `parent_root`; `diff` is left as it is.
+
+    `get_account` reads the pre-block account (for its storage root). The result's
+    `accounts` are what the commit writes (`sealed`) and what the next block's
+    merkleization reads as its pre-state.
     """
     nodes: dict[bytes, bytes] = {}
 
@@ -32,6 +42,7 @@ def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_
         return found if found is not None else get_node(node_hash)
 
     account_changes: dict[bytes, bytes | None] = {}
+    accounts: dict[bytes, Account | None] = {}
     for address in diff.touched_addresses():
         if address in diff.accounts:
             account = diff.accounts[address]
@@ -39,6 +50,8 @@ def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_
             account = get_account(address)
         if account is None:
             account_changes[keccak(address)] = None
+            if address in diff.accounts:
+                accounts[address] = None
             continue
         if address in diff.wiped:
             storage_root = BLANK_ROOT
@@ -52,9 +65,14 @@ def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_
             nodes.update(new_nodes)
         if account.storage_root != storage_root:
             account = replace(account, storage_root=storage_root)
-        if in_place:
-            diff.accounts[address] = account
+        accounts[address] = account
         account_changes[keccak(address)] = encode_account(account.nonce, account.balance, account.storage_root, account.code_hash)
     root, new_nodes = update_root(node, parent_root, account_changes)
     nodes.update(new_nodes)
-    return root, nodes
+    return MerkleResult(root, nodes, accounts)
+
+
+def sealed(diff: StateDiff, accounts: dict[bytes, Account | None]) -> StateDiff:
+    """`diff` with the accounts merkleization completed (their storage roots): what is
+    committed. A new diff; storage and code are shared, not copied."""
+    return StateDiff(accounts={**diff.accounts, **accounts}, storage=diff.storage, wiped=diff.wiped, code=diff.code)

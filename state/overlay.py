@@ -4,6 +4,10 @@ While block N merkleizes and commits, block N+1 already executes: it must see N'
 writes before they reach SQLite. An `Overlay` stacks the diffs of blocks that are
 executed but not yet committed on top of the store; a diff leaves the stack once its
 commit is visible in the store. Reads resolve newest first.
+
+Copy on write: every change builds a new list or dict and swaps it in, so a reader
+on another thread (execution, merkleization) iterates a consistent snapshot while
+the event loop pushes or drops diffs.
 """
 from __future__ import annotations
 
@@ -19,23 +23,29 @@ class Overlay:
         self.store = store
         self.diffs: list[tuple[int, StateDiff]] = []
         self.nodes: dict[int, dict[bytes, bytes]] = {}
+        # per merkleized block: its changed accounts with their new storage roots
+        self.sealed: dict[int, dict[bytes, Account | None]] = {}
 
     def push(self, number: int, diff: StateDiff) -> None:
-        self.diffs.append((number, diff))
+        self.diffs = [*self.diffs, (number, diff)]
 
-    def add_nodes(self, number: int, nodes: dict[bytes, bytes]) -> None:
-        """Trie nodes a merkleized block created, readable before its commit."""
-        self.nodes[number] = nodes
+    def add_merkleized(self, number: int, nodes: dict[bytes, bytes], accounts: dict[bytes, Account | None]) -> None:
+        """Trie nodes a merkleized block created and its accounts with their new
+        storage roots, readable before its commit."""
+        self.nodes = {**self.nodes, number: nodes}
+        self.sealed = {**self.sealed, number: accounts}
 
     def drop_committed(self, number: int) -> None:
         """Forget diffs of blocks up to `number`, now readable from the store."""
         self.diffs = [(n, d) for n, d in self.diffs if n > number]
         self.nodes = {n: d for n, d in self.nodes.items() if n > number}
+        self.sealed = {n: d for n, d in self.sealed.items() if n > number}
 
     def drop_above(self, number: int) -> None:
         """Throw away in-flight work above `number` (a block failed or unwound)."""
         self.diffs = [(n, d) for n, d in self.diffs if n <= number]
         self.nodes = {n: d for n, d in self.nodes.items() if n <= number}
+        self.sealed = {n: d for n, d in self.sealed.items() if n <= number}
 
     def get_trie_node(self, node_hash: bytes) -> bytes:
         for nodes in self.nodes.values():
@@ -51,9 +61,16 @@ class Overlay:
         return self.store.get_account(address)
 
     def get_account_below(self, number: int, address: bytes) -> Account | None:
-        """The account as of the start of block `number` (its own and later diffs skipped)."""
+        """The account as of the start of block `number` (its own and later diffs
+        skipped), with the storage root its block's merkleization gave it."""
+        sealed = self.sealed
         for n, diff in reversed(self.diffs):
-            if n < number and address in diff.accounts:
+            if n >= number:
+                continue
+            accounts = sealed.get(n, {})
+            if address in accounts:
+                return accounts[address]
+            if address in diff.accounts:
                 return diff.accounts[address]
         return self.store.get_account(address)
 

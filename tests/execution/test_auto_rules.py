@@ -11,10 +11,6 @@ import pytest
 from execution.strategies import AUTO_LIGHT_GAS_PER_TX, AUTO_LIGHT_MIN_WORKERS, AutoStrategy
 
 
-def _block(txs: int, gas_used: int) -> SimpleNamespace:
-    return SimpleNamespace(block=SimpleNamespace(transactions=[object()] * txs), header=SimpleNamespace(gas_used=gas_used))
-
-
 @pytest.mark.parametrize(
     ("workers", "gas_per_tx", "light"),
     [
@@ -27,4 +23,4 @@ def _block(txs: int, gas_used: int) -> SimpleNamespace:
 )
 def test_light_blocks(workers: int, gas_per_tx: int, light: bool) -> None:
     auto = AutoStrategy(SimpleNamespace(size=workers))  # type: ignore[arg-type]
-    assert auto._light(_block(250, 250 * gas_per_tx)) is light  # type: ignore[arg-type]
+    assert auto._light(SimpleNamespace(gas_used=250 * gas_per_tx), 250) is light  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Overlay:
     def no_node(h: bytes) -> bytes:
         raise KeyError(h)
 
-    root, _ = merkleize(alloc_diff(_alloc()), BLANK_ROOT, lambda a: None, no_node, in_place=False)
+    root = merkleize(alloc_diff(_alloc()), BLANK_ROOT, lambda a: None, no_node).root
     header = _header(root, number=0)
     import rlp
 

@@ -131,7 +131,7 @@ def test_drop_committed_and_drop_above(overlay: Overlay) -> None:
         d.set_storage(D, 0, n)
         diffs[n] = d
         overlay.push(n, d)
-        overlay.add_nodes(n, {keccak(b"node%d" % n): b"node%d" % n})
+        overlay.add_merkleized(n, {keccak(b"node%d" % n): b"node%d" % n}, {})
     assert overlay.get_account(D) == Account(balance=3)
 
     overlay.drop_above(2)
@@ -218,8 +218,8 @@ def test_has_storage_with_zeroed_slots_and_wipes(overlay: Overlay) -> None:
 
 
 def test_trie_node_falls_back_to_store(overlay: Overlay) -> None:
-    overlay.add_nodes(1, {keccak(b"n1"): b"n1"})
-    overlay.add_nodes(2, {keccak(b"n2"): b"n2"})
+    overlay.add_merkleized(1, {keccak(b"n1"): b"n1"}, {})
+    overlay.add_merkleized(2, {keccak(b"n2"): b"n2"}, {})
     assert overlay.get_trie_node(keccak(b"n1")) == b"n1"
     assert overlay.get_trie_node(keccak(b"n2")) == b"n2"
     assert overlay.get_trie_node(keccak(NODE)) == NODE  # committed
