@@ -76,7 +76,7 @@ class Measurement:
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="py-evm's import_block against evmpipe on the same blocks")
-    parser.add_argument("files", nargs="+", help="BlockchainTest JSON files (.json or .json.gz), e.g. ../shared/workloads/*.json.gz")
+    parser.add_argument("files", nargs="+", help="BlockchainTest JSON files (.json or .json.gz), e.g. ../shared/workloads/*.json.gz; with --state, one native block file")
     parser.add_argument("--runs", type=int, default=3, help="runs per engine; medians are reported (default 3)")
     parser.add_argument("--json", metavar="FILE", help="write raw numbers and machine info as JSON")
     parser.add_argument("--skip-pyevm", action="store_true", help="measure evmpipe only")
@@ -84,10 +84,17 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
     parser.add_argument("--one-at-a-time", action="store_true", help="also run sequential with one block in flight (no pipelining across blocks)")
     parser.add_argument("--loops", help=f"comma-separated interpreter loops to run each strategy with, e.g. lean,pyevm (default: --interpreter's; one of {', '.join(INTERPRETERS)})")
+    from evmpipe.bench_state import add_bench_state_arguments
+
+    add_bench_state_arguments(parser)
     parser.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "state", None):
+        from evmpipe.bench_state import cmd_bench_state
+
+        return cmd_bench_state(args)
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
