@@ -42,6 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             limit=None,
             strategy=args.strategy,
             workers=args.workers,
+            worker_deadline=args.worker_deadline,
             verify=args.verify,
             max_in_flight=None,
         )

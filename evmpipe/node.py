@@ -35,6 +35,7 @@ from consensus_stub.follow import DEFAULT_POLL, BlockSource, DirectoryFollower, 
 from evmpipe.httpd import MAX_CONNECTIONS, Request, Response, serve_http
 from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
 from evmpipe.replay import add_strategy_arguments
+from execution.workers import REQUEST_DEADLINE
 from evmpipe.rpc import INVALID_REQUEST, RpcHandler
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
@@ -78,6 +79,7 @@ class NodeOptions:
     http_port: int | None = None
     strategy: str = "sequential"
     workers: int | None = None
+    worker_deadline: float = REQUEST_DEADLINE
     verify: bool = False
     trace: str | None = None
     log_events: bool = False
@@ -175,7 +177,7 @@ class Node:
         # Workers ignore SIGINT themselves: the node stops them after draining. The
         # pool lives inside this task: it stops when the pipeline has drained, or
         # when the run is cancelled.
-        async with WorkerPool(options.workers) if options.strategy != "sequential" else _no_pool() as pool:
+        async with WorkerPool(options.workers, request_deadline=options.worker_deadline) if options.strategy != "sequential" else _no_pool() as pool:
             stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
             _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
             send, receive = trio.open_memory_channel[BlockInput](0)
@@ -368,6 +370,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         strategy=args.strategy,
         workers=args.workers,
+        worker_deadline=args.worker_deadline,
         verify=args.verify,
         trace=args.trace,
         log_events=args.log == "debug",

@@ -23,7 +23,7 @@ import trio
 
 from consensus_stub.blockfile import BlockRecord, iter_blocks, read_header
 from execution.strategies import STRATEGIES, make_strategy
-from execution.workers import WorkerPool, pool_session
+from execution.workers import REQUEST_DEADLINE, WorkerPool, pool_session
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
 from pipeline.datadir import open_datadir
@@ -85,6 +85,7 @@ def replay_file(
     events: EventLog | None = None,
     strategy: str = "sequential",
     workers: int | None = None,
+    worker_deadline: float = REQUEST_DEADLINE,
     verify: bool = False,
     pool: WorkerPool | None = None,
     max_in_flight: int | None = None,
@@ -128,7 +129,7 @@ def replay_file(
 
         with ExitStack() as stack:
             if pool is None and strategy != "sequential":
-                pool = stack.enter_context(WorkerPool(workers))
+                pool = stack.enter_context(WorkerPool(workers, request_deadline=worker_deadline))
             worker_cpu_before = pool.cpu_seconds if pool else 0.0
             stages = build_stages(chain, make_strategy(strategy, pool, verify=verify), max_in_flight)
             cpu_before, wall_before = cpu_time(), time.perf_counter()
@@ -192,6 +193,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 events=EventLog(log_events=args.log != "off"),
                 strategy=args.strategy,
                 workers=args.workers,
+                worker_deadline=args.worker_deadline,
                 verify=args.verify,
                 max_in_flight=args.max_in_flight,
                 state_options=StateOptions.from_args(args),
@@ -225,6 +227,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="sequential", help="how transactions execute (default sequential; see docs/ARCHITECTURE.md)")
     parser.add_argument("--workers", type=int, help="worker processes for optimistic, declared and auto (default: the number of cores)")
+    parser.add_argument(
+        "--worker-deadline",
+        type=float,
+        default=REQUEST_DEADLINE,
+        metavar="SECONDS",
+        help=f"a worker that does not answer a request within this is killed and replaced, and its block runs sequentially (default {REQUEST_DEADLINE:g})",
+    )
     parser.add_argument("--verify", action="store_true", help="also execute every block sequentially and stop at the first difference")
 
 
