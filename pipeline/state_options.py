@@ -78,8 +78,10 @@ class ReadTracker:
         self.last = now
         return out
 
-    def total(self) -> dict[str, Any]:
-        out = delta(snapshot(self.store, self.overlay_counts), self.start)
+    def total(self, *, pages: bool = True) -> dict[str, Any]:
+        """The whole run so far (`pages=False`: without SQLite's page counters, which
+        wait for the store's lock: for /metrics on the event loop)."""
+        out = delta(snapshot(self.store, self.overlay_counts, pages=pages), self.start)
         out["layout"] = self.store.layout.as_dict()
         return out
 
@@ -111,3 +113,24 @@ def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None
     if layout and (layout["account_reads"] or layout["slot_reads"]):
         print(f"  lookups per read that missed the hot cache: account {layout['lookups_per_account_read']}, slot {layout['lookups_per_slot_read']} ({layout['layout']})", file=stream)
     print(f"  read from disk: {reads['disk_read_bytes'] / 2**20:,.1f} MiB", file=stream)
+
+
+def state_reads_metrics(tracker: ReadTracker | None) -> str:
+    """The run's read tiers in Prometheus text format (appended to `/metrics`)."""
+    if tracker is None:
+        return ""
+    reads = tracker.total(pages=False)
+    lines = [
+        "# HELP evmpipe_state_reads_total State reads by kind and by the tier that served them (db_absent: SQLite lookups that found nothing).",
+        "# TYPE evmpipe_state_reads_total counter",
+    ]
+    for kind in KINDS:
+        for tier, value in reads["reads"][kind].items():
+            lines.append(f'evmpipe_state_reads_total{{kind="{kind}",tier="{tier}"}} {value}')
+    pages = reads.get("sqlite_pages")
+    if pages:
+        lines += ["# HELP evmpipe_sqlite_pages_total SQLite page-cache lookups of the node's connection, hit or missed.", "# TYPE evmpipe_sqlite_pages_total counter"]
+        lines += [f'evmpipe_sqlite_pages_total{{result="hit"}} {pages["page_hits"]}', f'evmpipe_sqlite_pages_total{{result="miss"}} {pages["page_misses"]}']
+    lines += ["# HELP evmpipe_disk_read_bytes_total Bytes this process read from the disk (/proc/self/io read_bytes).", "# TYPE evmpipe_disk_read_bytes_total counter"]
+    lines.append(f"evmpipe_disk_read_bytes_total {reads['disk_read_bytes']}")
+    return "\n".join(lines) + "\n"

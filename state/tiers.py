@@ -160,13 +160,14 @@ class StoreReads(ReadCounts):
         return c["hot"] + c["hot_negative"] + c["db"]
 
 
-def snapshot(store: Any, overlay_counts: ReadCounts | None = None) -> dict[str, Any]:
-    """Everything counted so far, for differences between two points of a run."""
+def snapshot(store: Any, overlay_counts: ReadCounts | None = None, *, pages: bool = True) -> dict[str, Any]:
+    """Everything counted so far, for differences between two points of a run.
+    `pages=False` skips SQLite's page counters, which wait for the store's lock."""
     reads = store.reads.copy()
     if overlay_counts is not None:
         for kind in KINDS:
             reads.counts[kind]["overlay"] = overlay_counts.counts[kind]["overlay"]
-    return {"reads": reads, "io": proc_io(), "pages": store.page_stats()}
+    return {"reads": reads, "io": proc_io(), "pages": store.page_stats() if pages else None}
 
 
 def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
