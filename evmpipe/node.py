@@ -40,6 +40,8 @@ from evmpipe.rpc import INVALID_REQUEST, RpcHandler
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
 from pipeline.datadir import DatadirLock, open_datadir
+from pipeline.required_state import check_required_state
+from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, state_reads_metrics
 from pipeline.errors import BadInput
 from pipeline.events import configure_logging
 from pipeline.runner import PipelineConfig, run_pipeline
@@ -68,6 +70,7 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--devnet-txs", type=int, default=16, help="devnet: transactions per block (default 16)")
     parser.add_argument("--devnet-seed", type=int, default=1, help="devnet: generator seed (default 1)")
     add_strategy_arguments(parser)
+    add_state_arguments(parser)
     parser.set_defaults(func=cmd_node)
 
 
@@ -86,6 +89,7 @@ class NodeOptions:
     http_max_connections: int = MAX_CONNECTIONS
     http_hosts: tuple[str, ...] = ()  # Host names accepted beside the loopback ones
     http_origins: tuple[str, ...] = ()  # browser Origins accepted (none by default)
+    state: StateOptions = StateOptions()  # --cold, --cache-mb, --mmap-mb, --layout
 
 
 def make_source(spec: str, *, datadir: str, poll: float = DEFAULT_POLL, devnet: DevnetParams | None = None) -> BlockSource:
@@ -162,6 +166,8 @@ class Node:
             header = await self.source.open()
         if self.startup.cancelled_caught:
             return
+        check_required_state(options.datadir, header.genesis_header_rlp, header.alloc, self.source.description)
+        options.state.prepare(options.datadir)
         self.store = store = await trio.to_thread.run_sync(
             lambda: open_datadir(options.datadir, header.schedule, header.genesis_header_rlp, header.alloc, synchronous=options.synchronous, lock=lock)
         )
@@ -171,6 +177,8 @@ class Node:
         from pipeline.node import build_stages
 
         self.chain = chain = await trio.to_thread.run_sync(ChainState.open, store, header.schedule)
+        options.state.configure(store)
+        self.reads = ReadTracker(store, chain.overlay)
         head = chain.head
         self.committed_number = head.number if head else -1
         self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call)
@@ -314,6 +322,7 @@ class Node:
         head = self.rpc.head()  # a snapshot read on the event loop: never queued behind RPC calls or a commit
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
+        text += state_reads_metrics(getattr(self, "reads", None))
         return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -377,6 +386,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         http_max_connections=args.http_max_connections,
         http_hosts=tuple(args.http_host),
         http_origins=tuple(args.http_origin),
+        state=StateOptions.from_args(args),
     )
     try:
         return trio.run(Node(options, source).run)
