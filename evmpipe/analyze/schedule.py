@@ -262,7 +262,8 @@ def block_time(strategy: str, block: BlockModel, workers: int, cores: float | No
     cores = float(workers) if cores is None else cores
     alone = min(1.0, cores / (1.0 + load))  # the share of a core one process gets
     if strategy == "ideal":
-        return ideal_time(block, workers)
+        busy = min(1.0, cores / (workers + load))  # every worker busy, beside the others
+        return block.master_serial / alone + (ideal_time(block, workers) - block.master_serial) / busy
     if strategy == "optimistic":
         return block.master_serial / alone + optimistic_time(block, workers, cores, overheads, load) - block.master_serial
     if strategy == "declared":

@@ -197,3 +197,11 @@ def test_conflicts_are_named_and_ranked_by_the_time_they_serialise() -> None:
     names = {c.kind: c.description for c in found}
     assert names["pool-reserves"].startswith("reserves of pool 0x0a0a")
     assert "nonce chain of sender 0x0b0b" in names["nonce-chain"] and "credits" in names["nonce-chain"]
+
+
+def test_ideal_under_load_is_no_better_than_on_idle_cores() -> None:
+    block = BlockModel(build_graph(independent(16)), serial=2.0)
+    for workers in (1, 2, 4):
+        idle = predict([block], NONE, (workers,), cores=workers)["ideal"][str(workers)]
+        loaded = predict([block], NONE, (workers,), cores=workers, load=3.0)["ideal"][str(workers)]
+        assert loaded <= idle + 1e-9
