@@ -17,7 +17,9 @@ With each transaction's execution time from the sequential recording
 the graph), the rest of the workers' and the master's CPU is per-transaction
 overhead:
 
-    worker_per_tx   = (worker CPU - sum of execution) / transactions
+    worker_per_tx   = (worker CPU - sum of execution) / transactions, but at least
+                      sender recovery, decoding and packing a result, timed in
+                      the recording
     validate_per_tx = (master CPU in execute - execution of the re-executed
                        transactions - system work) / transactions, but at least
                       what unpacking, comparing the reads and applying the writes
@@ -113,7 +115,7 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], stat
     system = sum(r.begin_seconds + r.finish_seconds for r in records)
     recover_per_tx = sum(r.recover_seconds for r in records) / txs
     overheads = Overheads(
-        worker_per_tx=max(0.0, (worker_cpu - executed) / txs),
+        worker_per_tx=max(worker_cpu - executed, sum(r.recover_seconds + r.decode_seconds + r.pack_seconds for r in records)) / txs,
         worker_speed=1.0,
         message=max(0.0, statistics.median(trips) - recover_per_tx),
         validate_per_tx=max(sum(r.validate_seconds for r in records), master_cpu - again - system) / txs,
@@ -128,6 +130,8 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], stat
         "recorded_reexecution": again,
         "validate_per_tx_by_difference": (master_cpu - again - system) / txs,
         "validate_per_tx_timed": sum(r.validate_seconds for r in records) / txs,
+        "worker_per_tx_by_difference": (worker_cpu - executed) / txs,
+        "worker_per_tx_timed": sum(r.recover_seconds + r.decode_seconds + r.pack_seconds for r in records) / txs,
         "round_trip_median": statistics.median(trips),
         "round_trip_min": min(trips),
         "optimistic_wall": statistics.median(walls),

@@ -68,6 +68,7 @@ class BlockRecord:
     recover_seconds: float = 0.0  # sender recovery of the block's transactions, timed apart
     predict_seconds: float = 0.0  # declared's prediction and chaining of the whole block
     validate_seconds: float = 0.0  # what in-order validation would cost the master for the block's results
+    pack_seconds: float = 0.0  # what packing the block's results would cost the workers
     chains: list[int] = field(default_factory=list)  # declared's chain per transaction
     sampled: list[int] = field(default_factory=list)  # declared's first speculated, to learn from
     decode_seconds: float = 0.0  # decoding the block (the pipeline's prefetch does it too)
@@ -151,12 +152,14 @@ class Recorder:
             run.begin()
             begin = clock() - started
             seconds = []
-            validate = 0.0
+            validate = pack = 0.0
             for index, tx in enumerate(block.transactions):
                 started = clock()
                 run.run_transaction(index, tx)
                 seconds.append(clock() - started)
-                validate += _time_validation(run)
+                packing, validating = _time_validation(run)
+                pack += packing
+                validate += validating
             started = clock()
             execution = run.finish()
             finish = clock() - started
@@ -172,6 +175,7 @@ class Recorder:
         system = dict(execution.system_writes[0]) if execution.system_writes else {}
         record = BlockRecord(header.block_number, header.hash, header.coinbase, execution.gas_used, txs, system, begin, finish, recover)
         record.validate_seconds = validate
+        record.pack_seconds = pack
         record.decode_seconds = decode
         self._predict(block, record)
         self.state.diff.merge(execution.diff)
@@ -203,16 +207,18 @@ class Recorder:
                 predictor.learn(tx, rec.sender, rec.reads, rec.writes, coinbase)
 
 
-def _time_validation(run: BlockRun) -> float:
-    """What taking the transaction just run as a speculative result would cost the
-    master (`validate_in_order`): unpacking its result from a worker's reply,
-    comparing each read with the state, applying its writes. Applying them again is
-    harmless (the same values), except credits, which would add twice and are left
-    out of the copy applied."""
+def _time_validation(run: BlockRun) -> tuple[float, float]:
+    """What the transaction just run would cost as a speculative result: a worker
+    packing it, and the master (`validate_in_order`) unpacking it, comparing each
+    read with the state and applying its writes. Applying them again is harmless
+    (the same values), except credits, which would add twice and are left out of
+    the copy applied."""
     from execution.speculate import SpecResult, pack_results, unpack_results
 
     result = run.results[-1]
+    started = time.thread_time()
     packed = pack_results([SpecResult(result.index, True, result.reads, result.writes, {}, result.gas_used, result.success)])
+    packing = time.thread_time() - started
     db = run.db
     started = time.thread_time()
     taken = unpack_results(packed)[0]
@@ -220,7 +226,7 @@ def _time_validation(run: BlockRun) -> float:
         if db.current(key) != value:
             pass  # the transaction's own writes may differ from what it read: only the cost counts
     db.apply_writes({k: v for k, v in taken.writes.items() if k[0] != "credit"}, {})
-    return time.thread_time() - started
+    return packing, time.thread_time() - started
 
 
 def _post_byzantium(vm_class: Any) -> bool:
