@@ -51,7 +51,7 @@ def _ms(seconds: float) -> str:
 
 def _curves_svg(result: dict[str, Any]) -> str:
     """Speedup against workers (log scale), one line per strategy, the bounds dashed."""
-    width, height, left, right, top, bottom = 640, 360, 56, 150, 20, 64
+    width, height, left, right, top, bottom = 680, 360, 56, 190, 20, 64
     predicted = result["predicted"]
     counts = [int(c) for c in next(iter(predicted.values()))]
     values = [v for s in STRATEGIES for v in predicted[s].values()]
@@ -80,7 +80,7 @@ def _curves_svg(result: dict[str, Any]) -> str:
         parts.append(f'<line x1="{left - 4}" y1="{y(value):.1f}" x2="{left + plot_w}" y2="{y(value):.1f}" stroke="#eee"/><text x="{left - 8}" y="{y(value) + 4:.1f}" text-anchor="end">{value:g}×</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 34}" text-anchor="middle">workers (= cores)</text>')
     parts.append(f'<line x1="{left}" y1="{y(1):.1f}" x2="{left + plot_w}" y2="{y(1):.1f}" stroke="#999" stroke-dasharray="2 3"/>')
-    for label, value, color in (("critical path bound", bound, "#444"), ("ideal, unlimited cores", amdahl, "#999")):
+    for label, value, color in (("critical path bound", bound, "#444"), ("unlimited cores", amdahl, "#999")):
         if value and value <= top_value:
             parts.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{left + plot_w}" y2="{y(value):.1f}" stroke="{color}" stroke-dasharray="6 4"/><text x="{left + plot_w + 6}" y="{y(value) + 4:.1f}">{label} {value:.2f}×</text>')
         elif value:
