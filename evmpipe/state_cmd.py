@@ -120,6 +120,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
     except (StateError, OSError) as error:
         print(f"evmpipe state dump: {error}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as error:
+        print(f"evmpipe state dump: {args.datadir}: {error} (damaged or truncated database?)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -236,7 +239,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"evmpipe state verify: {error}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as error:
-        print(f"evmpipe state verify: {args.datadir}: {error}", file=sys.stderr)
+        print(f"evmpipe state verify: {args.datadir}: {error} (damaged or truncated database?)", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -233,7 +234,8 @@ def generate_over_state(datadir: str | Path, kind: str, blocks: int, txs: int, s
         header = BlockFileHeader(1, schedule_for_network("Cancun", 1), header_rlp, {}, f"evmpipe gen {kind} --state (seed {seed})")
         stats: dict = {"blocks": 0, "transactions": 0, "gas": 0, "per_block": []}
         nonces: dict[bytes, int] = {}
-        with BlockFileWriter.create(output, header) as writer:
+        partial = Path(f"{output}.partial")
+        with BlockFileWriter.create(partial, header) as writer:
             for number in range(1, blocks + 1):
                 state = chain.get_vm(parent).state
                 plan, counts = planner.plan_block(number, state)
@@ -252,6 +254,10 @@ def generate_over_state(datadir: str | Path, kind: str, blocks: int, txs: int, s
                 stats["gas"] += sealed.header.gas_used
                 stats["per_block"].append({"number": number, "txs": len(transactions), "gas": sealed.header.gas_used, "failed": failed, "trie_reads": base.reads - reads_before, **counts})
                 parent = sealed.header
+        os.replace(partial, output)  # a failed run leaves no block file behind
+    except BaseException:
+        Path(f"{output}.partial").unlink(missing_ok=True)
+        raise
     finally:
         base.close()
     stats["seconds"] = round(time.perf_counter() - started, 1)
@@ -264,6 +270,12 @@ def cmd_gen_over_state(args: argparse.Namespace) -> int:
         stats = generate_over_state(args.state, args.kind, args.blocks, args.txs, args.seed, args.output)
     except (GenerationError, ShapeError) as error:
         print(f"evmpipe gen: {error}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as error:
+        print(f"evmpipe gen: {args.state}: {error} (damaged or truncated database?); no block file written", file=sys.stderr)
+        return 2
+    except KeyError as error:
+        print(f"evmpipe gen: {args.state}: a trie node or code the state needs is missing ({error}); no block file written", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"evmpipe gen: cannot write {args.output}: {error}", file=sys.stderr)
