@@ -55,6 +55,8 @@ MAX_PROOF_SLOTS = 1024  # storage keys one eth_getProof may ask for
 MAX_CALL_GAS = 100_000_000  # gas one eth_call or eth_estimateGas may name
 TIP_BLOCKS = 20  # blocks the suggested tip looks back on
 DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transaction
+BLOCK_CACHE = 256  # block JSON answers kept (cleared when full)
+_MISS = object()  # a fast path's "not cached: take the thread"
 INLINE_METHODS = frozenset({
     "eth_blockNumber", "eth_chainId", "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt",
     "web3_clientVersion", "net_version", "eth_syncing",
@@ -135,6 +137,18 @@ class RpcHandler:
         self.schedule = schedule
         self.limiter = trio.CapacityLimiter(4)
         self._tip_cache: tuple[bytes, int] | None = None  # (head hash, suggested tip)
+        self._fee_cache: tuple[bytes, int] | None = None  # (head hash, gas price)
+        self._block_tips: dict[bytes, list[int]] = {}  # block hash -> the tips its transactions paid
+        self._flights: dict[tuple[str, str], trio.Event] = {}  # calls being computed (see _single_flight)
+        self._block_cache: dict[tuple[bytes, bool], dict[str, Any]] = {}  # (block hash, full) -> JSON; blocks never change
+        # Answers that need no thread when cached: a hot `latest` block or fee figure is
+        # served on the event loop (a thread hop waits for the GIL behind the loop).
+        self.fast_paths: dict[str, Callable[[Any], Any]] = {
+            "eth_getBlockByNumber": self._cached_block_by_number,
+            "eth_getBlockByHash": self._cached_block_by_hash,
+            "eth_gasPrice": self._cached_gas_price,
+            "eth_maxPriorityFeePerGas": self._cached_tip,
+        }
         self.on_call = on_call or (lambda ok: None)
         self.methods: dict[str, Callable[[Any], Any]] = {
             "eth_blockNumber": self.block_number,
@@ -195,7 +209,10 @@ class RpcHandler:
         try:
             if method is None:
                 raise RpcError(METHOD_NOT_FOUND, f"method {call['method']!r} is not served (evmpipe serves {', '.join(sorted(self.methods))})")
-            if call["method"] in INLINE_METHODS:
+            fast = self.fast_paths.get(call["method"])
+            if fast is not None:
+                result = await self._single_flight(call["method"], call.get("params"), fast, method)
+            elif call["method"] in INLINE_METHODS:
                 result = method(call.get("params"))  # cheaper than the two thread switches a hop costs
             else:
                 result = await trio.to_thread.run_sync(method, call.get("params"), limiter=self.limiter)
@@ -207,6 +224,29 @@ class RpcHandler:
             return None if notification else _error(call_id, INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         self.on_call(True)
         return None if notification else {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    async def _single_flight(self, name: str, params: Any, fast: Callable[[Any], Any], method: Callable[[Any], Any]) -> Any:
+        """A cached answer on the event loop; on a miss, one computation per distinct
+        call: when a new head arrives, the clients asking for `latest` at once wait for
+        the first one's answer instead of each taking a thread to compute the same."""
+        result = fast(params)
+        if result is not _MISS:
+            return result
+        key = (name, json.dumps(params, sort_keys=True))
+        running = self._flights.get(key)
+        if running is not None:  # the same call is being computed: wait, then read the cache
+            await running.wait()
+            result = fast(params)
+            if result is not _MISS:
+                return result
+        done = trio.Event()  # set wakes every waiter in one pass (a lock would hand over one by one)
+        self._flights.setdefault(key, done)
+        try:
+            return await trio.to_thread.run_sync(method, params, limiter=self.limiter)
+        finally:
+            done.set()
+            if self._flights.get(key) is done:
+                del self._flights[key]
 
     # -- methods (run on a worker thread) -------------------------------------------
 
@@ -310,7 +350,36 @@ class RpcHandler:
             return None
         return found[0]
 
+    def _cached_block_by_number(self, params: Any) -> Any:
+        tag, full = _arguments(params, 1, 1)
+        full = _full_flag(full)
+        with read_view(self.store.path) as view:
+            block_hash = view.canonical_hash(self._block_number_of(tag))
+        return _MISS if block_hash is None else self._block_cache.get((block_hash, full), _MISS)
+
+    def _cached_block_by_hash(self, params: Any) -> Any:
+        block_hash, full = _arguments(params, 1, 1)
+        return self._block_cache.get((parse_data(block_hash, "block hash", 32), _full_flag(full)), _MISS)
+
+    def _cached_gas_price(self, params: Any) -> Any:
+        _arguments(params, 0)
+        cached = self._fee_cache
+        return quantity(cached[1]) if cached is not None and cached[0] == self._head()[1] else _MISS
+
+    def _cached_tip(self, params: Any) -> Any:
+        _arguments(params, 0)
+        cached = self._tip_cache
+        return quantity(cached[1]) if cached is not None and cached[0] == self._head()[1] else _MISS
+
     def _block(self, number: int, full: bool = False) -> dict[str, Any] | None:
+        out = self._block_json(number, full)
+        if out is not None:
+            if len(self._block_cache) >= BLOCK_CACHE:
+                self._block_cache.clear()
+            self._block_cache[(bytes.fromhex(out["hash"][2:]), full)] = out
+        return out
+
+    def _block_json(self, number: int, full: bool) -> dict[str, Any] | None:
         raw = self.store.get_block_rlp(number)
         if raw is None:
             return None
@@ -431,12 +500,18 @@ class RpcHandler:
     def _tip_at(self, head: int) -> int:
         tips = []
         for number in range(head, max(head - TIP_BLOCKS, 0), -1):
-            found = self._decoded(number)
-            if found is None:
+            block_hash = self.store.canonical_hash(number)
+            if block_hash is None:
                 continue
-            block = found[0]
-            base_fee = getattr(block.header, "base_fee_per_gas", None)
-            tips += [priority_fee(tx, base_fee) for tx in block.transactions]
+            block_tips = self._block_tips.get(block_hash)
+            if block_tips is None:  # a block's tips never change: decoded once
+                found = self._decoded(number)
+                base_fee = getattr(found[0].header, "base_fee_per_gas", None) if found else None
+                block_tips = [priority_fee(tx, base_fee) for tx in found[0].transactions] if found else []
+                if len(self._block_tips) >= 4 * TIP_BLOCKS:
+                    self._block_tips.clear()
+                self._block_tips[block_hash] = block_tips
+            tips += block_tips
         if not tips:
             return DEFAULT_TIP
         tips.sort()
@@ -454,7 +529,10 @@ class RpcHandler:
 
     def gas_price(self, params: Any) -> str:
         _arguments(params, 0)
-        return quantity((self._next_base_fee() or 0) + self._suggested_tip())
+        head_hash = self._head()[1]
+        price = (self._next_base_fee() or 0) + self._suggested_tip()
+        self._fee_cache = (head_hash, price)
+        return quantity(price)
 
     def max_priority_fee(self, params: Any) -> str:
         _arguments(params, 0)

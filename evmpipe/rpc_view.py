@@ -62,6 +62,10 @@ class ReadView:
         row = self.db.execute("SELECT h.rlp FROM blocks b JOIN headers h ON h.hash = b.hash WHERE b.number=?", (number,)).fetchone()
         return None if row is None else row[0]
 
+    def canonical_hash(self, number: int) -> bytes | None:
+        row = self.db.execute("SELECT hash FROM blocks WHERE number=?", (number,)).fetchone()
+        return None if row is None else row[0]
+
     def recent_hashes(self, number: int, count: int = 256) -> list[bytes]:
         """Canonical hashes of blocks `number`, `number - 1`, ... (newest first), for BLOCKHASH."""
         rows = self.db.execute("SELECT hash FROM blocks WHERE number <= ? AND number > ? ORDER BY number DESC", (number, number - count)).fetchall()

@@ -73,8 +73,8 @@ class Client:
         return status, bytes(data)
 
 
-async def client_loop(port: int, deadline: float, think: float, seed: int, latencies: list[float], errors: list[str]) -> None:
-    calls = [(method, params) for weight, method, params in MIX for _ in range(weight)]
+async def client_loop(port: int, deadline: float, think: float, seed: int, latencies: list[tuple[str, float]], errors: list[str], methods: frozenset[str]) -> None:
+    calls = [(method, params) for weight, method, params in MIX for _ in range(weight) if method in methods]
     client = Client(port)
     index = seed
     while time.monotonic() < deadline:
@@ -91,18 +91,18 @@ async def client_loop(port: int, deadline: float, think: float, seed: int, laten
         except Exception as exc:  # a refused or reset connection counts as an error
             errors.append(f"{method}: {type(exc).__name__}: {exc}")
             client.stream = None
-        latencies.append(time.perf_counter() - started)
+        latencies.append((method, time.perf_counter() - started))
         if think:
             await trio.sleep(think)
 
 
-async def run_clients(port: int, clients: int, seconds: float, think: float) -> tuple[list[float], list[str], float]:
-    latencies: list[float] = []
+async def run_clients(port: int, clients: int, seconds: float, think: float, methods: frozenset[str]) -> tuple[list[tuple[str, float]], list[str], float]:
+    latencies: list[tuple[str, float]] = []
     errors: list[str] = []
     started = time.monotonic()
     async with trio.open_nursery() as nursery:
         for i in range(clients):
-            nursery.start_soon(client_loop, port, started + seconds, think, i, latencies, errors)
+            nursery.start_soon(client_loop, port, started + seconds, think, i, latencies, errors, methods)
     return latencies, errors, time.monotonic() - started
 
 
@@ -146,8 +146,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long they send (default 20)")
     parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between a response and its next request (default 0)")
     parser.add_argument("--interval", type=float, default=1.0, help="devnet: seconds between blocks handed to the node (default 1)")
+    parser.add_argument("--methods", default=",".join(m for _, m, _ in MIX), help="comma-separated subset of the mix (default: all of it)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
+    if not set(args.methods.split(",")) <= {m for _, m, _ in MIX}:
+        parser.error(f"--methods: choose from {', '.join(m for _, m, _ in MIX)}")
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--clients 1..{MAX_CLIENTS}, --seconds up to {MAX_SECONDS}")
     with tempfile.TemporaryDirectory(prefix="evmpipe-load-") as tmp:
@@ -156,13 +159,20 @@ def main() -> int:
         process, port = start_node(Path(tmp) / "data", args.interval, blocks, log)
         try:
             head_before = _get(port, "/health")["head"]["number"]
-            latencies, errors, wall = trio.run(run_clients, port, args.clients, args.seconds, args.think)
+            methods = frozenset(args.methods.split(","))
+            timed, errors, wall = trio.run(run_clients, port, args.clients, args.seconds, args.think, methods)
             health = _get(port, "/health")
             head_after = health["head"]["number"]
         finally:
             process.terminate()
             process.wait(60)
     expected_blocks = wall / args.interval
+    latencies = [seconds for _, seconds in timed]
+    by_method = {
+        method: {"requests": len(times), "p50_ms": round(percentile(times, 0.5) * 1000, 1), "p99_ms": round(percentile(times, 0.99) * 1000, 1)}
+        for method in sorted({m for m, _ in timed})
+        for times in [[t for m, t in timed if m == method]]
+    }
     figures = {
         "clients": args.clients,
         "seconds": round(wall, 2),
@@ -177,9 +187,13 @@ def main() -> int:
         "blocks_committed": head_after - head_before,
         "blocks_scheduled": round(expected_blocks, 1),
         "health_after": health["ok"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     for key, value in figures.items():
         print(f"{key:>18}: {value}")
+    for method, row in by_method.items():
+        print(f"  {method:<22} {row['requests']:>7} requests  p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms")
+    figures["by_method"] = by_method
     for error in errors[:5]:
         print(f"  error: {error}")
     if args.json:
