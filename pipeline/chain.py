@@ -149,7 +149,7 @@ class ChainState:
     def ancestor_hashes(self, parent_hash: bytes) -> list[bytes]:
         """Hashes of the parent and its ancestors, newest first, for BLOCKHASH (reads
         the store for headers not in memory: call it on a thread)."""
-        hashes = []
+        hashes: list[bytes] = []
         current = parent_hash
         while current and len(hashes) < MAX_PREV_HEADER_DEPTH:
             found = self.header(current)

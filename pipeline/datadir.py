@@ -11,6 +11,8 @@ truncated) is a `BadInput` naming the file, never a traceback.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import fcntl
 import json
 import os
@@ -55,7 +57,7 @@ class DatadirLock:
             self.fd = None
 
 
-def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp: bytes, alloc: dict[bytes, dict], *, synchronous: str = "NORMAL", lock: DatadirLock | None = None) -> StateStore:
+def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp: bytes, alloc: dict[bytes, dict[str, Any]], *, synchronous: str = "NORMAL", lock: DatadirLock | None = None) -> StateStore:
     """Open (or create, with the genesis block committed) the database of a chain.
 
     Takes the datadir's lock unless `lock` is one already held; closing the store

@@ -6,6 +6,8 @@ of different blocks overlap.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import json
 from pathlib import Path
 
@@ -13,9 +15,9 @@ from pipeline.events import StageEvent
 from pipeline.summary import STAGE_ORDER
 
 
-def trace_events(events: list[StageEvent]) -> list[dict]:
+def trace_events(events: list[StageEvent]) -> list[dict[str, Any]]:
     tracks = {stage: i + 1 for i, stage in enumerate(STAGE_ORDER)}
-    out: list[dict] = [
+    out: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "evmpipe"}},
     ]
     for stage, tid in tracks.items():

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import rlp
 import trio
 from eth.abc import BlockAPI
-from eth.vm.forks import LondonVM
+from eth.vm.forks.london import LondonVM
 from eth_hash.auto import keccak
 
 from execution.checks import (
@@ -84,18 +84,19 @@ class PrefetchStage(BaseStage):
         (an empty list)."""
         strategy = self.strategy
         if strategy is None or not strategy.recovers_senders:
-            return await run(recover_senders, block, encoded_txs)
+            here: list[bytes | None] = await run(recover_senders, block, encoded_txs)
+            return here
         for tx in block.transactions:
             skip_signature_check(tx)
         if not block.transactions:
             return []
-        senders = await strategy.recover_senders(self.chain, block.header, encoded_txs)
-        if senders is None:
+        recovered = await strategy.recover_senders(self.chain, block.header, encoded_txs)
+        if recovered is None:
             return []
-        for tx, sender in zip(block.transactions, senders):
+        for tx, sender in zip(block.transactions, recovered):
             if sender is not None:
                 mark_sender(tx, sender)
-        return senders
+        return recovered
 
     def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> tuple[list[bytes], int]:
         """The ancestor hashes BLOCKHASH may read, and batched reads of the block's
@@ -198,4 +199,4 @@ def validate_ommers(chain: ChainState, block: BlockAPI) -> None:
         try:
             validate_header(ommer_vm, ommer, parent, parent_vm)  # type: ignore[arg-type]
         except InvalidBlock as error:
-            raise InvalidBlock(error.code, f"ommer: {error.reason}") from error
+            raise InvalidBlock(BlockError(error.code), f"ommer: {error.reason}") from error

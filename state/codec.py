@@ -42,7 +42,7 @@ def decode_int(data: bytes) -> int:
 
 def pack_diff(diff: StateDiff) -> bytes:
     """msgpack form of a diff, used for change sets (both directions)."""
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [
             [[a, None if acc is None else encode_account(acc)] for a, acc in diff.accounts.items()],
             [[a, [[encode_slot(s), encode_int(v)] for s, v in slots.items()]] for a, slots in diff.storage.items()],
@@ -51,6 +51,7 @@ def pack_diff(diff: StateDiff) -> bytes:
         ],
         use_bin_type=True,
     )
+    return packed
 
 
 def unpack_diff(data: bytes) -> StateDiff:

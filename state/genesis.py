@@ -1,6 +1,8 @@
 """The genesis block: pre-state into flat tables and trie nodes, as block 0."""
 from __future__ import annotations
 
+from typing import Any
+
 from eth_hash.auto import keccak
 
 from state.account import BLANK_ROOT, Account
@@ -13,7 +15,7 @@ class GenesisMismatch(ValueError):
     """The allocation does not hash to the genesis header's state root."""
 
 
-def alloc_diff(alloc: dict[bytes, dict]) -> StateDiff:
+def alloc_diff(alloc: dict[bytes, dict[str, Any]]) -> StateDiff:
     """A diff creating every account of a genesis allocation.
 
     `alloc` maps address -> {"nonce": int, "balance": int, "code": bytes, "storage": {int: int}}.
@@ -31,7 +33,7 @@ def alloc_diff(alloc: dict[bytes, dict]) -> StateDiff:
     return diff
 
 
-def genesis_commit(alloc: dict[bytes, dict], header_hash: bytes, header_rlp: bytes, state_root: bytes, difficulty: int) -> BlockCommit:
+def genesis_commit(alloc: dict[bytes, dict[str, Any]], header_hash: bytes, header_rlp: bytes, state_root: bytes, difficulty: int) -> BlockCommit:
     """Block 0 as one commit; raises `GenesisMismatch` if the roots differ."""
     diff = alloc_diff(alloc)
 

@@ -28,7 +28,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TypeVar, Iterable, Iterator
 
 from state.account import BLANK_ROOT, Account
 from state.cache import MISSING, LRUCache
@@ -38,6 +38,7 @@ from state.logindex import LOG_SCHEMA, log_rows
 from state.layout import LayoutStats, read_account, read_slot
 from state.tiers import StoreReads, sqlite_pages
 
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 _BATCH = 400  # SQLite's default limit is 32766 host parameters; 400 rows keep statements small
 
@@ -256,8 +257,9 @@ class StateStore:
             row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
         if row is None:
             raise KeyError(node_hash)
-        self.nodes.put(node_hash, row[0])
-        return row[0]
+        node: bytes = row[0]
+        self.nodes.put(node_hash, node)
+        return node
 
     def set_memory(self, cache_mb: int | None = None, mmap_mb: int | None = None) -> None:
         """Bound the hot tier and SQLite's page cache together by `cache_mb` (half each;
@@ -440,7 +442,8 @@ class StateStore:
 
     def _parent_of(self, block_hash: bytes) -> bytes:
         with self._lock:
-            return self._db.execute("SELECT parent_hash FROM headers WHERE hash=?", (block_hash,)).fetchone()[0]
+            parent: bytes = self._db.execute("SELECT parent_hash FROM headers WHERE hash=?", (block_hash,)).fetchone()[0]
+        return parent
 
     def forward_diff(self, number: int) -> StateDiff | None:
         """What canonical block `number` changed."""
@@ -520,7 +523,7 @@ class StateStore:
                 self.slots.put((address, slot), value)
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -528,4 +531,5 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def _header_state_root(header_rlp: bytes) -> bytes:
     import rlp
 
-    return rlp.decode(header_rlp)[3]
+    root: bytes = rlp.decode(header_rlp)[3]
+    return root

@@ -22,7 +22,7 @@ Internal conventions (kept private, chosen for speed):
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from eth_hash.auto import keccak
 
@@ -54,13 +54,13 @@ def _keccak(data: bytes) -> bytes:
     that backend's raw hasher."""
     global _keccak
     h = keccak(data)
-    _keccak = keccak.hasher
+    _keccak = keccak.hasher  # type: ignore[assignment]
     return h
 
 
 # A child slot: an encoded RLP item (bytes) or, transiently during an update,
 # a decoded node not yet encoded (tuple), or None once deleted.
-_Node = tuple  # (kind, path_or_children, value_or_ref)
+_Node = tuple[Any, ...]  # (kind, path_or_children, value_or_ref)
 _Slot = Union[bytes, _Node, None]
 
 _EMPTY = b"\x80"
@@ -316,7 +316,7 @@ def _build_range(
             if not fk:
                 return None
             fv = [v for v in vs[lo:hi] if v]
-            return _build(fk, fv, 0, len(fk), d, store)  # type: ignore[arg-type]
+            return _build(fk, fv, 0, len(fk), d, store)
     return _build(ks, vs, lo, hi, d, store)  # type: ignore[arg-type]
 
 
@@ -335,11 +335,11 @@ def _update(
     new subtree unencoded so that the parent can still merge paths into it
     before it is encoded, once."""
     if type(slot) is tuple:
-        node: Optional[_Node] = slot  # type: ignore[assignment]
+        node: Optional[_Node] = slot
     elif slot is None or slot == _EMPTY:
         node = None
     elif len(slot) == 33:  # b"\xa0" + hash (embedded nodes are < 32 bytes)
-        node = _decode(get_node(slot[1:]))  # type: ignore[index]
+        node = _decode(get_node(slot[1:]))  # type: ignore[arg-type]
     else:
         node = _decode(slot)  # type: ignore[arg-type]
     if node is None:
@@ -422,7 +422,7 @@ def _update_branch(
         for n in range(16) if split else ():
             ch = children[n]
             if type(ch) is tuple:
-                children[n] = _ref(ch, store)  # type: ignore[arg-type]
+                children[n] = _ref(ch, store)
         return (2, children, value)
     if not nlive:
         return (0, "", value) if value else None
@@ -431,9 +431,9 @@ def _update_branch(
     n = next(n for n in range(16) if children[n] != _EMPTY)
     slot = children[n]
     if type(slot) is tuple:
-        child: _Node = slot  # type: ignore[assignment]
+        child: _Node = slot
     elif len(slot) == 33:  # type: ignore[arg-type]
-        child = _decode(get_node(slot[1:]))  # type: ignore[index]
+        child = _decode(get_node(slot[1:]))  # type: ignore[arg-type, index]
     else:
         child = _decode(slot)  # type: ignore[arg-type]
     if child[0] == 2:
