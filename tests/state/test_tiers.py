@@ -79,3 +79,21 @@ def test_cache_mb_bounds_the_caches(state_and_blocks: tuple[Path, Path]) -> None
     assert store._db.execute("PRAGMA mmap_size").fetchone()[0] == 0
     assert store.page_stats() is not None
     store.close()
+
+
+def test_bench_over_state(state_and_blocks: tuple[Path, Path], tmp_path: Path) -> None:
+    """bench --state leaves D untouched, runs each layout/temperature, reports the columns."""
+    datadir, blocks = state_and_blocks
+    before = (datadir / "state.sqlite").read_bytes()
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "evmpipe", "bench", "--state", str(datadir), str(blocks), "--layouts", "flat,trie", "--temps", "cold", "--scratch", str(tmp_path), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["layout"], r["temp"]) for r in runs] == [("flat", "cold"), ("trie", "cold")]
+    assert all(r["blocks"] == 3 for r in runs)  # the unwind between runs brought the copy back to genesis
+    assert runs[0]["lookups"]["lookups_per_account_read"] == 1.0 and runs[1]["lookups"]["lookups_per_account_read"] > 1
+    assert (datadir / "state.sqlite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the copy is gone
