@@ -4,8 +4,8 @@ For each BlockchainTest workload file, the first block's transactions run throug
 `execution.block.execute_block` (evmpipe's own setup: `make_vm` over a
 `RecordingAccountDB`, the pre-state in memory, senders recovered beforehand), once per
 loop and run, alternating; the table gives the median and the best microseconds per
-transaction and their ratios (on a shared machine the best run is the least disturbed). `--profile` adds a cProfile of the lean loop on the first file: what
-remains of the per-transaction cost.
+transaction and their ratios (on a shared machine the best run is the least disturbed). `--profile N` adds a cProfile of the lean loop on each file: what
+remains of the per-transaction cost, by function and by group.
 
     python scripts/bench_interpreter.py ../shared/workloads/erc20_b4_t250_s1.json.gz --runs 5
 """
@@ -88,7 +88,22 @@ def time_block(test: dict[str, Any], reader: MemoryState, loop: str) -> float:
     return elapsed
 
 
+# Where a function's own time goes, by the first pattern its file:function matches.
+GROUPS = (
+    ("lean loop (execution/interpreter.py)", ("execution/interpreter.py",)),
+    ("py-evm opcodes run as fallback (CALL family, EXP, ...)", ("eth/vm/logic/", "eth/vm/forks/berlin/logic.py", "eth/vm/opcode.py", "eth/precompiles/")),
+    ("storage and accounts (evmpipe's RecordingAccountDB, py-evm's State layer)", ("execution/account_db.py", "eth/vm/state.py", "eth/db/")),
+    ("keccak", ("eth_hash", "keccak")),
+    ("receipts and blooms", ("receipt", "bloom", "eth/rlp/logs.py")),
+    ("py-evm message and computation setup, finalization", ("eth/vm/computation.py", "eth/vm/message.py", "eth/vm/transaction_context.py", "eth/vm/forks/", "eth/vm/gas_meter.py", "eth/vm/stack.py", "eth/vm/memory.py", "eth/vm/code_stream.py")),
+    ("transaction objects, RLP, validation", ("rlp/", "eth/rlp/", "eth/validation.py", "eth_utils", "eth/_utils", "execution/checks.py")),
+    ("evmpipe's block execution", ("execution/",)),
+    ("builtins called from everywhere (len, list.append/pop, int.from_bytes, ...)", ("~:",)),
+)
+
+
 def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int) -> str:
+    """cProfile of one block: the `top` costliest functions, and shares by group."""
     vm_class, block, prev, chain_id = _first_block(test, loop)
     vm = make_vm(vm_class, block.header, reader, prev, chain_id)
     profiler = cProfile.Profile()
@@ -96,7 +111,18 @@ def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int
     execute_block(vm, block)
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    shares: dict[str, float] = {}
+    total = 0.0
+    for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{filename}:{function}"
+        group = next((name for name, patterns in GROUPS if any(p in where for p in patterns)), "other")
+        shares[group] = shares.get(group, 0.0) + tottime
+        total += tottime
+    out.write("share of the profiled time (own time, by group):\n")
+    for group, seconds in sorted(shares.items(), key=lambda kv: -kv[1]):
+        out.write(f"  {seconds / total:6.1%}  {group}\n")
     return out.getvalue()
 
 
@@ -104,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--profile", type=int, metavar="N", help="print the N costliest functions of a lean run of the first file")
+    parser.add_argument("--profile", type=int, metavar="N", help="print the N costliest functions of a lean run of each file, and shares by group")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     rows = []
@@ -132,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.profile:
-        _, test = _load_single_test(args.files[0])
-        print(profile_block(test, MemoryState(test["pre"]), "lean", args.profile))
+        for path in args.files:
+            _, test = _load_single_test(path)
+            reader = MemoryState(test["pre"])
+            time_block(test, reader, "lean")  # warm
+            print(f"-- {Path(path).name}, lean loop --")
+            print(profile_block(test, reader, "lean", args.profile))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2))
     return 0
