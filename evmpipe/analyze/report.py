@@ -22,7 +22,9 @@ means):
   ``total_work_seconds``, ``critical_path_seconds``, ``critical_path_txs``,
   ``serial_seconds``, ``dependent_txs``, ``edges``, ``reexecuted``
   (``optimistic``, ``declared``), ``declared_chains``, ``longest_declared_chain``,
-  ``top_conflicts``;
+  ``top_conflicts``, ``transactions`` (per transaction ``index``, ``sender``,
+  ``to``, ``selector``, ``gas``, ``success``, ``seconds`` (measured),
+  ``depends_on``, ``on_critical_path``, ``reexecuted``, ``declared_chain``);
 - ``top_conflicts``: the file's, each with ``kind``, ``contract_or_account``,
   ``slot``, ``holder``, ``description``, ``serial_seconds``, ``txs``, ``edges``;
 - ``bench`` (with ``--bench``): per bench file and strategy, ``workers``,
@@ -111,6 +113,24 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
         found = conflicts(graph, [t.sender for t in record.txs], namer)
         per_block_conflicts.append(found)
         sizes = Counter(record.chains)
+        again_optimistic, again_declared = reexecuted(graph), reexecuted(graph, record.chains or None)
+        on_path = set(path_txs)
+        transactions = [
+            {
+                "index": t.index,
+                "sender": "0x" + t.sender.hex(),
+                "to": "0x" + t.to.hex() if t.to else None,
+                "selector": "0x" + t.selector.hex() if t.selector else None,
+                "gas": t.gas,
+                "success": t.success,
+                "seconds": t.seconds,
+                "depends_on": sorted(graph.preds[i]),
+                "on_critical_path": i in on_path,
+                "reexecuted": {"optimistic": again_optimistic[i], "declared": again_declared[i]},
+                "declared_chain": record.chains[i] if record.chains else None,
+            }
+            for i, t in enumerate(record.txs)
+        ]
         total_work += graph.total
         total_path += path_seconds
         blocks.append(
@@ -125,10 +145,11 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
                 "serial_seconds": model.serial,
                 "dependent_txs": graph.dependent(),
                 "edges": sum(1 for _ in graph.edges()),
-                "reexecuted": {"optimistic": sum(reexecuted(graph)), "declared": sum(reexecuted(graph, record.chains or None))},
+                "reexecuted": {"optimistic": sum(again_optimistic), "declared": sum(again_declared)},
                 "declared_chains": len(sizes),
                 "longest_declared_chain": max(sizes.values(), default=0),
                 "top_conflicts": [c.to_json() for c in found[:top]],
+                "transactions": transactions,
             }
         )
     cores = os.cpu_count() or 1

@@ -48,6 +48,12 @@ def test_json_has_the_documented_keys(analyzed: tuple[dict, Path]) -> None:
         assert 0 < block["critical_path_seconds"] <= block["total_work_seconds"]
         assert block["critical_path_txs"] == sorted(block["critical_path_txs"])
         assert block["reexecuted"]["optimistic"] == block["dependent_txs"]
+        txs = block["transactions"]
+        assert [t["index"] for t in txs] == list(range(60))
+        assert sum(t["seconds"] for t in txs) == pytest.approx(block["total_work_seconds"])
+        assert [t["index"] for t in txs if t["on_critical_path"]] == block["critical_path_txs"]
+        assert sum(1 for t in txs if t["depends_on"]) == block["dependent_txs"]
+        assert all(max(t["depends_on"], default=-1) < t["index"] for t in txs)
     overheads = result["overheads"]
     assert overheads["message"] > 0 and overheads["validate_per_tx"] > 0 and overheads["worker_per_tx"] > 0
 
