@@ -83,21 +83,34 @@ class BlockCommit:
 
 
 class StateStore:
-    """The committed state. Thread-compatible: one operation at a time (a lock guards
-    the connection), so it can be called from trio worker threads."""
+    """The committed state, called from trio worker threads.
+
+    Two connections: the writer (commits, reorganizations) and a reader for every
+    read, each behind its own lock, so a block's commit never holds up the reads of
+    the blocks behind it (WAL: the reader sees the last committed transaction).
+    A read that raced a commit must not put a value older than the commit into the
+    cache: commits bump an epoch under the cache lock, and a read caches what it
+    found only if the epoch did not move while it read."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000, readonly: bool = False) -> None:
         self.path = str(path)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the writer connection
+        self._read_lock = self._lock  # the reader connection (its own, below, when writing)
+        self._cache_lock = threading.Lock()
+        self._epoch = 0  # bumps with every change of committed accounts or slots
         if readonly:  # a worker process reading committed state beside the writer (WAL)
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+            self._reader = self._db
         else:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
-        self._db.execute("PRAGMA mmap_size=268435456")
-        self._db.execute("PRAGMA cache_size=-65536")
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._read_lock = threading.RLock()
+        for connection in {id(self._db): self._db, id(self._reader): self._reader}.values():
+            connection.execute("PRAGMA mmap_size=268435456")
+            connection.execute("PRAGMA cache_size=-65536")
         self.accounts: LRUCache[bytes, Account | None] = LRUCache(cache_size)
         self.slots: LRUCache[tuple[bytes, int], int] = LRUCache(cache_size)
         self.codes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 50, 64))
@@ -117,6 +130,11 @@ class StateStore:
     def close(self) -> None:
         """Close the connection, unless a commit left behind past its deadline still
         holds it (then the process is exiting anyway; SQLite keeps it atomic)."""
+        if self._read_lock.acquire(timeout=10):
+            try:
+                self._reader.close()
+            finally:
+                self._read_lock.release()
         if self._lock.acquire(timeout=10):
             try:
                 self._db.close()
@@ -126,8 +144,8 @@ class StateStore:
     # -- meta ------------------------------------------------------------------
 
     def get_meta(self, key: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: bytes) -> None:
@@ -159,7 +177,8 @@ class StateStore:
         """Batched read of accounts into the cache; returns every requested address."""
         wanted = list(dict.fromkeys(addresses))
         found: dict[bytes, Account | None] = dict.fromkeys(wanted)
-        with self._lock:
+        epoch = self._epoch
+        with self._read_lock:
             if self.layout.layout != "flat":  # walk the account trie instead
                 root = self._head_root()
                 found = {a: read_account(self.get_trie_node, root, a, self.layout) for a in wanted}
@@ -167,12 +186,14 @@ class StateStore:
                 self.layout.account_reads += len(chunk)
                 self.layout.account_lookups += len(chunk)
                 sql = f"SELECT address, data FROM accounts WHERE address IN ({','.join('?' * len(chunk))})"
-                for address, data in self._db.execute(sql, chunk):
+                for address, data in self._reader.execute(sql, chunk):
                     found[address] = decode_account(data)
             self.reads.add("account", "db", len(wanted))
             self.reads.add("account", "db_absent", sum(1 for a in found.values() if a is None))
-            for address, account in found.items():  # under the lock: a commit cannot interleave
-                self.accounts.put(address, account)
+        with self._cache_lock:
+            if epoch == self._epoch:  # no commit since the read began: nothing stale
+                for address, account in found.items():
+                    self.accounts.put(address, account)
         return found
 
     def get_storage(self, address: bytes, slot: int) -> int:
@@ -186,7 +207,8 @@ class StateStore:
         """Batched read of storage slots into the cache (absent slots read as zero)."""
         wanted = list(dict.fromkeys(keys))
         found = dict.fromkeys(wanted, 0)
-        with self._lock:
+        epoch = self._epoch
+        with self._read_lock:
             if self.layout.layout != "flat":  # walk the account trie, then the storage trie
                 root = self._head_root()
                 found = {(a, s): read_slot(self.get_trie_node, root, a, s, self.layout) for a, s in wanted}
@@ -200,12 +222,14 @@ class StateStore:
                     "SELECT address, slot, value FROM storage WHERE (address, slot) IN "
                     f"(VALUES {','.join(['(?,?)'] * len(chunk))})"
                 )
-                for address, slot, value in self._db.execute(sql, params):
+                for address, slot, value in self._reader.execute(sql, params):
                     found[(address, decode_int(slot))] = decode_int(value)
             self.reads.add("slot", "db", len(wanted))
             self.reads.add("slot", "db_absent", sum(1 for v in found.values() if not v))
-            for key, value in found.items():
-                self.slots.put(key, value)
+        with self._cache_lock:
+            if epoch == self._epoch:
+                for key, value in found.items():
+                    self.slots.put(key, value)
         return found
 
     def get_code(self, code_hash: bytes) -> bytes | None:
@@ -218,10 +242,10 @@ class StateStore:
     def read_code(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         wanted = list(dict.fromkeys(hashes))
         found: dict[bytes, bytes] = {}
-        with self._lock:
+        with self._read_lock:
             for chunk in _chunks(wanted, _BATCH):
                 sql = f"SELECT hash, code FROM code WHERE hash IN ({','.join('?' * len(chunk))})"
-                found.update(self._db.execute(sql, chunk))
+                found.update(self._reader.execute(sql, chunk))
             self.reads.add("code", "db", len(wanted))
         for code_hash, code in found.items():
             self.codes.put(code_hash, code)
@@ -229,21 +253,21 @@ class StateStore:
 
     def has_storage(self, address: bytes, ignoring: set[int] = frozenset()) -> bool:  # type: ignore[assignment]
         """Does `address` hold any non-zero slot outside `ignoring` ([EIP-7610] collision check)."""
-        with self._lock:
-            for (slot,) in self._db.execute("SELECT slot FROM storage WHERE address=?", (address,)):
+        with self._read_lock:
+            for (slot,) in self._reader.execute("SELECT slot FROM storage WHERE address=?", (address,)):
                 if decode_int(slot) not in ignoring:
                     return True
         return False
 
     def iter_storage(self, address: bytes) -> Iterator[tuple[int, int]]:
-        with self._lock:
-            rows = self._db.execute("SELECT slot, value FROM storage WHERE address=?", (address,)).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute("SELECT slot, value FROM storage WHERE address=?", (address,)).fetchall()
         for slot, value in rows:
             yield decode_int(slot), decode_int(value)
 
     def iter_accounts(self) -> Iterator[tuple[bytes, Account]]:
-        with self._lock:
-            rows = self._db.execute("SELECT address, data FROM accounts ORDER BY address").fetchall()
+        with self._read_lock:
+            rows = self._reader.execute("SELECT address, data FROM accounts ORDER BY address").fetchall()
         for address, data in rows:
             yield address, decode_account(data)
 
@@ -253,8 +277,8 @@ class StateStore:
             self.reads.add("node", "hot")
             return cached  # type: ignore[return-value]
         self.reads.add("node", "db")
-        with self._lock:
-            row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
         if row is None:
             raise KeyError(node_hash)
         node: bytes = row[0]
@@ -264,11 +288,13 @@ class StateStore:
     def set_memory(self, cache_mb: int | None = None, mmap_mb: int | None = None) -> None:
         """Bound the hot tier and SQLite's page cache together by `cache_mb` (half each;
         an LRU entry is taken as 256 bytes), and set the memory map (0: off)."""
-        with self._lock:
-            if mmap_mb is not None:
-                self._db.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")
+        with self._lock, self._read_lock:
+            for connection in (self._db, self._reader):
+                if mmap_mb is not None:
+                    connection.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")
+                if cache_mb is not None:
+                    connection.execute(f"PRAGMA cache_size=-{max(64, int(cache_mb) << 9)}")
             if cache_mb is not None:
-                self._db.execute(f"PRAGMA cache_size=-{max(64, int(cache_mb) << 9)}")
                 entries = max(256, (int(cache_mb) << 19) // 256)
                 for cache, share in ((self.accounts, 0.3), (self.slots, 0.4), (self.codes, 0.05), (self.nodes, 0.25)):
                     cache.resize(max(64, int(entries * share)))
@@ -282,39 +308,39 @@ class StateStore:
         return head.state_root if head is not None else BLANK_ROOT
 
     def page_stats(self) -> dict[str, int] | None:
-        """SQLite's page-cache hits and misses on this connection (state.tiers)."""
-        with self._lock:
-            return sqlite_pages(self._db, self.path)
+        """SQLite's page-cache hits and misses on the reader connection (state.tiers)."""
+        with self._read_lock:
+            return sqlite_pages(self._reader, self.path)
 
     # -- chain reads -------------------------------------------------------------
 
     def get_header(self, block_hash: bytes) -> tuple[int, bytes, int] | None:
         """(number, header RLP, total difficulty) of any accepted block."""
-        with self._lock:
-            row = self._db.execute("SELECT number, rlp, td FROM headers WHERE hash=?", (block_hash,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT number, rlp, td FROM headers WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else (row[0], row[1], decode_int(row[2]))
 
     def canonical_hash(self, number: int) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT hash FROM blocks WHERE number=?", (number,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT hash FROM blocks WHERE number=?", (number,)).fetchone()
         return None if row is None else row[0]
 
     def get_block_rlp(self, number: int) -> bytes | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT bodies.rlp FROM blocks JOIN bodies ON bodies.hash = blocks.hash WHERE blocks.number=?", (number,)
             ).fetchone()
         return None if row is None else row[0]
 
     def get_receipts(self, block_hash: bytes) -> list[bytes]:
-        with self._lock:
-            rows = self._db.execute("SELECT rlp FROM receipts WHERE block_hash=? ORDER BY idx", (block_hash,)).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute("SELECT rlp FROM receipts WHERE block_hash=? ORDER BY idx", (block_hash,)).fetchall()
         return [r[0] for r in rows]
 
     def find_transaction(self, tx_hash: bytes) -> tuple[bytes, int] | None:
         """(block hash, index) of a transaction in a canonical block."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT t.block_hash, t.idx FROM transactions t JOIN blocks b ON b.hash = t.block_hash WHERE t.tx_hash=?",
                 (tx_hash,),
             ).fetchone()
@@ -364,7 +390,7 @@ class StateStore:
                 )
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", commit.meta.items())
                 self._set_head(Head(commit.number, commit.hash, commit.state_root))
-            self._update_cache(commit.diff)
+            self.update_cache(commit.diff)
             for node_hash, node in commit.trie_nodes.items():
                 self.nodes.put(node_hash, node)
 
@@ -384,8 +410,7 @@ class StateStore:
                 parent_rlp, = db.execute("SELECT rlp FROM headers WHERE hash=?", (parent_hash,)).fetchone()
                 new_head = Head(head.number - 1, parent_hash, _header_state_root(parent_rlp))
                 self._set_head(new_head)
-            self.accounts.clear()
-            self.slots.clear()
+            self.clear_cache()
         return new_head
 
     def redo_block(self, block_hash: bytes) -> Head:
@@ -402,8 +427,7 @@ class StateStore:
                 db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash))
                 new_head = Head(number, block_hash, _header_state_root(header_rlp))
                 self._set_head(new_head)
-            self.accounts.clear()
-            self.slots.clear()
+            self.clear_cache()
         return new_head
 
     def reorg_to(self, block_hash: bytes) -> Head:
@@ -431,8 +455,8 @@ class StateStore:
         return found[2]
 
     def has_changeset(self, block_hash: bytes) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM changesets WHERE hash=?", (block_hash,)).fetchone() is not None
+        with self._read_lock:
+            return self._reader.execute("SELECT 1 FROM changesets WHERE hash=?", (block_hash,)).fetchone() is not None
 
     def _number_of(self, block_hash: bytes) -> int:
         found = self.get_header(block_hash)
@@ -441,14 +465,14 @@ class StateStore:
         return found[0]
 
     def _parent_of(self, block_hash: bytes) -> bytes:
-        with self._lock:
-            parent: bytes = self._db.execute("SELECT parent_hash FROM headers WHERE hash=?", (block_hash,)).fetchone()[0]
+        with self._read_lock:
+            parent: bytes = self._reader.execute("SELECT parent_hash FROM headers WHERE hash=?", (block_hash,)).fetchone()[0]
         return parent
 
     def forward_diff(self, number: int) -> StateDiff | None:
         """What canonical block `number` changed."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT forward FROM changesets JOIN blocks ON blocks.hash = changesets.hash WHERE blocks.number=?", (number,)
             ).fetchone()
         return None if row is None else unpack_diff(row[0])
@@ -503,13 +527,16 @@ class StateStore:
         db.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", diff.code.items())
 
     def update_cache(self, diff: StateDiff) -> None:
-        """Write a diff committed by another connection into this one's cache."""
-        with self._lock:
+        """Write a committed diff into the cache (after the commit: this one's, or
+        another connection's)."""
+        with self._cache_lock:
+            self._epoch += 1
             self._update_cache(diff)
 
     def clear_cache(self) -> None:
         """Forget cached accounts and slots (code is content-addressed: never stale)."""
-        with self._lock:
+        with self._cache_lock:
+            self._epoch += 1
             self.accounts.clear()
             self.slots.clear()
 

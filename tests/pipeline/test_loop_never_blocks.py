@@ -1,7 +1,7 @@
 """No SQLite call on the event loop: every stage reads and writes the database on
 threads, so the loop stays free to feed the workers and serve requests.
 
-The store's connection is wrapped so that any statement run on the thread that runs
+The store's connections (writer and reader) are wrapped so that any statement run on the thread that runs
 `trio.run` is recorded with the Python stack that made it; a replay with each
 strategy must record none. (Before `ChainState` the head, headers, trie nodes and
 the commit's fork choice were read on the loop.)"""
@@ -31,10 +31,10 @@ SAMPLE = Path(sample_path())
 class LoopGuard:
     """A connection proxy recording statements run on the event loop's thread."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, on_loop: list[str] | None = None) -> None:
         self._inner = inner
         self.loop_thread: int | None = None
-        self.on_loop: list[str] = []
+        self.on_loop: list[str] = [] if on_loop is None else on_loop
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
@@ -50,6 +50,18 @@ class LoopGuard:
         return guarded
 
 
+def guard_store(store: Any) -> tuple[LoopGuard, LoopGuard]:
+    """Wrap the store's writer and reader connections; both record into one list."""
+    writer = LoopGuard(store._db)
+    reader = LoopGuard(store._reader, writer.on_loop)
+    store._db, store._reader = writer, reader
+    return writer, reader
+
+
+def unguard_store(store: Any, guards: tuple[LoopGuard, LoopGuard]) -> None:
+    store._db, store._reader = guards[0]._inner, guards[1]._inner
+
+
 @pytest.fixture(scope="module")
 def pool():
     with WorkerPool(2) as workers:
@@ -60,8 +72,8 @@ def pool():
 def test_no_sqlite_on_the_event_loop(tmp_path: Path, strategy: str, pool: WorkerPool) -> None:
     header = read_header(SAMPLE)
     store = open_datadir(tmp_path / "db", header.schedule, header.genesis_header_rlp, header.alloc, synchronous="OFF")
-    guard = LoopGuard(store._db)
-    store._db = guard
+    guards = guard_store(store)
+    guard = guards[0]
     committed: list[int | None] = []
     try:
         chain = ChainState.open(store, header.schedule)
@@ -75,14 +87,15 @@ def test_no_sqlite_on_the_event_loop(tmp_path: Path, strategy: str, pool: Worker
             committed.append(block.number)
 
         async def main() -> None:
-            guard.loop_thread = threading.get_ident()
+            for each in guards:
+                each.loop_thread = threading.get_ident()
             workers = pool if strategy != "sequential" else None
             async with pool_session(workers):
                 await run_pipeline(source, build_stages(chain, make_strategy(strategy, workers)), sink, chain=chain)
 
         trio.run(main)
     finally:
-        store._db = guard._inner
+        unguard_store(store, guards)
         store.close()
     assert committed == [1, 2, 3, 4]
     assert guard.on_loop == [], "SQLite on the event loop:\n" + "\n".join(guard.on_loop[:3])
@@ -92,11 +105,12 @@ def test_the_guard_sees_a_call_on_the_loop(tmp_path: Path) -> None:
     """The control: a read made on the loop is recorded, one made on a thread is not."""
     header = read_header(SAMPLE)
     store = open_datadir(tmp_path / "db", header.schedule, header.genesis_header_rlp, header.alloc, synchronous="OFF")
-    guard = LoopGuard(store._db)
-    store._db = guard
+    guards = guard_store(store)
+    guard = guards[0]
 
     async def main() -> None:
-        guard.loop_thread = threading.get_ident()
+        for each in guards:
+            each.loop_thread = threading.get_ident()
         await trio.to_thread.run_sync(store.head)
         assert guard.on_loop == []
         store.head()
@@ -104,6 +118,6 @@ def test_the_guard_sees_a_call_on_the_loop(tmp_path: Path) -> None:
     try:
         trio.run(main)
     finally:
-        store._db = guard._inner
+        unguard_store(store, guards)
         store.close()
     assert len(guard.on_loop) == 1 and "meta" in guard.on_loop[0]

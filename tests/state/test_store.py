@@ -306,7 +306,7 @@ def test_unwind_restores_previous_block(store: StateStore, db_path: Path) -> Non
     diff.storage[addr(8)] = {1: 1}
     diff.storage[addr(4)] = {3: 3}  # storage of an account not otherwise changed
     diff.code[keccak(b"new")] = b"new"
-    store.commit_block(make_commit(2, diff, receipts=[b"r"], tx_hashes=[keccak(b"x")]))
+    store.commit_block(make_commit(2, diff, receipts=[rlp.encode([b"\x01", 21000, b"\x00" * 256, []])], tx_hashes=[keccak(b"x")]))
     state2 = dump_state(store)
     assert addr(3) not in state2[0] and addr(3) not in state2[1]
     assert state2[1][addr(2)] == {1: 100, 8: 88}
