@@ -359,12 +359,6 @@ def _oversized(length: int) -> Response:
     return Response.json({"jsonrpc": "2.0", "id": None, "error": error}, 413)
 
 
-def _leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
 def cmd_node(args: argparse.Namespace) -> int:
     configure_logging(level=args.log, log_file=args.log_file)
     try:
@@ -388,14 +382,25 @@ def cmd_node(args: argparse.Namespace) -> int:
         http_origins=tuple(args.http_origin),
         state=StateOptions.from_args(args),
     )
+    code = 1
     try:
         return trio.run(Node(options, source).run)
-    except Exception as group:
-        error = _leaf(group)
-        if isinstance(error, BadInput):
+    except* BadInput as group:
+        for error in group.exceptions:
             print(f"evmpipe node: {error}", file=sys.stderr)
-            return 2
-        _log.error("node_failed", error=f"{type(error).__name__}: {error}")
+        code = 2
+    except* Exception as group:
+        first = _first_leaf(group)
+        _log.error("node_failed", error=f"{type(first).__name__}: {first}")
         traceback.print_exception(group)
-        print(f"evmpipe node: stopped on an error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        print(f"evmpipe node: stopped on an error: {type(first).__name__}: {first}", file=sys.stderr)
+        code = 1
+    return code
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> BaseException:
+    """The first error in a (possibly nested) group, to name it in one line."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
