@@ -38,8 +38,9 @@ def add_analyze_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_analyze)
 
 
-def load_overheads(path: str) -> Overheads:
-    """Overheads from an earlier `--json` output or a bare object of them."""
+def load_overheads(path: str) -> dict[str, Overheads]:
+    """Overheads per strategy from an earlier `--json` output, or an object of them
+    (per strategy, or one set for both)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
@@ -47,14 +48,20 @@ def load_overheads(path: str) -> Overheads:
     values = data.get("overheads", data) if isinstance(data, dict) else None
     if not isinstance(values, dict):
         raise AnalyzeError(f"evmpipe analyze: --overheads {path}: not a JSON object with the overheads")
+    per_strategy = values if values and all(isinstance(v, dict) for v in values.values()) else {"optimistic": values, "declared": values}
+    out = {}
     known = set(Overheads.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise AnalyzeError(f"evmpipe analyze: --overheads {path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-    try:
-        return Overheads(**{k: float(v) for k, v in values.items()})
-    except (TypeError, ValueError) as error:
-        raise AnalyzeError(f"evmpipe analyze: --overheads {path}: {error}") from error
+    for strategy, fields in per_strategy.items():
+        if strategy not in ("optimistic", "declared"):
+            raise AnalyzeError(f"evmpipe analyze: --overheads {path}: unknown strategy {strategy!r} (optimistic, declared)")
+        unknown = set(fields) - known
+        if unknown:
+            raise AnalyzeError(f"evmpipe analyze: --overheads {path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        try:
+            out[strategy] = Overheads(**{k: float(v) for k, v in fields.items()})
+        except (TypeError, ValueError) as error:
+            raise AnalyzeError(f"evmpipe analyze: --overheads {path}: {error}") from error
+    return out
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

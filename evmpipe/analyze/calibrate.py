@@ -1,13 +1,13 @@
 """Measure evmpipe's own overheads on a file, for the simulation's parameters.
 
-Two replays of the file through the real pipeline (`evmpipe.replay.replay_file`),
-one block at a time so that each stage's time is its own:
+Replays of the file through the real pipeline (`evmpipe.replay.replay_file`), one
+block at a time so that each stage's time is its own:
 
 1. `sequential`: each block's stage times (prefetch, validate, merkleize, commit),
    the serial work outside the transactions, scaled by the run's CPU over wall
    time where that is below one (the process waited for a core: load, not work).
-2. `optimistic` with one worker process: from the execute stage's events the
-   master's and the worker's CPU time per block.
+2. `optimistic`, then `declared`, with one worker process: from the execute
+   stage's events the master's and the worker's CPU time per block.
 
 A message's round trip is timed apart, and so are the cores this machine gives a
 busy process right now (`available_cores`).
@@ -15,20 +15,22 @@ busy process right now (`available_cores`).
 With each transaction's execution time from the sequential recording
 (`evmpipe.analyze.record`) and the transactions that validation re-executes (from
 the graph), the rest of the workers' and the master's CPU is per-transaction
-overhead:
+overhead, per strategy:
 
-    worker_per_tx   = (worker CPU - sum of execution) / transactions, but at least
-                      sender recovery, decoding and packing a result, timed in
-                      the recording
-    validate_per_tx = (master CPU in execute - execution of the re-executed
-                       transactions - system work) / transactions, but at least
-                      what unpacking, comparing the reads and applying the writes
-                      of each result cost when timed in the recording: the
-                      difference holds everything the master does per
-                      transaction, but is unsteady where most transactions run
-                      twice (it came out negative on small blocks)
+    worker_per_tx   = (worker CPU - execution - sender recovery (optimistic) or
+                       the sampled calls' execution (declared)) / transactions,
+                      but at least decoding and packing a result as timed in the
+                      recording
+    validate_per_tx = (master CPU in execute - the re-executed transactions'
+                       execution - system work - prediction (declared))
+                       / transactions, but at least unpacking, comparing the reads
+                      and applying the writes of each result as timed in the
+                      recording: the differences hold everything the processes
+                      do per transaction, but are unsteady where most
+                      transactions run twice, and on a loaded machine (they came
+                      out negative)
     message         = median round trip of a one-transaction request (sender
-                      recovery, 30 of them after the replay) - recovery
+                      recovery, 30 of them after the replays) - recovery
 
 One worker on a machine with two or more cores, so that neither waits for a core.
 """
@@ -49,8 +51,7 @@ SERIAL_STAGES = ("prefetch", "validate", "merkleize", "commit")
 
 @dataclass
 class Calibration:
-    overheads: Overheads
-    parallel_stages: dict[int, dict[str, float]] = field(default_factory=dict)  # block -> stage -> seconds, optimistic
+    overheads: dict[str, Overheads]  # per strategy: optimistic, declared
     optimistic_wall: float = 0.0
     detail: dict[str, float] = field(default_factory=dict)
 
@@ -92,51 +93,67 @@ def replay_blocks(native: str, count: int, strategy: str, state: str | None = No
 
 
 def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], state: str | None = None, runs: int = 1) -> Calibration:
-    """Replay `native` (the blocks `records` describe) with `optimistic` on one worker,
-    `runs` times, and derive the overheads (see the module's docstring): the median
-    of each CPU figure over the runs, the fastest of each stage's times."""
+    """Replay `native` (the blocks `records` describe) with `optimistic` and with
+    `declared` on one worker, `runs` times each, and derive each strategy's
+    overheads (see the module's docstring): the median of each CPU figure over the
+    runs."""
     from execution.workers import WorkerPool
 
     numbers = {r.number for r in records}
-    master, worker, walls, stage_runs = [], [], [], []
+    cpu: dict[str, tuple[list[float], list[float]]] = {"optimistic": ([], []), "declared": ([], [])}
+    walls: list[float] = []
     with WorkerPool(1) as pool:
         for _ in range(runs):
-            stages, events, wall, _ = replay_blocks(native, len(records), "optimistic", state, pool)
-            executes = [e for e in events if e.stage == "execute" and e.block in numbers]
-            master.append(sum(float(e.counts.get("master_cpu", 0.0)) for e in executes))
-            worker.append(sum(float(e.counts.get("worker_cpu", 0.0)) for e in executes))
-            walls.append(wall)
-            stage_runs.append(stages)
+            for strategy, (master, worker) in cpu.items():
+                _, events, wall, _ = replay_blocks(native, len(records), strategy, state, pool)
+                executes = [e for e in events if e.stage == "execute" and e.block in numbers]
+                master.append(sum(float(e.counts.get("master_cpu", 0.0)) for e in executes))
+                worker.append(sum(float(e.counts.get("worker_cpu", 0.0)) for e in executes))
+                if strategy == "optimistic":
+                    walls.append(wall)
         trips = _round_trips(pool, native)
-    master_cpu, worker_cpu = statistics.median(master), statistics.median(worker)
     txs = sum(len(r.txs) for r in records) or 1
     executed = sum(g.total for g in graphs)
-    again = sum(sum(s for s, a in zip(g.seconds, reexecuted(g)) if a) for g in graphs)
     system = sum(r.begin_seconds + r.finish_seconds for r in records)
-    recover_per_tx = sum(r.recover_seconds for r in records) / txs
-    overheads = Overheads(
-        worker_per_tx=max(worker_cpu - executed, sum(r.recover_seconds + r.decode_seconds + r.pack_seconds for r in records)) / txs,
-        worker_speed=1.0,
-        message=max(0.0, statistics.median(trips) - recover_per_tx),
-        validate_per_tx=max(sum(r.validate_seconds for r in records), master_cpu - again - system) / txs,
-        block_head=0.0,
-        predict_per_tx=sum(r.predict_seconds for r in records) / txs,
-    )
-    detail = {
-        "runs": float(runs),
-        "optimistic_master_cpu": master_cpu,
-        "optimistic_worker_cpu": worker_cpu,
-        "recorded_execution": executed,
-        "recorded_reexecution": again,
-        "validate_per_tx_by_difference": (master_cpu - again - system) / txs,
-        "validate_per_tx_timed": sum(r.validate_seconds for r in records) / txs,
-        "worker_per_tx_by_difference": (worker_cpu - executed) / txs,
-        "worker_per_tx_timed": sum(r.recover_seconds + r.decode_seconds + r.pack_seconds for r in records) / txs,
-        "round_trip_median": statistics.median(trips),
-        "round_trip_min": min(trips),
-        "optimistic_wall": statistics.median(walls),
-    }
-    return Calibration(overheads, fastest(stage_runs), statistics.median(walls), detail)
+    recover = sum(r.recover_seconds for r in records)
+    predicting = sum(r.predict_seconds for r in records)
+    sampled = sum(g.seconds[i] for r, g in zip(records, graphs) for i in r.sampled)
+    worker_floor = sum(r.decode_seconds + r.pack_seconds for r in records)
+    validate_floor = sum(r.validate_seconds for r in records)
+    message = max(0.0, statistics.median(trips) - recover / txs)
+    detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "round_trip_median": statistics.median(trips), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
+    overheads = {}
+    for strategy, (master, worker) in cpu.items():
+        master_cpu, worker_cpu = statistics.median(master), statistics.median(worker)
+        again = sum(sum(s for s, a in zip(g.seconds, reexecuted(g, r.chains or None if strategy == "declared" else None)) if a) for r, g in zip(records, graphs))
+        if strategy == "optimistic":
+            # its workers recover the senders while they speculate
+            worker_extra = worker_cpu - executed - recover
+            master_extra = master_cpu - again - system
+        else:
+            # senders come recovered (prefetch); the sampled calls run twice; the
+            # master predicts
+            worker_extra = worker_cpu - executed - sampled
+            master_extra = master_cpu - again - system - predicting
+        overheads[strategy] = Overheads(
+            worker_per_tx=max(worker_extra, worker_floor) / txs,
+            worker_speed=1.0,
+            message=message,
+            validate_per_tx=max(master_extra, validate_floor) / txs,
+            block_head=0.0,
+            predict_per_tx=predicting / txs if strategy == "declared" else 0.0,
+        )
+        detail.update(
+            {
+                f"{strategy}_master_cpu": master_cpu,
+                f"{strategy}_worker_cpu": worker_cpu,
+                f"{strategy}_reexecution": again,
+                f"{strategy}_validate_per_tx_by_difference": master_extra / txs,
+                f"{strategy}_worker_per_tx_by_difference": worker_extra / txs,
+            }
+        )
+    detail.update(validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs)
+    return Calibration(overheads, statistics.median(walls), detail)
 
 
 def fastest(runs: list[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:

@@ -143,7 +143,11 @@ def render_html(result: dict[str, Any]) -> str:
     name = escape(Path(result["file"]).name)
     bound = result.get("critical_path_bound")
     machine = result["this_machine"]
-    overheads = "".join(f"<tr><td>{escape(k)}</td><td>{v * 1e6:,.1f} µs</td></tr>" if k != "worker_speed" else f"<tr><td>{k}</td><td>{v:.2f}</td></tr>" for k, v in result["overheads"].items())
+    per = result["overheads"]
+    names = list(next(iter(per.values())))
+    overheads = "<tr><th>parameter</th>" + "".join(f"<th>{escape(s)}</th>" for s in per) + "</tr>" + "".join(
+        f"<tr><td>{escape(k)}</td>" + "".join(f"<td>{per[s][k]:.2f}</td>" if k == "worker_speed" else f"<td>{per[s][k] * 1e6:,.1f} µs</td>" for s in per) + "</tr>" for k in names
+    )
     blocks_rows = "".join(
         f'<tr><td>{b["number"]}</td><td>{b["txs"]}</td><td>{_ms(b["total_work_seconds"])}</td><td>{_ms(b["critical_path_seconds"])}</td><td>{_ms(b["serial_seconds"])}</td><td>{b["dependent_txs"]}</td><td>{b["reexecuted"]["optimistic"]}</td><td>{b["reexecuted"]["declared"]}</td><td class="text">{escape(b["top_conflicts"][0]["description"]) if b["top_conflicts"] else "none"}</td></tr>'
         for b in result["blocks"]

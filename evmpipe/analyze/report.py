@@ -17,7 +17,8 @@ means):
 - ``amdahl_bound``: the ideal scheduler on unlimited cores: sequential time over
   each block's serial work (decoding, roots, commit) plus its critical path;
 - ``sequential_seconds``: the model's sequential time of the file;
-- ``overheads``: the simulation's parameters, and ``overheads_source``;
+- ``overheads``: the simulation's parameters per strategy (``optimistic``,
+  ``declared``), and ``overheads_source``;
 - ``blocks``: per block ``number``, ``hash``, ``txs``, ``gas``,
   ``total_work_seconds``, ``critical_path_seconds``, ``critical_path_txs``,
   ``serial_seconds``, ``dependent_txs``, ``edges``, ``reexecuted``
@@ -56,10 +57,11 @@ class Analysis:
     records: list[BlockRecord]
     graphs: list[Graph]
     models: list[BlockModel]
+    overheads: dict[str, Overheads]
     result: dict[str, Any]
 
 
-def analyze_file(path: str, *, state: str | None = None, test_name: str | None = None, limit: int | None = None, overheads: Overheads | None = None, top: int = TOP_CONFLICTS, runs: int = 3, progress: Any = None) -> Analysis:
+def analyze_file(path: str, *, state: str | None = None, test_name: str | None = None, limit: int | None = None, overheads: dict[str, Overheads] | None = None, top: int = TOP_CONFLICTS, runs: int = 3, progress: Any = None) -> Analysis:
     """Record, replay, calibrate (unless `overheads` are given), simulate, name."""
     say = progress or (lambda message: None)
     with ExitStack() as stack:
@@ -73,7 +75,7 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
         sequential_wall = min(r[2] for r in replays)
         calibration: Calibration | None = None
         if overheads is None:
-            say(f"calibrating: optimistic with one worker ({runs}×)")
+            say(f"calibrating: optimistic and declared with one worker ({runs}× each)")
             calibration = calibrate(native, records, graphs, state, runs)
             overheads = calibration.overheads
         say("timing the cores this machine gives now")
@@ -83,7 +85,7 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
     for r in records:
         namer.observe((log for t in r.txs for log in t.logs), _addresses(r))
     result = _result(path, records, graphs, models, overheads, calibration, namer, top, sequential_wall, cores_now)
-    return Analysis(records, graphs, models, result)
+    return Analysis(records, graphs, models, overheads, result)
 
 
 def _addresses(record: BlockRecord) -> set[bytes]:
@@ -104,7 +106,7 @@ def _model(record: BlockRecord, graph: Graph, stages: dict[str, float]) -> Block
     return BlockModel(graph, serial, min(record.recover_seconds, serial), None, record.chains, record.sampled)
 
 
-def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: Overheads, calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float, cores_now: float) -> dict[str, Any]:
+def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: dict[str, Overheads], calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float, cores_now: float) -> dict[str, Any]:
     blocks = []
     per_block_conflicts = []
     total_work = total_path = 0.0
@@ -164,8 +166,8 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
         "amdahl_bound": _unlimited(models),
         "sequential_seconds": sum(sequential_time(m) for m in models),
         "sequential_replay_wall_seconds": sequential_wall,  # the fastest run, one block at a time
-        "overheads": overheads.to_dict(),
-        "overheads_source": "calibrated on this file (optimistic, one worker)" if calibration else "given (--overheads)",
+        "overheads": {strategy: o.to_dict() for strategy, o in overheads.items()},
+        "overheads_source": "calibrated on this file (optimistic and declared, one worker)" if calibration else "given (--overheads)",
         "calibration": calibration.detail if calibration else None,
         "blocks": blocks,
         "top_conflicts": [c.to_json() for c in merge_conflicts(per_block_conflicts, top)],
@@ -198,8 +200,8 @@ def compare_with_bench(analysis: Analysis, bench_paths: list[str]) -> list[dict[
             continue
         share = min(1.0, float(sequential["cpu_over_wall"])) or 1.0
         load = max(0.0, cores / share - 1.0) if share < 1.0 else 0.0
-        idle = predict(analysis.models, Overheads(**analysis.result["overheads"]), (workers,), cores=cores)
-        loaded = predict(analysis.models, Overheads(**analysis.result["overheads"]), (workers,), cores=cores, load=load)
+        idle = predict(analysis.models, analysis.overheads, (workers,), cores=cores)
+        loaded = predict(analysis.models, analysis.overheads, (workers,), cores=cores, load=load)
         for strategy in ("optimistic", "declared"):
             run = results.get(f"evmpipe {strategy}")
             if run is None:

@@ -44,7 +44,7 @@ class Overheads:
     """What evmpipe's parallel strategies cost beyond executing transactions, in
     seconds (`evmpipe.analyze.calibrate` measures them)."""
 
-    worker_per_tx: float = 0.0  # a worker, per transaction: decoding, sender recovery, packing the result
+    worker_per_tx: float = 0.0  # a worker, per transaction: decoding, packing the result (sender recovery is the block's `recover`)
     worker_speed: float = 1.0  # a worker's execution time over the master's sequential time
     message: float = 0.0  # one chunk's round trip to a worker (latency, no CPU)
     validate_per_tx: float = 0.0  # the master, per transaction: unpacking, comparing reads, applying writes, the receipt
@@ -165,7 +165,9 @@ def optimistic_time(block: BlockModel, workers: int, cores: float, overheads: Ov
         return sequential_time(block)
     parts = _parts_round_robin(n, workers)
     again = reexecuted(block.graph)
-    makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, overheads, load=load)
+    # the workers recover the senders of their chunks while they speculate
+    own = Overheads(**{**overheads.to_dict(), "worker_per_tx": overheads.worker_per_tx + block.recover / n})
+    makespan = _simulate(block.graph.seconds, parts, again, overheads.block_head, workers, cores, own, load=load)
     return block.master_serial + makespan
 
 
@@ -180,11 +182,8 @@ def declared_time(block: BlockModel, workers: int, cores: float, overheads: Over
     if block.sampled:  # one short round trip first: the sampled calls, speculated to learn from
         per_worker = -(-len(block.sampled) // workers)
         head += overheads.message + per_worker * overheads.worker_per_tx + sum(block.graph.seconds[i] for i in block.sampled) * overheads.worker_speed / min(workers, len(block.sampled))
-    # senders come recovered (a round trip in prefetch, all workers): that work moves
-    # out of each transaction's share into one item at the head of each worker
-    recover_per_tx = min(block.recover / n, overheads.worker_per_tx)
-    own = Overheads(**{**overheads.to_dict(), "worker_per_tx": overheads.worker_per_tx - recover_per_tx})
-    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, own, lead=recover_per_tx * n / workers, load=load)
+    # the senders are recovered first, by all workers (prefetch's round trip)
+    makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, overheads, lead=block.recover / workers, load=load)
     return block.master_serial + makespan
 
 
@@ -255,10 +254,16 @@ def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: l
                     remaining[w] = queues[w][position[w]][1]
 
 
-def block_time(strategy: str, block: BlockModel, workers: int, cores: float | None, overheads: Overheads, load: float = 0.0) -> float:
+OverheadsArg = Overheads | dict[str, Overheads]
+
+
+def block_time(strategy: str, block: BlockModel, workers: int, cores: float | None, overheads: OverheadsArg, load: float = 0.0) -> float:
     """Seconds for the block with `workers` workers on `cores` cores (None: as many
     cores as workers), beside `load` busy processes of others. The serial work
-    outside execution runs in one process, as the sequential run does."""
+    outside execution runs in one process, as the sequential run does. `overheads`:
+    one set for both strategies, or one per strategy."""
+    if isinstance(overheads, dict):
+        overheads = overheads.get(strategy) or next(iter(overheads.values()))
     cores = float(workers) if cores is None else cores
     alone = min(1.0, cores / (1.0 + load))  # the share of a core one process gets
     if strategy == "ideal":
@@ -273,7 +278,7 @@ def block_time(strategy: str, block: BlockModel, workers: int, cores: float | No
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def predict(blocks: list[BlockModel], overheads: Overheads, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: float | None = None, load: float = 0.0) -> dict[str, dict[str, float]]:
+def predict(blocks: list[BlockModel], overheads: OverheadsArg, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: float | None = None, load: float = 0.0) -> dict[str, dict[str, float]]:
     """Predicted speedup over sequential of the whole list of blocks: strategy ->
     worker count (a string, for JSON) -> speedup."""
     out: dict[str, dict[str, float]] = {}

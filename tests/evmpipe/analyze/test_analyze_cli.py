@@ -54,8 +54,10 @@ def test_json_has_the_documented_keys(analyzed: tuple[dict, Path]) -> None:
         assert [t["index"] for t in txs if t["on_critical_path"]] == block["critical_path_txs"]
         assert sum(1 for t in txs if t["depends_on"]) == block["dependent_txs"]
         assert all(max(t["depends_on"], default=-1) < t["index"] for t in txs)
-    overheads = result["overheads"]
-    assert overheads["message"] > 0 and overheads["validate_per_tx"] > 0 and overheads["worker_per_tx"] > 0
+    assert set(result["overheads"]) == {"optimistic", "declared"}
+    for overheads in result["overheads"].values():
+        assert overheads["message"] > 0 and overheads["validate_per_tx"] > 0 and overheads["worker_per_tx"] > 0
+    assert result["overheads"]["declared"]["predict_per_tx"] > 0
 
 
 def test_ideal_never_beats_its_bounds(analyzed: tuple[dict, Path]) -> None:
@@ -201,3 +203,13 @@ def test_bench_comparison(mixed: Path, analyzed: tuple[dict, Path], tmp_path: Pa
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"machine": {"cores": 2}, "workers": 2, "results": [{"file": "elsewhere.json", "engine": "evmpipe sequential", "wall_median": 1.0, "cpu_over_wall": 1.0}]}))
     assert main(["analyze", str(mixed), "--runs", "1", "--overheads", str(saved), "--bench", str(other)]) == 2
+
+
+def test_one_set_of_overheads_serves_both_strategies(tmp_path: Path) -> None:
+    from evmpipe.analyze import load_overheads
+
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"message": 0.001, "validate_per_tx": 0.0001}))
+    loaded = load_overheads(str(flat))
+    assert set(loaded) == {"optimistic", "declared"} and loaded["optimistic"] == loaded["declared"]
+    assert loaded["declared"].message == 0.001
