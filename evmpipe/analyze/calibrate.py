@@ -29,8 +29,10 @@ overhead, per strategy:
                       do per transaction, but are unsteady where most
                       transactions run twice, and on a loaded machine (they came
                       out negative)
-    message         = median round trip of a one-transaction request (sender
-                      recovery, 30 of them after the replays) - recovery
+    message         = the 20th percentile of 30 one-transaction round trips
+                      (sender recovery, after the replays) - recovery: on a busy
+                      machine most round trips also wait for a core, which the
+                      simulation adds itself
 
 One worker on a machine with two or more cores, so that neither waits for a core.
 """
@@ -120,8 +122,10 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], stat
     sampled = sum(g.seconds[i] for r, g in zip(records, graphs) for i in r.sampled)
     worker_floor = sum(r.decode_seconds + r.pack_seconds for r in records)
     validate_floor = sum(r.validate_seconds for r in records)
-    message = max(0.0, statistics.median(trips) - recover / txs)
-    detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "round_trip_median": statistics.median(trips), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
+    # a low percentile: on a busy machine most round trips also wait for a core,
+    # which the simulation adds itself (processor sharing, others' load)
+    message = max(0.0, _percentile(trips, 0.2) - recover / txs)
+    detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "round_trip_median": statistics.median(trips), "round_trip_p20": _percentile(trips, 0.2), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
     overheads = {}
     for strategy, (master, worker) in cpu.items():
         master_cpu, worker_cpu = statistics.median(master), statistics.median(worker)
@@ -255,3 +259,8 @@ def available_cores(seconds: float = 0.5) -> float:
     for proc in procs:
         proc.join()
     return min(float(cores), cpu / wall)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
