@@ -81,6 +81,7 @@ class _Connection:
         self.stream = stream
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.oversized = oversized
+        self.method = b""  # of the request being answered: a HEAD response carries no body
 
     async def _next_event(self) -> h11.Event:
         while True:
@@ -110,6 +111,7 @@ class _Connection:
             return None
         if not isinstance(event, h11.Request):
             raise _plain(400, "bad request")
+        self.method = event.method
         # h11 bounds an incomplete head only; a whole one that arrived at once is measured here
         if len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers) > MAX_HEADER_BYTES:
             raise _plain(431, "request headers too large")
@@ -154,7 +156,7 @@ class _Connection:
             headers.append(("Connection", "close"))
         reason = _REASONS.get(response.status, "Status").encode()
         data = self.h11.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
-        data += self.h11.send(h11.Data(data=response.body)) if response.body else b""
+        data += self.h11.send(h11.Data(data=response.body)) if response.body and self.method != b"HEAD" else b""
         data += self.h11.send(h11.EndOfMessage())
         await self.stream.send_all(data)
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:

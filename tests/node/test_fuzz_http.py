@@ -28,6 +28,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         yield process
         assert process.process.poll() is None, "the node died under the fuzz"
         assert process.get("/health")[0] == 200
+        # closing is allowed, but only by choice: no connection or handler ended in an exception
+        assert not process.logged("http_connection_failed") and not process.logged("http_handler_failed")
     finally:
         process.kill()
 
@@ -70,6 +72,24 @@ json_values = st.recursive(
 def test_random_bytes(node: NodeProcess, data: bytes) -> None:
     _send(node, data)
     _send(node, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + data)
+    _alive(node)
+
+
+@FUZZ
+@given(
+    method=st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"DELETE", b"PATCH", b"TRACE", b"CONNECT", b"get", b""]),
+    path=st.sampled_from([b"/", b"/health", b"/metrics", b"*", b"/x?y=1", b"http://127.0.0.1/", b""]) | st.binary(max_size=20),
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1\r\n", b""]),
+    headers=st.lists(st.sampled_from([
+        b"Host: 127.0.0.1", b"Host: evil.example", b"Content-Length: 2", b"Content-Length: 2", b"Content-Length: -1", b"Content-Length: 99999999999",
+        b"Transfer-Encoding: chunked", b"Expect: 100-continue", b"Connection: close", b"Origin: http://evil.example",
+        b"Content-Type: application/json", b"Content-Type: text/plain", b"X: \x00", b" folded", b"NoColon",
+    ]), max_size=6),
+    body=st.binary(max_size=64),
+)
+def test_random_request_heads(node: NodeProcess, method: bytes, path: bytes, version: bytes, headers: list[bytes], body: bytes) -> None:
+    answer = _send(node, method + b" " + path + b" " + version + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
     _alive(node)
 
 

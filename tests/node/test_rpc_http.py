@@ -166,3 +166,17 @@ async def test_malformed_http_is_answered_not_fatal(port: int) -> None:
     [(status, body)] = await _exchange(port, f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n".encode() + b"x" * big)
     assert status == 413 and json.loads(body)["error"]["code"] == -32600
     assert (await _exchange(port, b"GET /still-up HTTP/1.1\r\nHost: x\r\n\r\n"))[0][0] == 200
+
+
+async def test_head_response_has_no_body(port: int) -> None:
+    """A HEAD answer carries the headers only (h11 refuses a body; it closed the connection)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b'"body": ""}'):
+                received += await stream.receive_some(65536)
+    first, second = received.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and first.endswith(b"\r\n\r\n")  # no body after the HEAD's headers
+    assert second.startswith(b"200") and b'"path": "/y"' in second
