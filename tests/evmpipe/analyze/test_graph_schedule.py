@@ -205,3 +205,11 @@ def test_ideal_under_load_is_no_better_than_on_idle_cores() -> None:
         idle = predict([block], NONE, (workers,), cores=workers)["ideal"][str(workers)]
         loaded = predict([block], NONE, (workers,), cores=workers, load=3.0)["ideal"][str(workers)]
         assert loaded <= idle + 1e-9
+
+
+def test_a_storage_wipe_changes_every_slot_of_the_account() -> None:
+    wiper = TxAccess(1.0, reads={("exists", POOL): True}, writes={("wipe", POOL): True, ("exists", POOL): False})
+    reader = TxAccess(1.0, reads={("slot", POOL, 12345): 0})
+    other = TxAccess(1.0, reads={("slot", HOT, 1): 0})
+    graph = build_graph([wiper, reader, other])
+    assert graph.preds == [{}, {0: {("slot", POOL, 12345)}}, {}]
