@@ -5,8 +5,9 @@ limit to 100,000 so deep EVM call stacks fit. The C JSON decoder counts its nest
 against that limit, so `'[' * 100000` no longer raises `RecursionError`: it overflows
 the C stack and the process dies (SIGSEGV, nothing logged). Lowering the limit again
 is not an option while EVM code runs on other threads, so the depth is measured
-before decoding, in C-speed passes (strings removed by a regex, everything but
-brackets deleted by `bytes.translate`), and a too-deep document is refused.
+before decoding, in C-speed passes (strings cut out by splitting on quotes, or by a
+regex when an escaped quote is present; everything but brackets deleted by
+`bytes.translate`), and a too-deep document is refused.
 
 Why a size bound: a gzip file of 1 MB can inflate to 1 GB. Files are inflated in
 chunks and given up on as soon as the text passes the bound, so a bomb costs at most
@@ -41,7 +42,11 @@ def nesting_depth(text: bytes | str) -> int:
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     if raw.count(b"[") + raw.count(b"{") <= 1:
         return raw.count(b"[") + raw.count(b"{")
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS).translate(_STEP)
+    if b'\\"' in raw:  # an escaped quote: strings must be matched one by one
+        outside = _STRING.sub(b"", raw)
+    else:  # quotes alternate: every other piece between them is outside any string
+        outside = b"".join(raw.split(b'"')[0::2])
+    brackets = outside.translate(None, _NOT_BRACKETS).translate(_STEP)
     if not brackets:
         return 0
     # the running sum of the +1 / -1 steps: each step is stored as step + 1, so the
