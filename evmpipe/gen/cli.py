@@ -9,6 +9,11 @@ from evmpipe.gen.kinds import ALL_KINDS, KIND_HELP
 
 def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kinds = "\n".join(f"  {kind:<22} {KIND_HELP[kind]}" for kind in ALL_KINDS)
+    kinds += (
+        "\n  state                  a mainnet-shaped genesis datadir: --datadir D --accounts N (docs/STATE.md)"
+        "\n\nwith --state D (a gen-state datadir, read only): transfers-independent, erc20 or mixed blocks whose"
+        "\nusers are drawn from D with a Zipf skew, written as a native block file that needs D's state"
+    )
     parser = subparsers.add_parser(
         "gen",
         help="generate a deterministic workload (a BlockchainTest fixture of sealed Cancun blocks)",
