@@ -21,7 +21,7 @@ import re
 from itertools import accumulate, count
 from operator import sub
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 MAX_DEPTH = 128  # arrays and objects inside one another; BlockchainTest files use ~8, JSON-RPC ~6
 MAX_FILE_BYTES = 512 * 1024 * 1024  # JSON text of one file after gzip is undone
@@ -31,6 +31,10 @@ _CHUNK = 1 << 20
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")  # +1 / -1 as 2 / 0, shifted back below
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class JsonLimitError(ValueError):
@@ -51,7 +55,8 @@ def nesting_depth(text: bytes | str) -> int:
         return 0
     # the running sum of the +1 / -1 steps: each step is stored as step + 1, so the
     # depth after the i-th bracket is the sum of the first i stored values minus i
-    return max(0, max(map(sub, accumulate(brackets), count(1))))
+    deepest: int = max(map(sub, accumulate(brackets), count(1)))
+    return max(0, deepest)
 
 
 def check_depth(text: bytes | str, limit: int = MAX_DEPTH) -> None:
@@ -73,7 +78,7 @@ def loads(text: bytes | str, limit: int = MAX_DEPTH, **options: Any) -> Any:
         raise JsonLimitError(f"JSON nested too deep to decode ({exc})") from None
 
 
-def read_bounded(stream: IO[bytes], limit: int | None = None) -> bytes:
+def read_bounded(stream: Readable, limit: int | None = None) -> bytes:
     """All of `stream`, read in chunks; `JsonLimitError` as soon as it passes `limit`
     bytes (default `MAX_FILE_BYTES`, read at call time)."""
     limit = MAX_FILE_BYTES if limit is None else limit
