@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,9 @@ def watch_overlay(overlay: Any, counts: ReadCounts) -> None:
         inner = getattr(overlay, name)
 
         def read(*args: Any) -> Any:
-            before = store.reads.total(kind)
+            before = store.reads.thread_calls()
             value = inner(*args)
-            if store.reads.total(kind) == before:
+            if store.reads.thread_calls() == before:  # this thread did not reach the store
                 counts.add(kind, "overlay")
             return value
 
@@ -153,7 +154,20 @@ def watch_overlay(overlay: Any, counts: ReadCounts) -> None:
 
 
 class StoreReads(ReadCounts):
-    """The store's own counters (hot, hot_negative, db, db_absent)."""
+    """The store's own counters (hot, hot_negative, db, db_absent), plus how many times
+    each thread counted (so an overlay read can tell whether it reached the store,
+    whatever other threads read meanwhile)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def add(self, kind: str, tier: str, n: int = 1) -> None:
+        self.counts[kind][tier] += n
+        self._local.calls = getattr(self._local, "calls", 0) + 1
+
+    def thread_calls(self) -> int:
+        return getattr(self._local, "calls", 0)
 
     def total(self, kind: str) -> int:
         c = self.counts[kind]
