@@ -181,7 +181,7 @@ class Node:
         self.reads = ReadTracker(store, chain.overlay)
         head = chain.head
         self.committed_number = head.number if head else -1
-        self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call)
+        self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call, head=lambda: chain.head)
         # Workers ignore SIGINT themselves: the node stops them after draining. The
         # pool lives inside this task: it stops when the pipeline has drained, or
         # when the run is cancelled.
@@ -300,7 +300,7 @@ class Node:
         if self.store is None or self.chain is None or self.rpc is None:  # still waiting for the source
             body = {"ok": True, "head": None, "intake": "waiting", "intake_error": None, "in_flight": 0, "committed": 0, "rejected": 0, "source": self.source.description}
             return Response.json(body, 200)
-        head = self.rpc.head()  # a snapshot read on the event loop: never queued behind RPC calls or a commit
+        head = self.chain.head  # in memory: never queued behind RPC calls or a commit, no SQLite on the loop
         intake = "running" if self.stats.intake_running else ("stopped" if self.stats.intake_error else "ended")
         ok = self.stats.intake_error is None
         body = {
@@ -319,7 +319,7 @@ class Node:
         if self.store is None or self.chain is None or self.rpc is None:
             text = render_metrics(self.stats, head_number=None, in_flight=0, caches={})
             return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-        head = self.rpc.head()  # a snapshot read on the event loop: never queued behind RPC calls or a commit
+        head = self.chain.head  # in memory: never queued behind RPC calls or a commit, no SQLite on the loop
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
         text += state_reads_metrics(getattr(self, "reads", None))

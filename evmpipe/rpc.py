@@ -8,12 +8,12 @@ work for every committed block.
 Reads never touch the pipeline's state: account reads, calls, proofs and logs go
 through `ReadView` (evmpipe/rpc_view.py), a read-only SQLite connection per thread
 reading one WAL snapshot per call, so a call sees one head throughout and never waits
-on the store's lock while a block commits. The few point reads of the cheap methods
-(`INLINE_METHODS`) run on the event loop itself: under load the two thread switches
-of a hop cost more than the read. Everything else (block decoding, receipts, calls,
-proofs) runs on trio worker threads with a limiter of its own, so a flood of requests
-cannot take the threads the pipeline needs. Block and receipt reads use the store's
-uncached `get_*` methods, which go to SQLite under its lock.
+on the store's lock while a block commits. Every call that reads runs on a trio
+worker thread with a limiter of its own (a flood of requests cannot take the threads
+the pipeline needs); no SQLite statement runs on the event loop. What the event loop
+answers itself is memory only: the chain id and client version, the head as the
+node's `ChainState` holds it, and answers cached by block hash or per head (block
+JSON, fee figures), with one computation per distinct call when a new head misses.
 """
 from __future__ import annotations
 
@@ -57,10 +57,8 @@ TIP_BLOCKS = 20  # blocks the suggested tip looks back on
 DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transaction
 BLOCK_CACHE = 256  # block JSON answers kept (cleared when full)
 _MISS = object()  # a fast path's "not cached: take the thread"
-INLINE_METHODS = frozenset({
-    "eth_blockNumber", "eth_chainId", "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt",
-    "web3_clientVersion", "net_version", "eth_syncing",
-})
+HEAVY_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_getLogs", "eth_getProof", "eth_feeHistory", "eth_gasPrice", "eth_maxPriorityFeePerGas"})
+MEMORY_METHODS = frozenset({"eth_chainId", "web3_clientVersion", "net_version", "eth_syncing"})  # answered without I/O
 CALL_FIELDS = frozenset({"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "input", "nonce", "type", "chainId", "accessList"})
 HEAD_TAGS = ("latest", "pending", "safe", "finalized")  # final order: every committed block is final
 
@@ -129,21 +127,85 @@ def _arguments(params: Any, required: int, optional: int = 0) -> list[Any]:
     return params + [None] * (required + optional - len(params))
 
 
+class _Slot:
+    """One call handed to the batcher: its outcome, and an event set once it is known."""
+
+    __slots__ = ("method", "params", "value", "error", "done")
+
+    def __init__(self, method: Callable[[Any], Any], params: Any) -> None:
+        self.method, self.params = method, params
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.done = trio.Event()
+
+
+def _run_slots(slots: list[_Slot]) -> None:
+    for slot in slots:
+        try:
+            slot.value = slot.method(slot.params)
+        except Exception as exc:  # each call's error is its own
+            slot.error = exc
+
+
+class Batcher:
+    """Runs the light calls waiting at one moment in one thread hop.
+
+    A hop costs two thread switches, and under load each waits for the GIL behind the
+    event loop: far more than a balance read. So calls queue here; the first one to
+    find no batch running carries the queue to a thread, runs every call in it, and
+    goes on until the queue is empty; the others wait for their own result."""
+
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self.limiter = limiter
+        self.queue: list[_Slot] = []
+        self.running = False
+
+    async def run(self, method: Callable[[Any], Any], params: Any) -> Any:
+        slot = _Slot(method, params)
+        self.queue.append(slot)
+        if self.running:
+            await slot.done.wait()
+        else:
+            self.running = True
+            try:
+                while self.queue:
+                    batch, self.queue = self.queue, []
+                    try:
+                        await trio.to_thread.run_sync(_run_slots, batch, limiter=self.limiter)
+                    except BaseException as exc:  # cancelled: the batch's callers must not wait forever
+                        for waiting in batch + self.queue:
+                            if waiting.value is None and waiting.error is None:
+                                waiting.error = RpcError(INTERNAL_ERROR, f"not run: {type(exc).__name__}")
+                            waiting.done.set()
+                        self.queue = []
+                        raise
+                    for done in batch:
+                        done.done.set()
+            finally:
+                self.running = False
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
+
+
 class RpcHandler:
     """Dispatches JSON-RPC bodies to methods that read the store on worker threads."""
 
-    def __init__(self, store: StateStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, store: StateStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None, head: Callable[[], Head | None] | None = None) -> None:
         self.store = store
+        self.memory_head = head  # the committed head as the pipeline keeps it in memory (the node's ChainState)
         self.schedule = schedule
         self.limiter = trio.CapacityLimiter(4)
         self._tip_cache: tuple[bytes, int] | None = None  # (head hash, suggested tip)
         self._fee_cache: tuple[bytes, int] | None = None  # (head hash, gas price)
         self._block_tips: dict[bytes, list[int]] = {}  # block hash -> the tips its transactions paid
+        self.batcher = Batcher(self.limiter)
         self._flights: dict[tuple[str, str], trio.Event] = {}  # calls being computed (see _single_flight)
         self._block_cache: dict[tuple[bytes, bool], dict[str, Any]] = {}  # (block hash, full) -> JSON; blocks never change
         # Answers that need no thread when cached: a hot `latest` block or fee figure is
         # served on the event loop (a thread hop waits for the GIL behind the loop).
         self.fast_paths: dict[str, Callable[[Any], Any]] = {
+            "eth_blockNumber": self._memory_block_number,
             "eth_getBlockByNumber": self._cached_block_by_number,
             "eth_getBlockByHash": self._cached_block_by_hash,
             "eth_gasPrice": self._cached_gas_price,
@@ -212,10 +274,10 @@ class RpcHandler:
             fast = self.fast_paths.get(call["method"])
             if fast is not None:
                 result = await self._single_flight(call["method"], call.get("params"), fast, method)
-            elif call["method"] in INLINE_METHODS:
-                result = method(call.get("params"))  # cheaper than the two thread switches a hop costs
+            elif call["method"] in MEMORY_METHODS:
+                result = method(call.get("params"))  # no I/O at all: not worth a thread hop
             else:
-                result = await trio.to_thread.run_sync(method, call.get("params"), limiter=self.limiter)
+                result = await self._on_thread(call["method"], method, call.get("params"))
         except RpcError as error:
             self.on_call(False)
             return None if notification else _error(call_id, error.code, error.message, error.data)
@@ -224,6 +286,13 @@ class RpcHandler:
             return None if notification else _error(call_id, INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         self.on_call(True)
         return None if notification else {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    async def _on_thread(self, name: str, method: Callable[[Any], Any], params: Any) -> Any:
+        """Light calls (a few reads, no execution) share thread hops through the batcher;
+        heavy ones (calls, logs, proofs, fee history, full blocks) take one each."""
+        if name in HEAVY_METHODS or (name.startswith("eth_getBlockBy") and isinstance(params, list) and len(params) > 1 and params[1] is True):
+            return await trio.to_thread.run_sync(method, params, limiter=self.limiter)
+        return await self.batcher.run(method, params)
 
     async def _single_flight(self, name: str, params: Any, fast: Callable[[Any], Any], method: Callable[[Any], Any]) -> Any:
         """A cached answer on the event loop; on a miss, one computation per distinct
@@ -242,7 +311,7 @@ class RpcHandler:
         done = trio.Event()  # set wakes every waiter in one pass (a lock would hand over one by one)
         self._flights.setdefault(key, done)
         try:
-            return await trio.to_thread.run_sync(method, params, limiter=self.limiter)
+            return await self._on_thread(name, method, params)
         finally:
             done.set()
             if self._flights.get(key) is done:
@@ -251,8 +320,8 @@ class RpcHandler:
     # -- methods (run on a worker thread) -------------------------------------------
 
     def head(self) -> Head | None:
-        """The committed head, read on this thread's read-only connection: no wait on
-        the store's lock, which a commit holds (cheap enough for the event loop)."""
+        """The committed head, read on this thread's read-only connection (no wait on
+        the store's lock). A thread's: SQLite never runs on the event loop."""
         with read_view(self.store.path) as view:
             return view.head
 
@@ -285,9 +354,6 @@ class RpcHandler:
             raise _params_error("block must be a tag (latest, pending, safe, finalized, earliest) or a hex number")
         if wanted != number:
             raise RpcError(SERVER_ERROR, f"state is kept for the head block only (number {number}, asked {wanted}): flat state has no history; use \"latest\"")
-
-    # The methods below up to `_block_number_of` run on the event loop itself (see
-    # INLINE_METHODS): a few point reads of one snapshot, no decoding, no lock.
 
     def block_number(self, params: Any) -> str:
         _arguments(params, 0)
@@ -350,12 +416,24 @@ class RpcHandler:
             return None
         return found[0]
 
+    # The fast paths run on the event loop: memory only, never SQLite (nothing blocks
+    # the loop, docs/ARCHITECTURE.md); _MISS sends the call to a thread.
+
+    def _head_in_memory(self) -> Head | None:
+        return None if self.memory_head is None else self.memory_head()
+
+    def _memory_block_number(self, params: Any) -> Any:
+        _arguments(params, 0)
+        head = self._head_in_memory()
+        return _MISS if head is None else quantity(head.number)
+
     def _cached_block_by_number(self, params: Any) -> Any:
         tag, full = _arguments(params, 1, 1)
         full = _full_flag(full)
-        with read_view(self.store.path) as view:
-            block_hash = view.canonical_hash(self._block_number_of(tag))
-        return _MISS if block_hash is None else self._block_cache.get((block_hash, full), _MISS)
+        head = self._head_in_memory()
+        if head is None or not (tag is None or tag in HEAD_TAGS):
+            return _MISS  # a number needs the canonical table to name its block
+        return self._block_cache.get((head.hash, full), _MISS)
 
     def _cached_block_by_hash(self, params: Any) -> Any:
         block_hash, full = _arguments(params, 1, 1)
@@ -363,13 +441,13 @@ class RpcHandler:
 
     def _cached_gas_price(self, params: Any) -> Any:
         _arguments(params, 0)
-        cached = self._fee_cache
-        return quantity(cached[1]) if cached is not None and cached[0] == self._head()[1] else _MISS
+        cached, head = self._fee_cache, self._head_in_memory()
+        return quantity(cached[1]) if cached is not None and head is not None and cached[0] == head.hash else _MISS
 
     def _cached_tip(self, params: Any) -> Any:
         _arguments(params, 0)
-        cached = self._tip_cache
-        return quantity(cached[1]) if cached is not None and cached[0] == self._head()[1] else _MISS
+        cached, head = self._tip_cache, self._head_in_memory()
+        return quantity(cached[1]) if cached is not None and head is not None and cached[0] == head.hash else _MISS
 
     def _block(self, number: int, full: bool = False) -> dict[str, Any] | None:
         out = self._block_json(number, full)
