@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import rlp
 
@@ -19,7 +20,7 @@ from state.account import BLANK_ROOT
 DB_NAME = "state.sqlite"
 
 
-def check_required_state(datadir: str | Path, genesis_header_rlp: bytes, alloc: dict, source: str) -> None:
+def check_required_state(datadir: str | Path, genesis_header_rlp: bytes, alloc: dict[bytes, Any], source: str) -> None:
     """Raise BadInput unless `datadir` holds the genesis a state-only block file needs."""
     if alloc:
         return  # the file carries its genesis; open_datadir commits or checks it

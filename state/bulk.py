@@ -11,11 +11,12 @@ root `root_from_items` gives for the same leaves.
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from state.trie import BLANK_ROOT, _build, _encode, _keccak, _ref
 
 Emit = Callable[[dict[bytes, bytes]], None]
+Node = tuple[Any, ...]  # a decoded node, as state.trie builds them
 _HEX = "0123456789abcdef"
 BUCKET_TARGET = 50_000  # leaves per bucket: a few tens of MiB of Python objects at most
 
@@ -35,10 +36,10 @@ def root_from_sorted(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefi
     return join_buckets(build_buckets(leaves, emit, prefix=prefix, on_leaf=on_leaf), emit, prefix=prefix)
 
 
-def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int, on_leaf: Callable[[int], None] | None = None) -> dict[str, tuple]:
+def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int, on_leaf: Callable[[int], None] | None = None) -> dict[str, Node]:
     """The top node (unencoded) of each bucket of `leaves` (sorted), by its hex prefix.
     Buckets of disjoint key ranges may be built apart (other processes) and joined."""
-    tops: dict[str, tuple] = {}
+    tops: dict[str, Node] = {}
     for bucket, group in groupby(((key.hex(), value) for key, value in leaves), key=lambda kv: kv[0][:prefix]):
         ks: list[str] = []
         vs: list[bytes] = []
@@ -57,7 +58,7 @@ def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: 
     return tops
 
 
-def join_buckets(tops: dict[str, tuple], emit: Emit, *, prefix: int) -> bytes:
+def join_buckets(tops: dict[str, Node], emit: Emit, *, prefix: int) -> bytes:
     """The root over the bucket top nodes (`build_buckets`); emits the nodes above them."""
     store: dict[bytes, bytes] = {}
     top = _join(tops, "", prefix, store)
@@ -70,7 +71,7 @@ def join_buckets(tops: dict[str, tuple], emit: Emit, *, prefix: int) -> bytes:
     return root
 
 
-def _join(tops: dict[str, tuple], path: str, prefix: int, store: dict[bytes, bytes]) -> Optional[tuple]:
+def _join(tops: dict[str, Node], path: str, prefix: int, store: dict[bytes, bytes]) -> Optional[Node]:
     """The node at `path` (above the buckets) from the bucket top nodes below it."""
     if len(path) == prefix:
         return tops.get(path)

@@ -16,7 +16,7 @@ made, which gives the lookups per account read and per slot read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from eth_hash.auto import keccak
 
@@ -38,7 +38,7 @@ class LayoutStats:
     pinned_hits: int = 0
     pinned: dict[bytes, bytes] = field(default_factory=dict, repr=False)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "layout": self.layout,
             "account_reads": self.account_reads,

@@ -26,7 +26,6 @@ import shutil
 import sqlite3
 import sys
 import time
-from itertools import groupby
 from pathlib import Path
 from random import Random
 from typing import Callable, Iterator
@@ -35,7 +34,7 @@ from eth_hash.auto import keccak
 
 from evmpipe.gen import contracts as C
 from evmpipe.gen.shape import BEACON_ROOTS_ADDRESS, HISTORY_BUFFER_LENGTH, OTHER_CODES, StateShape
-from state.account import BLANK_ROOT, Account
+from state.account import Account
 from state.bulk import build_buckets, join_buckets, prefix_for, root_from_sorted
 from state.codec import encode_account, encode_int
 from state.store import SCHEMA_VERSION, _SCHEMA
