@@ -32,7 +32,7 @@ from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
 from pipeline.progress import Progress
 from pipeline.required_state import check_required_state
-from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, print_state_reads
+from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, attach_reads, print_state_reads
 from pipeline.runner import BlockSource, PipelineConfig, ResultSink, run_pipeline
 from pipeline.stage import Stage
 from pipeline.summary import render_summary, summarize
@@ -123,7 +123,9 @@ def replay_file(
                 raise _Rejected()
             outcome.committed += 1
             outcome.last = block.number
-            outcome.state_reads_per_block.append({"number": block.number, **reads.block()})
+            tiers = reads.block()
+            outcome.state_reads_per_block.append({"number": block.number, **tiers})
+            attach_reads(outcome.events.events, block.number, tiers)
             if progress:
                 progress.advance(block)
 

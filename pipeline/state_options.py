@@ -134,3 +134,13 @@ def state_reads_metrics(tracker: ReadTracker | None) -> str:
     lines += ["# HELP evmpipe_disk_read_bytes_total Bytes this process read from the disk (/proc/self/io read_bytes).", "# TYPE evmpipe_disk_read_bytes_total counter"]
     lines.append(f"evmpipe_disk_read_bytes_total {reads['disk_read_bytes']}")
     return "\n".join(lines) + "\n"
+
+
+def attach_reads(events: list[Any], number: int, reads: dict[str, Any]) -> None:
+    """Put a block's read tiers on its commit stage event (scalars: the trace shows them)."""
+    for event in reversed(events[-64:]):
+        if event.stage == "commit" and event.block == number:
+            served = {tier: sum(reads["reads"][kind][tier] for kind in KINDS) for tier in ("overlay", "hot", "hot_negative", "db", "db_absent")}
+            event.counts.update({f"reads_{tier}": value for tier, value in served.items()})
+            event.counts["disk_read_bytes"] = reads["disk_read_bytes"]
+            return
