@@ -97,3 +97,20 @@ def test_bench_over_state(state_and_blocks: tuple[Path, Path], tmp_path: Path) -
     assert runs[0]["lookups"]["lookups_per_account_read"] == 1.0 and runs[1]["lookups"]["lookups_per_account_read"] > 1
     assert (datadir / "state.sqlite").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the copy is gone
+
+
+def test_node_cold_layout_and_metrics(state_and_blocks: tuple[Path, Path], tmp_path: Path) -> None:
+    """node takes --cold, --cache-mb, --layout; /metrics carries the read tiers."""
+    from tests.node.helpers import start_node, wait_until
+
+    datadir, blocks = state_and_blocks
+    copy = tmp_path / "d"
+    shutil.copytree(datadir, copy)
+    node = start_node(copy, str(blocks), tmp_path / "node.log", "--cold", "--cache-mb", "4", "--layout", "trie")
+    try:
+        wait_until(lambda: node.head() == 3, what="the node at block 3")
+        metrics = node.get("/metrics")[1].decode()
+        assert 'evmpipe_state_reads_total{kind="account",tier="db"}' in metrics
+        assert "evmpipe_disk_read_bytes_total" in metrics
+    finally:
+        assert node.stop() == 0
