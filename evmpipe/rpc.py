@@ -128,14 +128,16 @@ def _arguments(params: Any, required: int, optional: int = 0) -> list[Any]:
 
 
 class _Slot:
-    """One call handed to the batcher: its outcome, and an event set once it is known."""
+    """One call handed to the batcher: its outcome, and an event set once it is known
+    (or once it is this call's turn to carry the queue to a thread)."""
 
-    __slots__ = ("method", "params", "value", "error", "done")
+    __slots__ = ("method", "params", "value", "error", "ran", "done")
 
     def __init__(self, method: Callable[[Any], Any], params: Any) -> None:
         self.method, self.params = method, params
         self.value: Any = None
         self.error: BaseException | None = None
+        self.ran = False
         self.done = trio.Event()
 
 
@@ -151,9 +153,10 @@ class Batcher:
     """Runs the light calls waiting at one moment in one thread hop.
 
     A hop costs two thread switches, and under load each waits for the GIL behind the
-    event loop: far more than a balance read. So calls queue here; the first one to
-    find no batch running carries the queue to a thread, runs every call in it, and
-    goes on until the queue is empty; the others wait for their own result."""
+    event loop: far more than a balance read. So calls queue here. A call that finds
+    no batch running carries the whole queue to a thread, runs every call in it, and
+    returns; if more calls queued meanwhile, the first of them is woken to carry the
+    next batch (so no caller waits for more than its own batch and the one before)."""
 
     def __init__(self, limiter: trio.CapacityLimiter) -> None:
         self.limiter = limiter
@@ -164,28 +167,31 @@ class Batcher:
         slot = _Slot(method, params)
         self.queue.append(slot)
         if self.running:
-            await slot.done.wait()
-        else:
-            self.running = True
-            try:
-                while self.queue:
-                    batch, self.queue = self.queue, []
-                    try:
-                        await trio.to_thread.run_sync(_run_slots, batch, limiter=self.limiter)
-                    except BaseException as exc:  # cancelled: the batch's callers must not wait forever
-                        for waiting in batch + self.queue:
-                            if waiting.value is None and waiting.error is None:
-                                waiting.error = RpcError(INTERNAL_ERROR, f"not run: {type(exc).__name__}")
-                            waiting.done.set()
-                        self.queue = []
-                        raise
-                    for done in batch:
-                        done.done.set()
-            finally:
-                self.running = False
+            await slot.done.wait()  # a result, or this call's turn to carry the queue
+        if not slot.ran:
+            await self._carry()
         if slot.error is not None:
             raise slot.error
         return slot.value
+
+    async def _carry(self) -> None:
+        self.running = True
+        batch, self.queue = self.queue, []
+        try:
+            await trio.to_thread.run_sync(_run_slots, batch, limiter=self.limiter)
+        except BaseException as exc:  # cancelled: this batch's callers must not wait forever
+            for waiting in batch:
+                if waiting.value is None and waiting.error is None:
+                    waiting.error = RpcError(INTERNAL_ERROR, f"not run: {type(exc).__name__}")
+            raise
+        finally:
+            for done in batch:
+                done.ran = True
+                done.done.set()
+            if self.queue:
+                self.queue[0].done.set()  # not run: its turn to carry the next batch
+            else:
+                self.running = False
 
 
 class RpcHandler:

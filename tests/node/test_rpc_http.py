@@ -180,3 +180,32 @@ async def test_head_response_has_no_body(port: int) -> None:
     first, second = received.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"200") and first.endswith(b"\r\n\r\n")  # no body after the HEAD's headers
     assert second.startswith(b"200") and b'"path": "/y"' in second
+
+
+async def test_batcher_runs_each_call_once_with_its_own_outcome() -> None:
+    from evmpipe.rpc import Batcher
+
+    batcher = Batcher(trio.CapacityLimiter(1))
+    ran: list[int] = []
+
+    def double(x: int) -> int:
+        ran.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return 2 * x
+
+    results: dict[int, object] = {}
+
+    async def call(i: int) -> None:
+        await trio.sleep(0.001 * (i % 5))  # arrivals spread over several batches
+        try:
+            results[i] = await batcher.run(double, i)
+        except ValueError as error:
+            results[i] = str(error)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(60):
+            nursery.start_soon(call, i)
+    assert results == {i: "three" if i == 3 else 2 * i for i in range(60)}
+    assert sorted(ran) == list(range(60))
+    assert not batcher.running and not batcher.queue
