@@ -145,7 +145,7 @@ def header_field(header: Any, name: str) -> Any:
 
 INTERPRETERS = ("lean", "pyevm")
 INTERPRETER_ENV = "EVMPIPE_INTERPRETER"
-DEFAULT_INTERPRETER = "pyevm"
+DEFAULT_INTERPRETER = "lean"  # py-evm's loop stays one flag away: --interpreter pyevm
 
 
 def interpreter() -> str:
