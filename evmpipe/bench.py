@@ -153,7 +153,7 @@ def _time_variant(engines: dict[str, Measurement], path: str, native: Path, tmp:
     """One evmpipe run of one strategy with one loop, added to its measurement."""
     variant = strategy + (" 1-in-flight" if in_flight else "")
     wall, cpu, execute_cpu = _time_evmpipe(native, tmp / f"db-{strategy}-{in_flight}-{loop}-{run}", strategy, pool, in_flight)
-    name = f"evmpipe {variant}" + (f" [{loop}]" if labelled else "")
+    name = f"evmpipe {variant}" + (f" ({loop} loop)" if labelled else "")
     measurement = engines.setdefault(name, Measurement(path, name, [], [], txs, gas, loop=loop, strategy=variant))
     measurement.runs.append(wall)
     measurement.cpu.append(cpu)
@@ -210,7 +210,7 @@ def _print_table(results: list[Measurement]) -> None:
     if len(loops) > 1:
         columns.insert(8, "× pyevm loop")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("file", "engine") else "right")
+        table.add_column(column, justify="left" if column in ("file", "engine") else "right", no_wrap=column == "engine")
     baseline = {m.file: m for m in results if m.engine == "py-evm"}
     sequential = {(m.file, m.loop): m for m in results if m.strategy == "sequential"}
     stock_loop = {(m.file, m.strategy): m for m in results if m.loop == "pyevm"}
