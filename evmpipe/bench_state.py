@@ -33,6 +33,7 @@ def add_bench_state_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temps", default="cold,warm", help="cold and/or warm runs, in this order (default cold,warm)")
     group.add_argument("--cache-mb", type=int, default=None, help="--cache-mb for every run (default: the store's)")
     group.add_argument("--mmap-mb", type=int, default=None, help="--mmap-mb for every run (default: the store's)")
+    group.add_argument("--no-readahead", action="store_true", help="POSIX_FADV_RANDOM on the database files for every run")
     group.add_argument("--scratch", metavar="DIR", help="where the copy goes (default: beside D)")
 
 
@@ -63,7 +64,7 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
     try:
         for layout in layouts:
             for temp in temps:
-                options = StateOptions(cold=temp == "cold", cache_mb=args.cache_mb, mmap_mb=args.mmap_mb, layout=layout)
+                options = StateOptions(cold=temp == "cold", cache_mb=args.cache_mb, mmap_mb=args.mmap_mb, layout=layout, no_readahead=args.no_readahead)
                 try:
                     outcome = replay_file(args.files[0], str(copy), synchronous="OFF", state_options=options)
                 except BadInput as error:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from state.layout import LAYOUTS
-from state.tiers import KINDS, ReadCounts, delta, evict, snapshot, watch_overlay
+from state.tiers import KINDS, ReadCounts, advise_random, delta, evict, snapshot, watch_overlay
 
 DEFAULT_CACHE_MB = None  # keep the store's own sizes (100k entries per cache, 64 MiB SQLite cache)
 DEFAULT_MMAP_MB = None  # keep the store's 256 MiB map
@@ -28,6 +28,7 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold", action="store_true", help="evict the datadir's database files from the OS page cache first (posix_fadvise DONTNEED): every first read comes off the disk")
     parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help="MiB for the in-process hot cache and SQLite's page cache together (default: 100k entries per cache + 64 MiB)")
     parser.add_argument("--mmap-mb", type=int, default=DEFAULT_MMAP_MB, help="SQLite memory map in MiB, 0 = off (default 256)")
+    parser.add_argument("--no-readahead", action="store_true", help="advise the kernel that database reads are random (POSIX_FADV_RANDOM on SQLite's descriptors): a cold lookup reads its page, not 128 KiB; pair with --mmap-mb 0")
     parser.add_argument("--layout", choices=LAYOUTS, default="flat", help="how a read that misses the hot cache is served: flat (one lookup), trie (walk from the root, as py-evm), trie-pinned (top trie levels held in memory); same results")
 
 
@@ -37,6 +38,7 @@ class StateOptions:
     cache_mb: int | None = None
     mmap_mb: int | None = None
     layout: str = "flat"
+    no_readahead: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StateOptions:
@@ -44,7 +46,7 @@ class StateOptions:
             value = getattr(args, name, None)
             if value is not None and value < (1 if name == "cache_mb" else 0):
                 raise SystemExit(f"--{name.replace('_', '-')} must be {'at least 1' if name == 'cache_mb' else 'non-negative'}")
-        return cls(getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"))
+        return cls(getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"), getattr(args, "no_readahead", False))
 
     def prepare(self, datadir: str | Path) -> int:
         """Before the datadir is opened: evict it when cold (returns the bytes its files hold)."""
@@ -57,9 +59,11 @@ class StateOptions:
             store.set_memory(self.cache_mb, self.mmap_mb)
         if self.layout != "flat":
             store.set_layout(self.layout)
+        if self.no_readahead:
+            advise_random(Path(store.path).parent)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout}
+        return {"cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout, "no_readahead": self.no_readahead}
 
 
 class ReadTracker:

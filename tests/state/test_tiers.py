@@ -14,7 +14,7 @@ from evmpipe.gen.overstate import generate_over_state
 from evmpipe.gen.shape import StateShape
 from state.layout import LayoutStats, read_account, read_slot
 from state.store import StateStore
-from state.tiers import evict, proc_io
+from state.tiers import advise_random, evict, proc_io
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,6 +69,10 @@ def test_evict_and_proc_io(state_and_blocks: tuple[Path, Path]) -> None:
     datadir, _ = state_and_blocks
     assert evict(datadir) >= (datadir / "state.sqlite").stat().st_size
     assert "read_bytes" in proc_io()
+    store = StateStore(datadir / "state.sqlite", readonly=True)
+    store.get_account(b"\x01" * 20)
+    assert advise_random(datadir) >= 1  # the store's own descriptor
+    store.close()
 
 
 def test_cache_mb_bounds_the_caches(state_and_blocks: tuple[Path, Path]) -> None:
