@@ -248,7 +248,10 @@ async def _accept_capped(listener: trio.SocketListener, handler: Callable[[trio.
 
     async with trio.open_nursery() as nursery:
         while True:
-            await slots.acquire()
+            try:
+                slots.acquire_nowait()  # no yield per accept: a burst of connections is taken at once
+            except trio.WouldBlock:
+                await slots.acquire()
             try:
                 stream = await listener.accept()
             except OSError as error:  # EMFILE and the like: out of descriptors for now
