@@ -304,18 +304,17 @@ class RpcHandler:
         """A cached answer on the event loop; on a miss, one computation per distinct
         call: when a new head arrives, the clients asking for `latest` at once wait for
         the first one's answer instead of each taking a thread to compute the same."""
-        result = fast(params)
-        if result is not _MISS:
-            return result
         key = (name, json.dumps(params, sort_keys=True))
-        running = self._flights.get(key)
-        if running is not None:  # the same call is being computed: wait, then read the cache
-            await running.wait()
+        while True:
             result = fast(params)
             if result is not _MISS:
                 return result
+            running = self._flights.get(key)
+            if running is None:
+                break
+            await running.wait()  # the same call is being computed: then read the cache (again)
         done = trio.Event()  # set wakes every waiter in one pass (a lock would hand over one by one)
-        self._flights.setdefault(key, done)
+        self._flights[key] = done
         try:
             return await self._on_thread(name, method, params)
         finally:
