@@ -3,8 +3,9 @@
 For each BlockchainTest workload file, the first block's transactions run through
 `execution.block.execute_block` (evmpipe's own setup: `make_vm` over a
 `RecordingAccountDB`, the pre-state in memory, senders recovered beforehand), once per
-loop and run, alternating; the table gives the median and the best microseconds per
-transaction and their ratios (on a shared machine the best run is the least disturbed). `--profile N` adds a cProfile of the lean loop on each file: what
+loop and run, alternating; the table gives the median and the best CPU microseconds
+per transaction and their ratios (on a shared machine the best run is the least
+disturbed). `--profile N` adds a cProfile of the lean loop on each file: what
 remains of the per-transaction cost, by function and by group.
 
     python scripts/bench_interpreter.py ../shared/workloads/erc20_b4_t250_s1.json.gz --runs 5
@@ -77,12 +78,14 @@ def _first_block(test: dict[str, Any], loop: str) -> tuple[Any, Any, list[bytes]
 
 
 def time_block(test: dict[str, Any], reader: MemoryState, loop: str) -> float:
-    """Seconds to execute the first block's transactions with `loop` (VM setup untimed)."""
+    """CPU seconds of this process to execute the first block's transactions with
+    `loop` (VM setup untimed). CPU, not wall: on a shared machine the wall clock also
+    counts the time other processes held the core."""
     vm_class, block, prev, chain_id = _first_block(test, loop)
     vm = make_vm(vm_class, block.header, reader, prev, chain_id)
-    started = time.perf_counter()
+    started = time.process_time()
     result = execute_block(vm, block)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     if result.gas_used != block.header.gas_used:
         raise SystemExit(f"{loop}: gas used {result.gas_used} != header {block.header.gas_used}")
     return elapsed
