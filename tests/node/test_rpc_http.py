@@ -165,11 +165,26 @@ async def test_malformed_http_is_answered_not_fatal(port: int) -> None:
     big = MAX_BODY_BYTES + 1
     [(status, body)] = await _exchange(port, f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n".encode() + b"x" * big)
     assert status == 413 and json.loads(body)["error"]["code"] == -32600
+    # what a well-kept parser refuses, refused here too: each is a 400 at once
+    for bad in (
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host on HTTP/1.1
+        b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: a\nY: b\r\n\r\n",  # a bare LF
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}",
+    ):
+        with trio.fail_after(5):
+            assert (await _exchange(port, bad))[0][0] == 400, bad
     assert (await _exchange(port, b"GET /still-up HTTP/1.1\r\nHost: x\r\n\r\n"))[0][0] == 200
 
 
 async def test_head_response_has_no_body(port: int) -> None:
-    """A HEAD answer carries the headers only (h11 refuses a body; it closed the connection)."""
+    """A HEAD answer carries the headers only, and the connection goes on."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n")
