@@ -129,11 +129,34 @@ def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int
     return out.getvalue()
 
 
+def time_message(test: dict[str, Any], reader: MemoryState, loop: str, runs: int) -> float:
+    """Best CPU seconds of the first transaction's call alone (`apply_message`: the
+    loop, its child calls and storage, no transaction or receipt work)."""
+    from eth.vm.message import Message
+
+    vm_class, block, prev, chain_id = _first_block(test, loop)
+    tx = block.transactions[0]
+    best = float("inf")
+    for _ in range(runs):
+        vm = make_vm(vm_class, block.header, reader, prev, chain_id)
+        state = vm.state
+        state._account_db.begin_transaction()
+        state.mark_address_warm(tx.sender)
+        state.mark_address_warm(tx.to)
+        message = Message(gas=tx.gas, to=tx.to, sender=tx.sender, value=tx.value, data=tx.data, code=state.get_code(tx.to))
+        context = state.get_transaction_context_class()(gas_price=1, origin=tx.sender)
+        started = time.process_time()
+        state.computation_class.apply_message(state, message, context)
+        best = min(best, time.process_time() - started)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", type=int, metavar="N", help="print the N costliest functions of a lean run of each file, and shares by group")
+    parser.add_argument("--message-runs", type=int, default=0, metavar="N", help="also time the first transaction's call alone, best of N, per loop")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     rows = []
@@ -154,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             "pyevm_us_per_tx": stock / txs * 1e6, "lean_us_per_tx": lean / txs * 1e6, "ratio": stock / lean,
             "pyevm_best_us_per_tx": stock_best / txs * 1e6, "lean_best_us_per_tx": lean_best / txs * 1e6, "ratio_best": stock_best / lean_best,
         }
+        if args.message_runs:
+            stock_msg, lean_msg = (time_message(test, reader, loop, args.message_runs) for loop in ("pyevm", "lean"))
+            row.update(pyevm_message_us=stock_msg * 1e6, lean_message_us=lean_msg * 1e6, message_ratio=stock_msg / lean_msg)
+            print(f"{row['file']:42} first call alone, best of {args.message_runs}: pyevm {stock_msg * 1e6:7.0f} lean {lean_msg * 1e6:7.0f} µs {stock_msg / lean_msg:.2f}x")
         rows.append(row)
         print(
             f"{row['file']:42} {txs:5} txs  median: pyevm {row['pyevm_us_per_tx']:7.0f} lean {row['lean_us_per_tx']:7.0f} µs/tx {row['ratio']:.2f}x"
