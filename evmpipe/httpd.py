@@ -1,11 +1,11 @@
 """The node's HTTP/1.1 server on trio: a small parser of our own, hardened, each
 connection in a task of its own.
 
-Why not h11: it was tried (issue 12) and measured. Its state machine costs about
-250 µs per request on the event loop the pipeline shares (this parser: about 15 µs),
-and under 200 clients the node served 613 requests/s and fell to 13 of 20 scheduled
-blocks with h11, 885 requests/s and 19 of 20 with this parser (same machine, back to
-back; docs/OPERATIONS.md). What h11 got right is done here too, strictly: one
+Why not h11: it was tried (issue 12) and measured. Parsing a JSON-RPC request and
+writing its response costs about 250 µs through h11's state machine and about 11 µs
+here (a microbenchmark on the development machine), on the event loop the pipeline
+shares; under 200 clients the node with h11 served fewer requests and committed fewer
+of its scheduled blocks (docs/OPERATIONS.md, *Load test*). What h11 got right is done here too, strictly: one
 request line of three parts, header names that are tokens, no control characters in
 values (a bare LF, NUL), no space before the colon (so no obs-fold), exactly one
 `Content-Length` of digits, at most one `Host` (required on HTTP/1.1),
