@@ -89,6 +89,7 @@ class BuildProgress:
             self._line(force=True)
 
     def advance(self, units: int) -> None:
+        units = max(0, min(units, self.total - self.done))
         self.done += units
         if self._bar is not None:
             self._bar.update(self._task, advance=units)
@@ -125,7 +126,8 @@ def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True
     work.mkdir()
     (work / "INCOMPLETE").write_text("a gen state build that did not finish; safe to delete\n")
     started = time.perf_counter()
-    bar = BuildProgress(3 * shape.accounts + 2 * shape.expected_slots(), stream=None if progress else open(os.devnull, "w"))
+    # units: EOA table, slots, EOA rows, account trie, flat accounts + slots, trie-node copy (accounts + slots)
+    bar = BuildProgress(5 * shape.accounts + 3 * shape.expected_slots(), stream=None if progress else open(os.devnull, "w"))
     try:
         info = _build(work, shape, bar, jobs or min(2, os.cpu_count() or 1))
         os.replace(work / BUILDING_NAME, work / DB_NAME)
