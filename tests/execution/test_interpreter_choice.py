@@ -13,7 +13,9 @@ from execution.interpreter import LeanComputation
 
 @pytest.fixture(autouse=True)
 def _restore(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(INTERPRETER_ENV, raising=False)
+    """Start unset; whatever a test (or the CLI under test) sets is undone after it."""
+    monkeypatch.setenv(INTERPRETER_ENV, "pyevm")  # records the original value for the undo
+    monkeypatch.delenv(INTERPRETER_ENV)
 
 
 def test_default_and_choice(monkeypatch: pytest.MonkeyPatch) -> None:
