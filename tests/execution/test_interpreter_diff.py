@@ -59,6 +59,23 @@ def call_other(kind: int, calldata_word: int) -> bytes:
     return body + args + push(int.from_bytes(OTHER, "big"), 20) + b"\x5a" + bytes([kind])  # GAS
 
 
+# Init codes for CREATE/CREATE2 (each under 32 bytes): store and deploy one byte; log
+# and revert; run out of gas in a loop.
+INIT_CODES = [
+    bytes.fromhex("602a600055" "60016000f3"),  # SSTORE(0, 42); RETURN(0, 1)
+    bytes.fromhex("60ff60005260206000a0" "60206000fd"),  # MSTORE(0, 255); LOG0(0, 32); REVERT(0, 32)
+    bytes.fromhex("5b600056"),  # JUMPDEST; JUMP(0): until out of gas
+]
+
+
+def create(kind: int, init: bytes, salt: int) -> bytes:
+    """Put `init` at memory 0 and CREATE (0xF0) or CREATE2 (0xF5) it."""
+    word = int.from_bytes(init.ljust(32, b"\x00"), "big")
+    body = push(word, 32) + push(0) + b"\x52"  # MSTORE(0, init code, left-aligned)
+    salt_arg = push(salt) if kind == 0xF5 else b""
+    return body + salt_arg + push(len(init)) + push(0) + push(0) + bytes([kind])  # value 0, offset 0, size
+
+
 INTERESTING = [
     *range(0x00, 0x0C), *range(0x10, 0x1E), 0x20, *range(0x30, 0x40), *range(0x40, 0x4B),
     *range(0x50, 0x60), 0x80, 0x81, 0x82, 0x8F, 0x90, 0x91, 0x92, 0x9F, *range(0xA0, 0xA5),
@@ -75,6 +92,7 @@ instruction = st.one_of(
     st.integers(0, 255).map(lambda op: bytes([op])),
     st.just(b"\x5b"),
     st.tuples(st.sampled_from([0xF1, 0xFA, 0xF4]), st.sampled_from([0, 1, 2**255, 2**256 - 1])).map(lambda a: call_other(*a)),
+    st.tuples(st.sampled_from([0xF0, 0xF5]), st.sampled_from(INIT_CODES), st.integers(0, 3)).map(lambda a: create(*a)),
 )
 program = st.lists(instruction, min_size=1, max_size=40).map(b"".join)
 
@@ -138,6 +156,17 @@ def test_gas_around_2300(fork: str, code: bytes) -> None:
     for gas in [*range(max(0, full - 60), full + 60), *range(full + 2100, full + 2350)]:
         stock, lean = compare(fork, _state(code), gas=gas)
         assert_same(stock, lean, f"{fork} gas={gas} code={code.hex()}")
+
+
+@pytest.mark.parametrize("fork", ["Frontier", "Byzantium", "Berlin", "Prague"])
+def test_create_runs_init_code(fork: str) -> None:
+    """Init code runs in the lean loop too: deploy, revert, out of gas, in a static call."""
+    for init in INIT_CODES:
+        for kind in (0xF0, 0xF5):
+            code = create(kind, init, 1) + push(0) + b"\x52" + push(32) + push(0) + b"\xf3"  # RETURN the address
+            for gas, static in ((300_000, False), (53_100, False), (300_000, True)):
+                stock, lean = compare(fork, _state(code), gas=gas, static=static)
+                assert_same(stock, lean, f"{fork} kind=0x{kind:02x} init={init.hex()} gas={gas} static={static}")
 
 
 @pytest.mark.parametrize("fork", ["Byzantium", "Berlin", "Prague"])
