@@ -230,6 +230,8 @@ def run(computation: Any, table: ForkTable) -> None:
     stipend = SSTORE_STIPEND  # read once: the planted-bug test changes the module's
     mask = UINT256_MAX
     limit = STACK_LIMIT
+    sload_eip2929 = table.sload_eip2929
+    calldata = None  # msg.data_as_bytes copies on every access: once, when first needed
     try:
         while True:
             op = kinds[pc]
@@ -347,7 +349,7 @@ def run(computation: Any, table: ForkTable) -> None:
                     slot = stack[-1]
                     state = computation.state
                     address = msg.storage_address
-                    if table.sload_eip2929:
+                    if sload_eip2929:
                         if state.is_storage_warm(address, slot):
                             cost = WARM_STORAGE_READ_COST
                         else:
@@ -393,7 +395,9 @@ def run(computation: Any, table: ForkTable) -> None:
             elif op >= 0x30:
                 if op == 0x35:  # CALLDATALOAD
                     start = stack[-1]
-                    stack[-1] = int.from_bytes(msg.data_as_bytes[start : start + 32].ljust(32, b"\x00"), "big")
+                    if calldata is None:
+                        calldata = msg.data_as_bytes
+                    stack[-1] = int.from_bytes(calldata[start : start + 32].ljust(32, b"\x00"), "big")
                 elif op == 0x39:  # CODECOPY
                     start = pop()
                     code_start = pop()
