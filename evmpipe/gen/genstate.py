@@ -242,7 +242,9 @@ def _build(work: Path, shape: StateShape, bar: BuildProgress, jobs: int) -> dict
         tops.update(part)
     db = sqlite3.connect(work / BUILDING_NAME, isolation_level=None)
     try:
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-131072", "temp_store=FILE", f"threads={max(1, jobs)}", "locking_mode=EXCLUSIVE"):
+        # threads=0: SQLite's multi-threaded sorter merges through buffers of cache_size
+        # each, several per merge level; at 10M accounts that held 1.8 GB (measured).
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-131072", "temp_store=FILE", "threads=0", "locking_mode=EXCLUSIVE"):
             db.execute(f"PRAGMA {pragma}")
         db.executescript(_SCHEMA)
         for k in range(jobs):
