@@ -60,7 +60,7 @@ def _post(body: bytes) -> bytes:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
     | st.sampled_from(["latest", "earliest", "pending", "0x0", "0x1", "0x" + "ff" * 20, "0x" + "00" * 32, "0x-1", "0x", hex(2**64)]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
