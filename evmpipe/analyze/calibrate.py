@@ -82,7 +82,7 @@ def replay_blocks(native: str, count: int, strategy: str, state: str | None = No
         outcome = replay_file(native, str(datadir), config=PipelineConfig(lookahead=1, capacity=1), synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=1, limit=count)  # type: ignore[arg-type]
     if outcome.rejected is not None or outcome.input_error is not None:
         problem = outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else str(outcome.input_error)
-        raise AnalyzeError(f"evmpipe analyze: {native}: the {strategy} replay failed: {problem}", 1)
+        raise AnalyzeError(f"evmpipe analyze: the {strategy} replay of the blocks failed: {problem}", 1)
     spans = list(pool.spans[spans_before:]) if pool is not None else []  # type: ignore[attr-defined]
     stages = _stage_seconds(outcome.events.events)
     if strategy == "sequential" and outcome.wall_seconds > 0:

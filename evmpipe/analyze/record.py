@@ -264,16 +264,19 @@ def native_file(path: str, stack: ExitStack, test_name: str | None = None) -> st
     try:
         blocktest_to_native(path, native, test_name)
     except (BadInput, ValueError, KeyError) as error:
-        raise AnalyzeError(f"evmpipe analyze: {path}: {error}") from error
+        message = str(error)
+        raise AnalyzeError(f"evmpipe analyze: {message}" if message.startswith(path) else f"evmpipe analyze: {path}: {message}") from error
     return native
 
 
-def record_file(native: str, *, state: str | None = None, limit: int | None = None) -> list[BlockRecord]:
+def record_file(native: str, *, state: str | None = None, limit: int | None = None, label: str | None = None) -> list[BlockRecord]:
     """Run the blocks of the native block file `native` sequentially, on the state in
     the datadir `state` (its blocks up to its head are skipped; nothing is written to
     it) or, by default, on the file's genesis in a temporary datadir; record each.
 
-    Raises `AnalyzeError`: unreadable input (exit code 2), an invalid block (1)."""
+    Raises `AnalyzeError`: unreadable input (exit code 2), an invalid block (1).
+    `label`: the file as the user named it (`native` may be a converted copy)."""
+    where = native if label is None or label == native else f"{label} (converted)"
     try:
         header = read_header(native)
     except (BadInput, OSError) as error:
@@ -292,11 +295,13 @@ def record_file(native: str, *, state: str | None = None, limit: int | None = No
             for record in iter_blocks(native, start_after=head.number if head else None):
                 if limit is not None and len(out) >= limit:
                     break
-                out.append(recorder.run_block(record.rlp, f"{native}: block {record.number} (byte offset {record.offset})"))
+                offset = f" (byte offset {record.offset})" if where == native else ""
+                out.append(recorder.run_block(record.rlp, f"{where}: block {record.number}{offset}"))
         except BadInput as error:
             raise AnalyzeError(f"evmpipe analyze: {error}") from error
         if not out:
-            raise AnalyzeError(f"evmpipe analyze: {native}: no block to analyze" + (f" after the head of {state}" if state else ""))
+            why = f" after the head of {state}" if state else (" (a BlockchainTest's invalid blocks are not converted, only its chain of valid ones)" if where != native else "")
+            raise AnalyzeError(f"evmpipe analyze: {label or native}: no block to analyze{why}")
         return out
 
 

@@ -67,7 +67,7 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
     with ExitStack() as stack:
         native = native_file(path, stack, test_name)
         say("recording: every block sequentially, each transaction timed")
-        records = record_file(native, state=state, limit=limit)
+        records = record_file(native, state=state, limit=limit, label=path)
         graphs = [build_graph([TxAccess(t.seconds, t.reads, t.writes) for t in r.txs], r.system_writes) for r in records]
         say(f"replaying sequentially through the pipeline ({runs}×): stage times")
         replays = [replay_blocks(native, len(records), "sequential", state) for _ in range(runs)]

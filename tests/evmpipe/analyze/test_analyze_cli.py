@@ -213,3 +213,14 @@ def test_one_set_of_overheads_serves_both_strategies(tmp_path: Path) -> None:
     loaded = load_overheads(str(flat))
     assert set(loaded) == {"optimistic", "declared"} and loaded["optimistic"] == loaded["declared"]
     assert loaded["declared"].message == 0.001
+
+
+def test_a_file_of_several_tests_asks_for_one(mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(mixed.read_text())
+    name = next(iter(k for k in data if not k.startswith("_")))
+    data[name + "_copy"] = data[name]
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps(data))
+    assert main(["analyze", str(two)]) == 2
+    err = capsys.readouterr().err
+    assert "--test" in err and err.count(str(two)) == 1
