@@ -233,8 +233,17 @@ def _storage_root(leaves: list[tuple[bytes, bytes]], check: _NodeCheck, sort_db:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM: remove the temporary sort file, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         result = verify_state(args.datadir, nodes=args.nodes, progress=not args.json)
+    except KeyboardInterrupt:
+        print("evmpipe state verify: interrupted", file=sys.stderr)
+        return 130
     except StateError as error:
         print(f"evmpipe state verify: {error}", file=sys.stderr)
         return 2
