@@ -111,9 +111,9 @@ def _unwrap_no_static(fn: Any) -> tuple[Any, bool]:
     return fn, False
 
 
-def _curried(fn: Any) -> tuple[Any, tuple]:
+def _curried(fn: Any) -> tuple[Any, tuple[Any, ...]]:
     """The function under toolz curries and functools partials, and their arguments."""
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     while isinstance(fn, functools.partial) or type(fn).__name__ == "curry":
         if getattr(fn, "keywords", None):
             return None, ()
@@ -520,6 +520,7 @@ def _sstore(computation: Any, table: ForkTable, slot: int, value: int, gas: int)
     """py-evm's `net_sstore` (EIP-2200/3529 metering) and the EIP-2929 cold charge,
     after the static and stipend checks the loop made; the gas left."""
     schedule = table.sstore_schedule
+    assert schedule is not None  # SSTORE is inlined only with a schedule
     state = computation.state
     address = computation.msg.storage_address
     current = state.get_storage(address, slot)

@@ -11,14 +11,14 @@ logs and every state write. `test_planted_bug_is_caught` checks they can fail.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execution import interpreter
-from tests.execution.interp_diff import CALLER, CONTRACT, OTHER, DictState, Outcome, compare, run_message, world
+from tests.execution.interp_diff import CONTRACT, OTHER, DictState, Outcome, compare, run_message, world
 from state.account import Account
 
 FORKS = ["Frontier", "Homestead", "Byzantium", "Constantinople", "Istanbul", "Berlin", "London", "Shanghai", "Cancun", "Prague"]
