@@ -31,7 +31,7 @@ from eth.abc import BlockHeaderAPI
 
 from execution.decode import decode_header
 from execution.forks import ForkSchedule, VMClass
-from pipeline.errors import BlockError, InvalidBlock
+from pipeline.errors import InvalidAncestor, InvalidBlock
 from state.account import Account
 from state.diff import StateDiff
 from state.overlay import Overlay
@@ -180,7 +180,7 @@ class ChainState:
         """Raise `InvalidBlock` for a descendant of a rejected block, naming it."""
         rejection = self.rejected_ancestor(parent_hash)
         if rejection is not None:
-            raise InvalidBlock(BlockError.INVALID_ANCESTOR, f"descends from invalid {rejection.describe()}")
+            raise InvalidAncestor(rejection, f"descends from invalid {rejection.describe()}")
 
     # -- transitions -----------------------------------------------------------------
 
@@ -230,15 +230,15 @@ class ChainState:
         self._tip = head.hash
         self._generation += 1
 
-    def rejected(self, block_hash: bytes | None, number: int | None, code: str, parent_hash: bytes | None = None, *, executed: bytes | None = None) -> int | None:
+    def rejected(self, block_hash: bytes | None, number: int | None, error: InvalidBlock, *, executed: bytes | None = None) -> int | None:
         """Remember an invalid block (`block_hash`; None: do not name it) so its
         descendants are named as such: a descendant is remembered by the first
         invalid block of its line, which its own descendants then name. Returns the
         height to unwind to when the block `executed` had run (its diff, and those
         of blocks built on it, are on the overlay), else None."""
         if block_hash is not None:
-            root = self.rejected_ancestor(parent_hash) if parent_hash and code == BlockError.INVALID_ANCESTOR else None
-            self._rejected[block_hash] = root or Rejection(number, block_hash, code)
+            root = error.ancestor if isinstance(error, InvalidAncestor) and isinstance(error.ancestor, Rejection) else None
+            self._rejected[block_hash] = root or Rejection(number, block_hash, error.code)
             while len(self._rejected) > MAX_REJECTED:
                 self._rejected.popitem(last=False)
         if executed is not None and executed in self._executed and number is not None:

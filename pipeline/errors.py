@@ -15,8 +15,9 @@ from enum import StrEnum
 
 class BlockError(StrEnum):
     """Why a block is invalid, in the ethereum/tests vocabulary (a `str`: reports
-    compare it with a fixture's ``expectException`` directly). `INVALID_ANCESTOR` is
-    evmpipe's: a block built on a rejected block."""
+    compare it with a fixture's ``expectException`` directly). A block built on a
+    rejected block is `UNKNOWN_PARENT`, as ethereum/tests call it
+    (`InvalidAncestor` names the rejected block)."""
 
     BLOB_GAS_USED_ABOVE_LIMIT = "BlockException.BLOB_GAS_USED_ABOVE_LIMIT"
     DUPLICATE_UNCLE = "BlockException.DUPLICATE_UNCLE"
@@ -32,7 +33,6 @@ class BlockError(StrEnum):
     INCORRECT_BLOB_GAS_USED = "BlockException.INCORRECT_BLOB_GAS_USED"
     INCORRECT_BLOCK_FORMAT = "BlockException.INCORRECT_BLOCK_FORMAT"
     INCORRECT_EXCESS_BLOB_GAS = "BlockException.INCORRECT_EXCESS_BLOB_GAS"
-    INVALID_ANCESTOR = "BlockException.INVALID_ANCESTOR"
     INVALID_BASEFEE_PER_GAS = "BlockException.INVALID_BASEFEE_PER_GAS"
     INVALID_BLOCK_NUMBER = "BlockException.INVALID_BLOCK_NUMBER"
     INVALID_BLOCK_TIMESTAMP_OLDER_THAN_PARENT = "BlockException.INVALID_BLOCK_TIMESTAMP_OLDER_THAN_PARENT"
@@ -123,6 +123,15 @@ class InvalidBlock(EvmpipeError):
             self.block_hash = block_hash
         self.args = (self.describe(),)
         return self
+
+
+class InvalidAncestor(InvalidBlock):
+    """A block that descends from a rejected block: `UNKNOWN_PARENT` (its parent
+    will never be part of the chain), with the first rejected block of its line."""
+
+    def __init__(self, ancestor: object, reason: str) -> None:
+        super().__init__(BlockError.UNKNOWN_PARENT, reason)
+        self.ancestor = ancestor
 
 
 class InvalidTransaction(InvalidBlock):

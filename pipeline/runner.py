@@ -14,7 +14,7 @@ raises `InvalidBlock`, the block is marked failed and the `ChainState` remembers
 if it had executed, every stage is unwound, last to first, to the height below it,
 which throws away its diff and those of the blocks already built on it. Before
 each stage a block is checked against the rejected blocks: a descendant of one is
-rejected as `INVALID_ANCESTOR`, naming it, wherever it is in the pipeline. Later
+rejected as `UNKNOWN_PARENT` (ethereum/tests' name for it), naming it, wherever it is in the pipeline. Later
 stages let a failed block pass untouched to the sink, in order.
 """
 from __future__ import annotations
@@ -80,11 +80,10 @@ class _Rejector:
         if self.chain is None or block.error is None:
             return
         pre = block.prefetched
-        parent_hash = pre.header.parent_hash if pre is not None else None
         # Named by hash only when the body is the header's (another body may come);
         # a block that failed prefetch is not named: its children find no parent.
         named = block.hash if pre is not None and pre.body_matches_header else None
-        target = self.chain.rejected(named, block.number, block.error.code, parent_hash, executed=block.hash)
+        target = self.chain.rejected(named, block.number, block.error, executed=block.hash)
         if target is not None:
             for each in reversed(self.stages):
                 await each.unwind(target)

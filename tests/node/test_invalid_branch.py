@@ -27,7 +27,7 @@ def test_node_survives_an_invalid_block_with_a_child(tmp_path: Path, strategy: s
     try:
         wait_until(lambda: node.head() == records[-1].number, what="the valid chain's head")
         rejected = {(line["number"], line["code"]) for line in node.logged("invalid_block")}
-        assert rejected == {(2, "BlockException.INVALID_STATE_ROOT"), (3, "BlockException.INVALID_ANCESTOR")}
+        assert rejected == {(2, "BlockException.INVALID_STATE_ROOT"), (3, "BlockException.UNKNOWN_PARENT")}
         descendant = next(line for line in node.logged("invalid_block") if line["number"] == 3)
         assert "descends from invalid block 2" in descendant["reason"]
         assert node.health()["ok"] and node.process.poll() is None

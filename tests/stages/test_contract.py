@@ -80,7 +80,7 @@ class Harness:
         """What the runner does with a rejected block."""
         item.fail(stage.id.value, error)
         pre = item.prefetched
-        target = self.chain.rejected(item.hash if pre else None, item.number, error.code, pre.header.parent_hash if pre else None, executed=item.hash)
+        target = self.chain.rejected(item.hash if pre else None, item.number, error, executed=item.hash)
         if target is not None:
             for each in reversed(self.stages):
                 await each.unwind(target)
