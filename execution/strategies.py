@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import rlp
 import trio
-from eth.abc import BlockAPI, BlockHeaderAPI
+from eth.abc import BlockHeaderAPI
 from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm

@@ -67,8 +67,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _replay_command(blocks: Path, datadir: Path, fsync: str, json_out: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "evmpipe", "replay", str(blocks), "--datadir", str(datadir), "--fsync", fsync]
+def _replay_command(blocks: Path, datadir: Path, fsync: str, json_out: Path | None = None, strategy: str = "sequential") -> list[str]:
+    command = [sys.executable, "-m", "evmpipe", "replay", str(blocks), "--datadir", str(datadir), "--fsync", fsync, "--strategy", strategy]
     if json_out is not None:
         command += ["--json", str(json_out)]
     return command
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=40, help="generated workload: blocks (default 40)")
     parser.add_argument("--txs", type=int, default=20, help="generated workload: transactions per block (default 20)")
     parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="passed to replay (default normal)")
+    parser.add_argument("--strategy", default="sequential", help="passed to every replay (default sequential)")
     parser.add_argument("--workdir", help="keep files here (default: a temporary directory, removed at the end)")
     args = parser.parse_args(argv)
 
@@ -198,11 +199,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     reference_dir = workdir / "reference"
     for stale in [reference_dir, *workdir.glob("run-*")]:
         shutil.rmtree(stale, ignore_errors=True)
-    code, full = timed_run(_replay_command(blocks, reference_dir, args.fsync), log)
+    code, full = timed_run(_replay_command(blocks, reference_dir, args.fsync, strategy=args.strategy), log)
     if code != 0:
         print(f"crash test: the reference replay failed (exit {code}); see {log}", file=sys.stderr)
         return 2
-    code, startup = timed_run(_replay_command(blocks, reference_dir, args.fsync), log)  # nothing left to do: startup cost
+    code, startup = timed_run(_replay_command(blocks, reference_dir, args.fsync, strategy=args.strategy), log)  # nothing left to do: startup cost
     reference_head = read_head(reference_dir)
     assert reference_head is not None
     reference = canonical_chain(reference_dir)
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         if before is not None and before.number > 0:
             tally.resumed_runs += 1
         with open(log, "ab") as out:
-            process = subprocess.Popen(_replay_command(blocks, round_dir, args.fsync), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=out)
+            process = subprocess.Popen(_replay_command(blocks, round_dir, args.fsync, strategy=args.strategy), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=out)
             time.sleep(kill_instant(before))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     before = head
     summary_json = workdir / "final.json"
-    code, _ = timed_run(_replay_command(blocks, round_dir, args.fsync, summary_json), log)
+    code, _ = timed_run(_replay_command(blocks, round_dir, args.fsync, summary_json, strategy=args.strategy), log)
     if code != 0:
         tally.problems.append(f"final run: replay exited {code}")
     elif summary_json.exists():
