@@ -28,9 +28,10 @@ from typing import Any
 from consensus_stub.blockfile import iter_blocks, read_header
 from consensus_stub.convert import blocktest_to_native, detect_format
 from execution.block import BlockRun, make_vm
-from execution.decode import decode_block_and_transactions, decode_header
+from execution.decode import decode_block_and_transactions
 from execution.predict import SAMPLES, AccessPredictor, Prediction, schedule_chains
 from execution.senders import recover_sender
+from pipeline.chain import ChainState
 from pipeline.datadir import open_datadir
 from pipeline.errors import BadInput, InvalidBlock
 from state.account import Account
@@ -289,7 +290,7 @@ def record_file(native: str, *, state: str | None = None, limit: int | None = No
             raise AnalyzeError(f"evmpipe analyze: {error}") from error
         stack.callback(store.close)
         head = store.head()
-        recorder = Recorder(store, header.schedule, _ancestors(store, header.schedule, head.hash if head else None))
+        recorder = Recorder(store, header.schedule, ChainState(store, header.schedule, head, None).ancestor_hashes(head.hash) if head else [])
         out: list[BlockRecord] = []
         try:
             for record in iter_blocks(native, start_after=head.number if head else None):
@@ -303,18 +304,3 @@ def record_file(native: str, *, state: str | None = None, limit: int | None = No
             why = f" after the head of {state}" if state else (" (a BlockchainTest's invalid blocks are not converted, only its chain of valid ones)" if where != native else "")
             raise AnalyzeError(f"evmpipe analyze: {label or native}: no block to analyze{why}")
         return out
-
-
-def _ancestors(store: StateStore, schedule: Any, head_hash: bytes | None) -> list[bytes]:
-    """The committed head and its ancestors, newest first (for BLOCKHASH)."""
-    out: list[bytes] = []
-    current = head_hash
-    while current and len(out) < MAX_ANCESTORS:
-        stored = store.get_header(current)
-        if stored is None:
-            break
-        out.append(current)
-        if stored[0] == 0:
-            break
-        current = decode_header(schedule, stored[1])[0].parent_hash
-    return out

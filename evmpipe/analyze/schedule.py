@@ -25,15 +25,12 @@ slow the sequential run too, which has one process. The costs that are not trans
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from evmpipe.analyze.graph import Graph, bottom_levels
+from execution.strategies import assign_workers
+from execution.workers import CHUNKS_PER_WORKER, MIN_TXS_PER_WORKER
 
-#: Mirrors `execution.workers`: chunks per worker per block, and the fewest
-#: transactions per worker below which optimistic uses fewer workers.
-CHUNKS_PER_WORKER = 4
-MIN_TXS_PER_WORKER = 8
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 STRATEGIES = ("optimistic", "declared", "ideal")
 _EPS = 1e-12
@@ -131,19 +128,6 @@ def _parts_round_robin(n: int, workers: int) -> list[tuple[int, list[int]]]:
     chunks = max(1, min(n, used * CHUNKS_PER_WORKER))
     size = -(-n // chunks)
     return [(number % used, list(range(start, min(n, start + size)))) for number, start in enumerate(range(0, n, size))]
-
-
-def assign_workers(chains: list[int], workers: int) -> list[int]:
-    """Mirrors `execution.strategies.assign_workers`: whole chains, longest first,
-    to the least loaded worker."""
-    sizes = Counter(chains)
-    load = [0] * workers
-    worker_of: dict[int, int] = {}
-    for chain_id, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
-        worker = load.index(min(load))
-        worker_of[chain_id] = worker
-        load[worker] += size
-    return [worker_of[chain_id] for chain_id in chains]
 
 
 def _parts_by_affinity(affinity: list[int], workers: int) -> list[tuple[int, list[int]]]:
