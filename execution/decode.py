@@ -103,6 +103,14 @@ def _signature_checked() -> None:
     """Stands in for py-evm's signature check once the sender has been recovered."""
 
 
+def mark_senders(transactions: Any, senders: list[bytes | None]) -> None:
+    """`mark_sender` for every transaction whose sender was recovered elsewhere (the
+    workers); None: its signature did not recover, left for validation to report."""
+    for tx, sender in zip(transactions, senders):
+        if sender is not None:
+            mark_sender(tx, sender)
+
+
 def mark_sender(tx: Any, sender: bytes) -> None:
     """Record a transaction's recovered sender on it, as py-evm's cached property
     would, and skip py-evm's later signature re-checks: a signature from which a

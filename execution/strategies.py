@@ -29,7 +29,7 @@ from eth.abc import BlockHeaderAPI
 from eth.vm.forks import ByzantiumVM
 
 from execution.block import BlockExecution, BlockRun, execute_block, make_vm
-from execution.decode import mark_sender
+from execution.decode import mark_sender, mark_senders
 from execution.forks import VMClass
 from execution.predict import SAMPLES, AccessPredictor, Prediction, schedule_chains
 from execution.report import ExecutionReport
@@ -244,9 +244,7 @@ class DeclaredStrategy(OptimisticStrategy):
         senders = pre.senders
         if len(senders) != len(block.transactions):  # not recovered ahead
             senders = await self.pool.recover_senders(chain.schedule.to_dict(), rlp.encode(pre.header), pre.encoded_txs)
-            for tx, sender in zip(block.transactions, senders):
-                if sender is not None:
-                    mark_sender(tx, sender)
+            mark_senders(block.transactions, senders)
         sampled = await self._learn_unseen(chain, pre, senders)
         # A transaction whose signature does not recover is invalid: it runs alone,
         # and validation reports it in block order.

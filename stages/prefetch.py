@@ -28,7 +28,7 @@ from execution.checks import (
     check_withdrawals,
     validate_header,
 )
-from execution.decode import decode_block_and_transactions, mark_sender, skip_signature_check
+from execution.decode import decode_block_and_transactions, mark_senders, skip_signature_check
 from execution.forks import VMClass, header_field
 from execution.senders import recover_sender
 from execution.strategies import ExecutionStrategy
@@ -93,9 +93,7 @@ class PrefetchStage(BaseStage):
         recovered = await strategy.recover_senders(self.chain, block.header, encoded_txs)
         if recovered is None:
             return []
-        for tx, sender in zip(block.transactions, recovered):
-            if sender is not None:
-                mark_sender(tx, sender)
+        mark_senders(block.transactions, recovered)
         return recovered
 
     def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> tuple[list[bytes], int]:
