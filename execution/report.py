@@ -22,6 +22,7 @@ class ExecutionReport:
     learned: int = 0  # transactions the predictor learned from
     verified: bool = False  # --verify: the sequential result was identical
     fallback: str = ""  # why the block ran sequentially instead (a hung worker...)
+    speculated: bool = False  # its transactions ran in the workers, then were validated
 
     def but(self, **changes: Any) -> ExecutionReport:
         """A copy with `changes` (a wrapper adding what it knows)."""
@@ -34,7 +35,7 @@ class ExecutionReport:
             value = getattr(self, name)
             if value:
                 out[name] = round(value, 6) if isinstance(value, float) else value
-        if self.strategy not in ("sequential",) and not self.strategy.startswith("auto:sequential"):
+        if self.speculated:
             out.setdefault("reexecuted", self.reexecuted)
             out["conflicts"] = self.reexecuted
         if self.top_conflicts:

@@ -149,7 +149,7 @@ class OptimisticStrategy:
     async def run(self, chain: ChainState, pre: Prefetched, chains: list[int] | None = None) -> tuple[BlockExecution, ExecutionReport]:
         """`chains`: the block's schedule when the caller made it (`auto`)."""
         if needs_intermediate_roots(pre.vm_class) or not pre.block.transactions:
-            return await execute_sequentially(chain, pre), ExecutionReport(self.name)
+            return await execute_sequentially(chain, pre), ExecutionReport("sequential")
         try:
             return await self._run_parallel(chain, pre, chains)
         except* WorkerFailure as group:
@@ -173,6 +173,7 @@ class OptimisticStrategy:
             raise invalid
         execution = await trio.to_thread.run_sync(run.finish)
         report = report.but(
+            speculated=True,
             reexecuted=sum(conflicts.values()),
             worker_cpu=self.pool.cpu_seconds - cpu_before,
             top_conflicts=tuple(conflicts.most_common(3)),
