@@ -213,3 +213,22 @@ def _comparable(record: Any) -> Any:
     return values
 
 
+
+
+async def test_a_stalled_commit_stops_the_node_at_its_deadline(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that does not return (a stalled disk) is left behind at the commit
+    stage's deadline: a FatalError naming the block, not a hang."""
+    import time
+
+    from pipeline.errors import FatalError
+    from stages.commit import CommitStage
+
+    await _committed_block_1(harness)
+    item = _item(BLOCKS[1])
+    await harness.through(item, harness.index("merkleize"))
+    monkeypatch.setattr(harness.chain.store, "commit_block", lambda commit: time.sleep(2))
+    started = time.monotonic()
+    with pytest.raises(FatalError, match="block 2: the commit took more than 0.2 s"):
+        await CommitStage(harness.chain, deadline=0.2).execute(item)
+    assert time.monotonic() - started < 1.5
+    assert harness.chain.head_hash == BLOCKS[0].hash and not item.committed
