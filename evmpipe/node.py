@@ -42,7 +42,7 @@ from pipeline.chain import ChainState
 from pipeline.datadir import DatadirLock, open_datadir
 from pipeline.required_state import check_required_state
 from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, state_reads_metrics
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, FatalError
 from pipeline.events import configure_logging
 from pipeline.runner import PipelineConfig, run_pipeline
 from pipeline.trace import write_trace
@@ -389,6 +389,11 @@ def cmd_node(args: argparse.Namespace) -> int:
         for error in group.exceptions:
             print(f"evmpipe node: {error}", file=sys.stderr)
         code = 2
+    except* FatalError as group:
+        for error in group.exceptions:
+            _log.error("node_failed", error=str(error))
+            print(f"evmpipe node: stopped: {error}", file=sys.stderr)
+        code = 1
     except* Exception as group:
         first = _first_leaf(group)
         _log.error("node_failed", error=f"{type(first).__name__}: {first}")

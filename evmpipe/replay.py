@@ -27,7 +27,7 @@ from execution.workers import REQUEST_DEADLINE, WorkerPool, pool_session
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
 from pipeline.datadir import open_datadir
-from pipeline.errors import BadInput, InvalidBlock
+from pipeline.errors import BadInput, FatalError, InvalidBlock
 from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
 from pipeline.progress import Progress
@@ -184,25 +184,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = Progress(total, label="replay")
     started = time.perf_counter()
     try:
-        with progress:
-            outcome = replay_file(
-                args.file,
-                args.datadir,
-                config=PipelineConfig(lookahead=args.lookahead, capacity=args.capacity),
-                synchronous=args.fsync.upper(),
-                limit=args.limit,
-                progress=progress,
-                events=EventLog(log_events=args.log != "off"),
-                strategy=args.strategy,
-                workers=args.workers,
-                worker_deadline=args.worker_deadline,
-                verify=args.verify,
-                max_in_flight=args.max_in_flight,
-                state_options=StateOptions.from_args(args),
-            )
+        try:
+            with progress:
+                outcome = replay_file(
+                    args.file,
+                    args.datadir,
+                    config=PipelineConfig(lookahead=args.lookahead, capacity=args.capacity),
+                    synchronous=args.fsync.upper(),
+                    limit=args.limit,
+                    progress=progress,
+                    events=EventLog(log_events=args.log != "off"),
+                    strategy=args.strategy,
+                    workers=args.workers,
+                    worker_deadline=args.worker_deadline,
+                    verify=args.verify,
+                    max_in_flight=args.max_in_flight,
+                    state_options=StateOptions.from_args(args),
+                )
+        except* FatalError as group:
+            for error in group.exceptions:
+                print(f"evmpipe replay: stopped: {error}", file=sys.stderr)
+            outcome = None
     except BadInput as error:
         print(f"evmpipe replay: {error}", file=sys.stderr)
         return 2
+    if outcome is None:
+        return 1
     wall = time.perf_counter() - started
     summary = summarize(outcome.events.events, outcome.wall_seconds or wall)
     render_summary(summary, title=f"evmpipe replay: {Path(args.file).name}, chain id {header.chain_id}")

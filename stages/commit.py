@@ -12,6 +12,7 @@ rejected as `UNKNOWN_PARENT` (a guard: ancestry checks catch such blocks earlier
 """
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 import rlp
@@ -72,6 +73,11 @@ class CommitStage(BaseStage):
                     head, best = await trio.to_thread.run_sync(commit_with_fork_choice, chain.store, commit, choice, abandon_on_cancel=True)
             except trio.TooSlowError:
                 raise FatalError(f"block {commit.number}: the commit took more than {self.deadline:g} s (is the disk stalled?)") from None
+            except (sqlite3.Error, OSError) as error:
+                raise FatalError(
+                    f"block {commit.number}: the commit failed ({error}; is the disk full?); "
+                    "the database keeps its last whole commit, and a restart resumes from there"
+                ) from error
         chain.committed(commit.hash, head, best)
         item.committed = True
         item.count("commit", keys=commit.diff.count_keys(), nodes=len(commit.trie_nodes))

@@ -358,7 +358,10 @@ class StateStore:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # After an I/O error (a full disk) SQLite may have rolled back already;
+                # a second ROLLBACK would hide the error that matters.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def commit_block(self, commit: BlockCommit) -> None:

@@ -6,8 +6,10 @@ offset, and leave the database at the last good block.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import rlp
 from consensus_stub.blockfile import BlockFileWriter, iter_blocks, read_header
 from evmpipe.demo import sample_path
 from evmpipe.replay import replay_file
-from pipeline.datadir import DB_NAME
+from pipeline.datadir import DB_NAME, read_head
 from state.store import StateStore
 
 SAMPLE = Path(sample_path())
@@ -125,3 +127,41 @@ def test_sample_replays_with_parallel_strategies(tmp_path: Path, strategy: str) 
     result = _replay(SAMPLE, tmp_path / "db", "--strategy", strategy, "--workers", "2", "--verify")
     assert result.returncode == 0, result.stderr
     assert _head(tmp_path / "db") == BLOCKS[-1].number
+
+
+def test_full_disk_during_commit_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    """A disk that fills mid-replay (here: a file-size limit, so SQLite's writes fail
+    with EFBIG) stops the replay with one line naming the block, exit 1, no traceback;
+    the database keeps its last whole commit, and a second run finishes the file with
+    the same head as a run that never failed."""
+    import re
+    import resource
+    import signal
+
+    datadir = tmp_path / "db"
+    assert replay_file(str(SAMPLE), str(datadir), limit=1).committed == 1
+    limit = (datadir / DB_NAME).stat().st_size + 4096
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run(
+        [sys.executable, "-m", "evmpipe", "replay", str(SAMPLE), "--datadir", str(datadir)],
+        capture_output=True, text=True, timeout=120, preexec_fn=full_disk,
+    )
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    named = re.search(r"block (\d+): the commit failed \(.+; is the disk full\?\)", failed.stderr)
+    assert named, failed.stderr
+    head = _head(datadir)
+    assert head is not None and int(named.group(1)) - 1 <= head <= int(named.group(1))
+    with closing(sqlite3.connect(datadir / DB_NAME)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    resumed = _replay(SAMPLE, datadir)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = tmp_path / "clean"
+    replay_file(str(SAMPLE), str(clean))
+    assert _head(datadir) == _head(clean) == BLOCKS[-1].number
+    assert read_head(datadir) == read_head(clean)
