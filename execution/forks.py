@@ -172,16 +172,17 @@ def with_interpreter(vm_class: VMClass, name: str | None = None) -> VMClass:
 
 @lru_cache(maxsize=None)
 def _lean_vm(vm_class: VMClass) -> VMClass:
-    """A subclass of `vm_class` whose state runs the fork's lean computation class
-    (a subclass, not a patch: py-evm's classes stay as they are)."""
+    """A subclass of `vm_class` whose state runs the fork's lean computation class,
+    with the per-transaction steps of `execution/lean_vm.py` (subclasses, not
+    patches: py-evm's classes stay as they are)."""
     from execution.interpreter import lean_computation
+    from execution.lean_vm import lean_vm
 
     state_class = vm_class.get_state_class()
     computation_class = lean_computation(state_class.computation_class)
     if computation_class is state_class.computation_class:
         return vm_class  # the fork overrides what the loop inlines: py-evm's loop
-    lean_state = state_class.configure(__name__=f"Lean{state_class.__name__}", computation_class=computation_class)
-    return vm_class.configure(__name__=f"Lean{vm_class.__name__}", _state_class=lean_state)
+    return lean_vm(vm_class, state_class, computation_class)
 
 
 @lru_cache(maxsize=None)
