@@ -123,7 +123,7 @@ def replay_file(
                 raise _Rejected()
             outcome.committed += 1
             outcome.last = block.number
-            tiers = reads.block()
+            tiers = reads.block(block.number)
             outcome.state_reads_per_block.append({"number": block.number, **tiers})
             attach_reads(outcome.events.events, block.number, tiers)
             if progress:
@@ -133,7 +133,7 @@ def replay_file(
             if pool is None and strategy != "sequential":
                 pool = stack.enter_context(WorkerPool(workers, request_deadline=worker_deadline))
             worker_cpu_before = pool.cpu_seconds if pool else 0.0
-            stages = build_stages(chain, make_strategy(strategy, pool, verify=verify), max_in_flight)
+            stages = build_stages(chain, make_strategy(strategy, pool, verify=verify), max_in_flight, state_options.prefetch_options())
             cpu_before, wall_before = cpu_time(), time.perf_counter()
             try:
                 trio.run(partial(_run, pool, source, stages, sink, config, outcome.events, chain))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from state.layout import LAYOUTS
+from state.readers import DEFAULT_THREADS
 from state.tiers import KINDS, ReadCounts, advise_random, delta, evict, snapshot, watch_overlay
 
 DEFAULT_CACHE_MB = None  # keep the store's own sizes (100k entries per cache, 64 MiB SQLite cache)
@@ -30,6 +31,9 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mmap-mb", type=int, default=DEFAULT_MMAP_MB, help="SQLite memory map in MiB, 0 = off (default 256)")
     parser.add_argument("--no-readahead", action="store_true", help="advise the kernel that database reads are random (POSIX_FADV_RANDOM on SQLite's descriptors): a cold lookup reads its page, not 128 KiB; pair with --mmap-mb 0")
     parser.add_argument("--layout", choices=LAYOUTS, default="flat", help="how a read that misses the hot cache is served: flat (one lookup), trie (walk from the root, as py-evm), trie-pinned (top trie levels held in memory); same results")
+    parser.add_argument("--no-prefetch", action="store_true", help="read nothing ahead: every state read waits on SQLite when execution or merkleization needs it (for comparison)")
+    parser.add_argument("--prefetch-threads", type=int, default=DEFAULT_THREADS, help=f"reader threads, each with its own SQLite connection, that read the predicted keys and trie paths ahead (default {DEFAULT_THREADS})")
+    parser.add_argument("--no-trie-prefetch", action="store_true", help="prefetch accounts, slots and code but not the trie nodes merkleization reads (for comparison)")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class StateOptions:
     mmap_mb: int | None = None
     layout: str = "flat"
     no_readahead: bool = False
+    prefetch: bool = True
+    prefetch_threads: int = DEFAULT_THREADS
+    trie_prefetch: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StateOptions:
@@ -46,7 +53,19 @@ class StateOptions:
             value = getattr(args, name, None)
             if value is not None and value < (1 if name == "cache_mb" else 0):
                 raise SystemExit(f"--{name.replace('_', '-')} must be {'at least 1' if name == 'cache_mb' else 'non-negative'}")
-        return cls(getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"), getattr(args, "no_readahead", False))
+        threads = getattr(args, "prefetch_threads", DEFAULT_THREADS)
+        if threads < 1:
+            raise SystemExit("--prefetch-threads must be at least 1")
+        return cls(
+            getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"), getattr(args, "no_readahead", False),
+            not getattr(args, "no_prefetch", False), threads, not getattr(args, "no_trie_prefetch", False),
+        )
+
+    def prefetch_options(self) -> Any:
+        """What the prefetch stage takes (`stages.prefetch.PrefetchOptions`)."""
+        from stages.prefetch import PrefetchOptions
+
+        return PrefetchOptions(self.prefetch, self.prefetch_threads, self.trie_prefetch)
 
     def prepare(self, datadir: str | Path) -> int:
         """Before the datadir is opened: evict it when cold (returns the bytes its files hold)."""
@@ -63,7 +82,10 @@ class StateOptions:
             advise_random(Path(store.path).parent)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout, "no_readahead": self.no_readahead}
+        return {
+            "cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout, "no_readahead": self.no_readahead,
+            "prefetch": self.prefetch, "prefetch_threads": self.prefetch_threads, "trie_prefetch": self.trie_prefetch,
+        }
 
 
 class ReadTracker:
@@ -75,11 +97,19 @@ class ReadTracker:
         if overlay is not None:
             watch_overlay(overlay, self.overlay_counts)
         self.start = self.last = snapshot(store, self.overlay_counts)
+        self.prefetch_start = self.prefetch_last = store.prefetch.snapshot()
 
-    def block(self) -> dict[str, Any]:
+    def block(self, number: int | None = None) -> dict[str, Any]:
+        """The reads since the last call; `number`: the block just committed (what
+        was prefetched for it and never read counts as wasted now)."""
+        if number is not None:
+            self.store.prefetch.expire(number)
         now = snapshot(self.store, self.overlay_counts)
         out = delta(now, self.last)
         self.last = now
+        ledger = self.store.prefetch.snapshot()
+        out["prefetch"] = prefetch_delta(ledger, self.prefetch_last, out["reads"])
+        self.prefetch_last = ledger
         return out
 
     def total(self, *, pages: bool = True) -> dict[str, Any]:
@@ -87,7 +117,31 @@ class ReadTracker:
         wait for the store's lock: for /metrics on the event loop)."""
         out = delta(snapshot(self.store, self.overlay_counts, pages=pages), self.start)
         out["layout"] = self.store.layout.as_dict()
+        out["prefetch"] = prefetch_delta(self.store.prefetch.snapshot(), self.prefetch_start, out["reads"])
         return out
+
+
+def prefetch_delta(after: dict[str, Any], before: dict[str, Any], reads: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Prefetch's ledger between two points (`state.ledger`), beside the reads:
+    per kind, keys prefetched (put into the hot cache), hit (read from there),
+    wasted (never read before their block committed), missed (read on demand from
+    SQLite) and the seconds those misses stalled their thread; `hit_rate`: the
+    share of account, slot and code reads served from memory (overlay or hot)."""
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        out[kind] = {
+            "prefetched": after["inserted"][kind] - before["inserted"][kind],
+            "hit": after["hits"][kind] - before["hits"][kind],
+            "wasted": after["wasted"][kind] - before["wasted"][kind],
+            "missed": reads[kind]["db"],
+            "stall_s": round(after["stall_s"][kind] - before["stall_s"][kind], 6),
+        }
+    out["stale"] = after["stale"] - before["stale"]
+    served = sum(reads[k][t] for k in ("account", "slot", "code") for t in ("overlay", "hot", "hot_negative"))
+    total = served + sum(reads[k]["db"] for k in ("account", "slot", "code"))
+    out["hit_rate"] = round(served / total, 4) if total else None
+    out["stall_s"] = round(sum(out[k]["stall_s"] for k in KINDS), 6)
+    return out
 
 
 def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None = None, stream: Any = None) -> None:
@@ -117,6 +171,15 @@ def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None
     if layout and (layout["account_reads"] or layout["slot_reads"]):
         print(f"  lookups per read that missed the hot cache: account {layout['lookups_per_account_read']}, slot {layout['lookups_per_slot_read']} ({layout['layout']})", file=stream)
     print(f"  read from disk: {reads['disk_read_bytes'] / 2**20:,.1f} MiB", file=stream)
+    prefetch = reads.get("prefetch")
+    if prefetch:
+        moved = {k: prefetch[k] for k in KINDS}
+        print(
+            "  prefetch: " + ", ".join(f"{k} {v['prefetched']:,} read ahead / {v['hit']:,} hit / {v['wasted']:,} wasted / {v['missed']:,} on demand" for k, v in moved.items() if v["prefetched"] or v["missed"]),
+            file=stream,
+        )
+        rate = prefetch["hit_rate"]
+        print(f"  served from memory: {rate:.1%} of account, slot and code reads; on-demand reads stalled {prefetch['stall_s']:.3f} s" if rate is not None else "  served from memory: no reads", file=stream)
 
 
 def state_reads_metrics(tracker: ReadTracker | None) -> str:
@@ -135,6 +198,14 @@ def state_reads_metrics(tracker: ReadTracker | None) -> str:
     if pages:
         lines += ["# HELP evmpipe_sqlite_pages_total SQLite page-cache lookups of the node's connection, hit or missed.", "# TYPE evmpipe_sqlite_pages_total counter"]
         lines += [f'evmpipe_sqlite_pages_total{{result="hit"}} {pages["page_hits"]}', f'evmpipe_sqlite_pages_total{{result="miss"}} {pages["page_misses"]}']
+    prefetch = reads.get("prefetch")
+    if prefetch:
+        lines += ["# HELP evmpipe_prefetch_keys_total Keys prefetch read ahead into the hot cache, and what became of them (hit: read from there; wasted: never read before their block committed; missed: read on demand).", "# TYPE evmpipe_prefetch_keys_total counter"]
+        for kind in KINDS:
+            for outcome in ("prefetched", "hit", "wasted", "missed"):
+                lines.append(f'evmpipe_prefetch_keys_total{{kind="{kind}",outcome="{outcome}"}} {prefetch[kind][outcome]}')
+        lines += ["# HELP evmpipe_read_stall_seconds_total Seconds threads waited on state reads from SQLite on demand.", "# TYPE evmpipe_read_stall_seconds_total counter"]
+        lines += [f'evmpipe_read_stall_seconds_total{{kind="{kind}"}} {prefetch[kind]["stall_s"]}' for kind in KINDS]
     lines += ["# HELP evmpipe_disk_read_bytes_total Bytes this process read from the disk (/proc/self/io read_bytes).", "# TYPE evmpipe_disk_read_bytes_total counter"]
     lines.append(f"evmpipe_disk_read_bytes_total {reads['disk_read_bytes']}")
     return "\n".join(lines) + "\n"
@@ -147,4 +218,9 @@ def attach_reads(events: list[Any], number: int, reads: dict[str, Any]) -> None:
             served = {tier: sum(reads["reads"][kind][tier] for kind in KINDS) for tier in ("overlay", "hot", "hot_negative", "db", "db_absent")}
             event.counts.update({f"reads_{tier}": value for tier, value in served.items()})
             event.counts["disk_read_bytes"] = reads["disk_read_bytes"]
+            prefetch = reads.get("prefetch")
+            if prefetch:
+                for outcome in ("prefetched", "hit", "wasted", "missed"):
+                    event.counts[f"prefetch_{outcome}"] = sum(prefetch[kind][outcome] for kind in KINDS)
+                event.counts["read_stall_ms"] = round(prefetch["stall_s"] * 1000, 3)
             return

@@ -5,15 +5,24 @@ the transactions' encodings, the ancestor hashes BLOCKHASH reads, the keys warme
 Writes to disk: nothing (it fills the store's read cache). Unwind: nothing to undo.
 
 Header checks and stateless transaction checks run here, before execution, so that
-an invalid block costs no EVM time. The warm-up reads every account the block will
-surely touch (senders, recipients, fee recipient, withdrawal targets) and their code
-in a few batched queries on a worker thread: execution then reads memory only.
-Every read that can reach SQLite (a parent header not in memory, ancestors for
-BLOCKHASH, the warm-up) runs on a thread.
+an invalid block costs no EVM time. The warm-up reads what the block is predicted
+to read (`pipeline.read_sets`: senders, recipients, fee recipient, withdrawals,
+access lists, EIP-7702 authorities, the learned templates of contract calls, keys
+recent blocks read) and their code, then the trie nodes on the paths of the keys it
+is predicted to write (`state.warm`), on a pool of reader threads with their own
+SQLite connections (`state.readers`), while the blocks before it execute (the
+channels between stages let prefetch run `capacity` blocks ahead). Every read that
+can reach SQLite runs on a thread; the event loop only awaits. Predictions only
+choose what is read early: a wrong one wastes a read, a missing one leaves a read
+to execution; results never depend on them.
 """
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import rlp
@@ -35,8 +44,12 @@ from execution.strategies import ExecutionStrategy
 from pipeline.block import InFlightBlock, Prefetched
 from pipeline.chain import ChainState
 from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
+from pipeline.read_sets import CodePredictor, HotKeys, add_templates, executed_keys, predict_reads
 from pipeline.stage import BaseStage, StageId
+from state.account import BLANK_ROOT
+from state.readers import DEFAULT_THREADS, ReaderPool
 from state.trie import ordered_trie_root
+from state.warm import WarmCounts, memory_nodes, warm_paths, warm_state
 
 #: blocks at least this large are decoded and checked on a thread (about 30 transactions)
 OFF_LOOP_BYTES = 4096
@@ -46,12 +59,42 @@ MAX_OMMERS = 2
 MAX_OMMER_DEPTH = 6
 
 
+#: executed blocks kept to learn from (templates, hot keys) once their execution is done
+LEARN_BEHIND = 8
+
+
+@dataclass(frozen=True)
+class PrefetchOptions:
+    """`--no-prefetch` (enabled False: nothing is read ahead, every read on demand),
+    `--prefetch-threads`, and whether trie paths are warmed too."""
+
+    enabled: bool = True
+    threads: int = DEFAULT_THREADS
+    trie_paths: bool = True
+
+
+def open_reader_pool(chain: ChainState, options: PrefetchOptions) -> ReaderPool | None:
+    """The pool prefetch and merkleize read through, closed with the store; None when
+    prefetch is off or the store is not a file others can open (an in-memory one)."""
+    store = chain.store
+    if not options.enabled or not Path(store.path).is_file():
+        return None
+    pool = ReaderPool(store.path, options.threads)
+    store.closers.append(pool.close)
+    return pool
+
+
 class PrefetchStage(BaseStage):
     id = StageId.PREFETCH
 
-    def __init__(self, chain: ChainState, strategy: ExecutionStrategy | None = None) -> None:
+    def __init__(self, chain: ChainState, strategy: ExecutionStrategy | None = None, options: PrefetchOptions = PrefetchOptions(), pool: ReaderPool | None = None) -> None:
         self.chain = chain
         self.strategy = strategy
+        self.options = options
+        self.pool = pool
+        self.predictor = CodePredictor()  # taught by every executed block, whatever the strategy
+        self.hot = HotKeys()
+        self._behind: deque[InFlightBlock] = deque()
 
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
@@ -73,10 +116,12 @@ class PrefetchStage(BaseStage):
         await run(check_transactions_static, vm_class, block, chain.chain_id)
         check_block_blob_gas(vm_class, header)
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
-        prev_hashes, warm_keys = await trio.to_thread.run_sync(self._warm, block, senders)
+        prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
         transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
-        item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, warm_keys)
-        item.count("prefetch", txs=len(block.transactions), warm_keys=warm_keys)
+        counts = await self._warm(block, senders) if self.options.enabled else {}
+        item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0))
+        item.count("prefetch", txs=len(block.transactions), **counts)
+        self._behind.append(item)
 
     async def _senders(self, block: BlockAPI, encoded_txs: list[bytes], run: Runner) -> list[bytes | None]:
         """Recovered here, or by the strategy's workers (for the blocks ahead while the
@@ -96,19 +141,76 @@ class PrefetchStage(BaseStage):
         mark_senders(block.transactions, recovered)
         return recovered
 
-    def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> tuple[list[bytes], int]:
-        """The ancestor hashes BLOCKHASH may read, and batched reads of the block's
-        known keys into the store's cache."""
-        prev_hashes = self.chain.ancestor_hashes(block.header.parent_hash)
+    async def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> dict[str, Any]:
+        """Predict the block's reads and writes, read what is not cached on the reader
+        pool, then the trie paths of the predicted writes; the counts for its event."""
+        started = time.perf_counter()
+        await self._learn()
+        number = block.header.block_number
+        reads = predict_reads(block, senders, self.hot)
+        counts = WarmCounts()
         store = self.chain.store
-        addresses = {sender for sender in senders if sender is not None}
-        addresses.update(tx.to for tx in block.transactions if tx.to)
-        addresses.add(block.header.coinbase)
-        addresses.update(w.address for w in getattr(block, "withdrawals", ()) or ())
-        accounts = store.read_accounts(addresses)
-        code_hashes = {a.code_hash for a in accounts.values() if a is not None}
-        store.read_code(code_hashes)
-        return prev_hashes, len(addresses) + len(code_hashes)
+        pool = self.pool
+        if pool is None:  # an in-memory store: its own connection, on a thread
+            await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
+            return {"predicted": len(reads)}
+        known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
+        # Then what the called code's templates name (their code hashes are known now).
+        code_of: dict[bytes, bytes] = {}
+        for tx in block.transactions:
+            called = known.get(tx.to) if tx.to else None
+            if called is not None:
+                code_of[tx.to] = called.code_hash
+        before = (set(reads.accounts), set(reads.slots))
+        add_templates(reads, block, senders, self.predictor, code_of)
+        more_accounts, more_slots = reads.accounts - before[0], reads.slots - before[1]
+        if more_accounts or more_slots:
+            known.update(await warm_state(pool, store, number, more_accounts, more_slots, counts))
+        out: dict[str, Any] = dict(counts.as_counts())
+        out.update({f"from_{source}": n for source, n in reads.sources.items()})
+        if self.options.trie_paths and store.layout.layout == "flat":
+            paths = WarmCounts()
+            root = await trio.to_thread.run_sync(store._head_root)
+            slots = []
+            for address, slot in reads.written_slots:
+                account = known.get(address)
+                storage_root = account.storage_root if account is not None else BLANK_ROOT
+                if storage_root != BLANK_ROOT:
+                    slots.append((address, storage_root, slot))
+            await warm_paths(pool, store, number, root, reads.written_accounts, slots, memory_nodes(self.chain.overlay), paths)
+            out.update(paths.as_counts("path_"))
+        out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        out["lead_blocks"] = number - self.chain.head_number - 1
+        return out
+
+    async def _learn(self) -> None:
+        """Teach the predictor (when it is this stage's) and the hot set from the
+        blocks prefetched before whose execution is done."""
+        ready = []
+        while self._behind and (self._behind[0].executed is not None or self._behind[0].error is not None):
+            done = self._behind.popleft()
+            if done.executed is not None and done.prefetched is not None:
+                ready.append(done)
+        while len(self._behind) > LEARN_BEHIND:  # blocks that will not execute (a failure upstream)
+            self._behind.popleft()
+        if ready:
+            await trio.to_thread.run_sync(self._learn_from, ready)
+
+    def _learn_from(self, items: list[InFlightBlock]) -> None:
+        for item in items:
+            results = item.run.execution.tx_results
+            accounts, slots = executed_keys(results)
+            self.hot.add_block(accounts, slots)
+            pre = item.pre
+            senders = pre.senders if len(pre.senders) == len(pre.block.transactions) else [getattr(tx, "sender", None) for tx in pre.block.transactions]
+            self.predictor.learn_block(pre.block.transactions, senders, results, pre.header.coinbase)
+
+
+def _read_here(store: Any, accounts: set[bytes], slots: set[tuple[bytes, int]]) -> None:
+    """The warm-up without a pool: batched reads on the store's own connection."""
+    found = store.read_accounts(accounts)
+    store.read_storage(slots)
+    store.read_code({a.code_hash for a in found.values() if a is not None})
 
 
 async def _run_here(function: Callable[..., T], *args: Any) -> T:

@@ -42,6 +42,11 @@ class LRUCache(Generic[K, V]):
             pass
         return value
 
+    def peek(self, key: K, default: object = _MISSING) -> V | object:
+        """The value without counting a hit or a miss, or moving it (prefetch asks
+        what is cached already)."""
+        return self._data.get(key, default)
+
     def put(self, key: K, value: V) -> None:
         self._data[key] = value
         try:

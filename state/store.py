@@ -25,10 +25,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, Iterable, Iterator
+from typing import Callable, TypeVar, Iterable, Iterator
 
 from state.account import BLANK_ROOT, Account
 from state.cache import MISSING, LRUCache
@@ -36,6 +38,7 @@ from state.codec import decode_account, decode_int, encode_account, encode_int, 
 from state.diff import StateDiff
 from state.logindex import LOG_SCHEMA, log_rows
 from state.layout import LayoutStats, read_account, read_slot
+from state.ledger import PrefetchLedger
 from state.tiers import StoreReads, sqlite_pages
 
 T = TypeVar("T")
@@ -119,6 +122,12 @@ class StateStore:
         self.nodes: LRUCache[bytes, bytes] = LRUCache(max(cache_size // 2, 64))
         self.reads = StoreReads()  # which tier served each read (state.tiers)
         self.layout = LayoutStats()  # how a read that misses the hot tier is served (state.layout)
+        # Prefetch (state.readers, stages/prefetch.py): what each commit changed, so a
+        # value read before it is cached only if the commit left it alone (fill_cache);
+        # what became of the prefetched keys; what to close with the store.
+        self._changes: deque[tuple[int, frozenset[bytes] | None, frozenset[tuple[bytes, int]] | None]] = deque(maxlen=256)
+        self.prefetch = PrefetchLedger()
+        self.closers: list[Callable[[], None]] = []
         if not readonly and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
         if not readonly and self.get_meta("database_id") is None:
@@ -130,6 +139,8 @@ class StateStore:
     def close(self) -> None:
         """Close the connection, unless a commit left behind past its deadline still
         holds it (then the process is exiting anyway; SQLite keeps it atomic)."""
+        for closer in self.closers:
+            closer()
         if self._read_lock.acquire(timeout=10):
             try:
                 self._reader.close()
@@ -170,6 +181,8 @@ class StateStore:
         cached = self.accounts.get(address)
         if cached is not MISSING:
             self.reads.add("account", "hot" if cached is not None else "hot_negative")
+            if self.prefetch.pending["account"]:
+                self.prefetch.hit("account", address)
             return cached  # type: ignore[return-value]
         return self.read_accounts([address])[address]
 
@@ -178,6 +191,7 @@ class StateStore:
         wanted = list(dict.fromkeys(addresses))
         found: dict[bytes, Account | None] = dict.fromkeys(wanted)
         epoch = self._epoch
+        started = time.perf_counter()
         with self._read_lock:
             if self.layout.layout != "flat":  # walk the account trie instead
                 root = self._head_root()
@@ -190,6 +204,7 @@ class StateStore:
                     found[address] = decode_account(data)
             self.reads.add("account", "db", len(wanted))
             self.reads.add("account", "db_absent", sum(1 for a in found.values() if a is None))
+        self.prefetch.stall_s["account"] += time.perf_counter() - started
         with self._cache_lock:
             if epoch == self._epoch:  # no commit since the read began: nothing stale
                 for address, account in found.items():
@@ -200,6 +215,8 @@ class StateStore:
         cached = self.slots.get((address, slot))
         if cached is not MISSING:
             self.reads.add("slot", "hot" if cached else "hot_negative")
+            if self.prefetch.pending["slot"]:
+                self.prefetch.hit("slot", (address, slot))
             return cached  # type: ignore[return-value]
         return self.read_storage([(address, slot)])[(address, slot)]
 
@@ -208,6 +225,7 @@ class StateStore:
         wanted = list(dict.fromkeys(keys))
         found = dict.fromkeys(wanted, 0)
         epoch = self._epoch
+        started = time.perf_counter()
         with self._read_lock:
             if self.layout.layout != "flat":  # walk the account trie, then the storage trie
                 root = self._head_root()
@@ -218,14 +236,15 @@ class StateStore:
                 params: list[bytes] = []
                 for address, slot in chunk:
                     params += (address, encode_slot(slot))
-                sql = (
-                    "SELECT address, slot, value FROM storage WHERE (address, slot) IN "
-                    f"(VALUES {','.join(['(?,?)'] * len(chunk))})"
+                sql = (  # a join: SQLite plans `(address, slot) IN (VALUES ...)` of 2+ rows as a table scan
+                    f"SELECT s.address, s.slot, s.value FROM (VALUES {','.join(['(?,?)'] * len(chunk))}) AS k "
+                    "JOIN storage AS s ON s.address = k.column1 AND s.slot = k.column2"
                 )
                 for address, slot, value in self._reader.execute(sql, params):
                     found[(address, decode_int(slot))] = decode_int(value)
             self.reads.add("slot", "db", len(wanted))
             self.reads.add("slot", "db_absent", sum(1 for v in found.values() if not v))
+        self.prefetch.stall_s["slot"] += time.perf_counter() - started
         with self._cache_lock:
             if epoch == self._epoch:
                 for key, value in found.items():
@@ -236,17 +255,21 @@ class StateStore:
         cached = self.codes.get(code_hash)
         if cached is not MISSING:
             self.reads.add("code", "hot")
+            if self.prefetch.pending["code"]:
+                self.prefetch.hit("code", code_hash)
             return cached  # type: ignore[return-value]
         return self.read_code([code_hash]).get(code_hash)
 
     def read_code(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         wanted = list(dict.fromkeys(hashes))
         found: dict[bytes, bytes] = {}
+        started = time.perf_counter()
         with self._read_lock:
             for chunk in _chunks(wanted, _BATCH):
                 sql = f"SELECT hash, code FROM code WHERE hash IN ({','.join('?' * len(chunk))})"
                 found.update(self._reader.execute(sql, chunk))
             self.reads.add("code", "db", len(wanted))
+        self.prefetch.stall_s["code"] += time.perf_counter() - started
         for code_hash, code in found.items():
             self.codes.put(code_hash, code)
         return found
@@ -275,10 +298,14 @@ class StateStore:
         cached = self.nodes.get(node_hash)
         if cached is not MISSING:
             self.reads.add("node", "hot")
+            if self.prefetch.pending["node"]:
+                self.prefetch.hit("node", node_hash)
             return cached  # type: ignore[return-value]
         self.reads.add("node", "db")
+        started = time.perf_counter()
         with self._read_lock:
             row = self._reader.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+        self.prefetch.stall_s["node"] += time.perf_counter() - started
         if row is None:
             raise KeyError(node_hash)
         node: bytes = row[0]
@@ -534,14 +561,73 @@ class StateStore:
         another connection's)."""
         with self._cache_lock:
             self._epoch += 1
+            if diff.wiped:
+                self._changes.append((self._epoch, None, None))
+            else:
+                slots = frozenset((a, s) for a, changed in diff.storage.items() for s in changed)
+                self._changes.append((self._epoch, frozenset(diff.accounts), slots))
             self._update_cache(diff)
 
     def clear_cache(self) -> None:
         """Forget cached accounts and slots (code is content-addressed: never stale)."""
         with self._cache_lock:
             self._epoch += 1
+            self._changes.append((self._epoch, None, None))
             self.accounts.clear()
             self.slots.clear()
+
+    def cache_epoch(self) -> int:
+        """Take it before reading committed state elsewhere (a reader pool), give it
+        to `fill_cache` with what was read."""
+        return self._epoch
+
+    def fill_cache(
+        self,
+        epoch: int,
+        tag: int,
+        *,
+        accounts: dict[bytes, Account | None] | None = None,
+        slots: dict[tuple[bytes, int], int] | None = None,
+        codes: dict[bytes, bytes] | None = None,
+        nodes: dict[bytes, bytes] | None = None,
+    ) -> int:
+        """Put values read from committed state since `cache_epoch()` returned `epoch`
+        into the hot cache, for block `tag` (the ledger counts their hits). An account
+        or slot that a commit changed since then is left out (the value read may be
+        the one before it; the commit cached the new one); so is every account and
+        slot when too many commits passed, or one was a wipe, unwind or reorg. Code
+        and trie nodes are content-addressed: never stale. Returns how many stale
+        values were left out."""
+        with self._cache_lock:
+            stale_accounts: frozenset[bytes] | set[bytes] = frozenset()
+            stale_slots: frozenset[tuple[bytes, int]] | set[tuple[bytes, int]] = frozenset()
+            everything = False
+            if epoch != self._epoch:
+                since = [change for change in self._changes if change[0] > epoch]
+                everything = len(since) < self._epoch - epoch or any(a is None for _, a, _ in since)
+                if not everything:
+                    stale_accounts = set().union(*(a for _, a, _ in since if a is not None))
+                    stale_slots = set().union(*(s for _, _, s in since if s is not None))
+            dropped = 0
+            if accounts:
+                kept = [a for a in accounts if not everything and a not in stale_accounts]
+                for address in kept:
+                    self.accounts.put(address, accounts[address])
+                self.prefetch.add("account", kept, tag)
+                dropped += len(accounts) - len(kept)
+            if slots:
+                kept_slots = [k for k in slots if not everything and k not in stale_slots]
+                for key in kept_slots:
+                    self.slots.put(key, slots[key])
+                self.prefetch.add("slot", kept_slots, tag)
+                dropped += len(slots) - len(kept_slots)
+            self.prefetch.stale += dropped
+        for kind, values, cache in (("code", codes, self.codes), ("node", nodes, self.nodes)):
+            if values:
+                for content_hash, value in values.items():
+                    cache.put(content_hash, value)
+                self.prefetch.add(kind, list(values), tag)
+        return dropped
 
     def _update_cache(self, diff: StateDiff) -> None:
         for address, account in diff.accounts.items():
