@@ -281,8 +281,14 @@ async def serve_http(handler: Handler, port: int, oversized: Callable[[int], Res
     Listening comes before `task_status.started`, so that a port already in use raises
     `OSError` from `nursery.start` itself, where the caller can name it."""
     listeners = await trio.open_tcp_listeners(port, host=host)
-    cap = connection_cap(max_connections or MAX_CONNECTIONS)
     task_status.started(listeners[0].socket.getsockname()[1])
+    await serve_listeners(handler, listeners, oversized, max_connections=max_connections)
+
+
+async def serve_listeners(handler: Handler, listeners: list[trio.SocketListener], oversized: Callable[[int], Response], *, max_connections: int | None = None) -> None:
+    """Serve connections accepted from `listeners` (the node's RPC processes share one
+    listening socket, handed down by the node) until cancelled."""
+    cap = connection_cap(max_connections or MAX_CONNECTIONS)
 
     async def serve(stream: trio.abc.Stream) -> None:
         await handle_connection(stream, handler, oversized)

@@ -22,9 +22,8 @@ import sys
 import traceback
 from contextlib import ExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import structlog
 import trio
@@ -32,11 +31,11 @@ import trio
 from consensus_stub.blockfile import BlockRecord
 from consensus_stub.devnet import DevnetParams, DevnetSource, parse_devnet
 from consensus_stub.follow import DEFAULT_POLL, BlockSource, DirectoryFollower, FileFollower
-from evmpipe.httpd import MAX_CONNECTIONS, Request, Response, serve_http
+from evmpipe.httpd import MAX_CONNECTIONS
 from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
 from evmpipe.replay import add_strategy_arguments
 from execution.workers import REQUEST_DEADLINE
-from evmpipe.rpc import INVALID_REQUEST, RpcHandler
+from evmpipe.rpc_supervisor import RpcProcessOptions, RpcSupervisor, rpc_metrics
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
 from pipeline.datadir import DatadirLock, open_datadir
@@ -46,9 +45,10 @@ from pipeline.errors import BadInput, FatalError
 from pipeline.events import configure_logging
 from pipeline.runner import PipelineConfig, run_pipeline
 from pipeline.trace import write_trace
-from state.store import StateStore
+from state.store import Head, StateStore
 
 _log = structlog.get_logger("evmpipe.node")
+DEFAULT_RPC_PROCESSES = 1
 
 
 def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,8 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", required=True, help="a native block file to follow as it grows, a directory of block files, or devnet:INTERVAL")
     parser.add_argument("--poll", type=float, default=DEFAULT_POLL, help=f"seconds between polls of a file with nothing new (default {DEFAULT_POLL})")
     parser.add_argument("--http-port", type=int, help="serve /health, /metrics and JSON-RPC on 127.0.0.1:PORT (0: any free port)")
-    parser.add_argument("--http-max-connections", type=int, default=MAX_CONNECTIONS, help=f"HTTP connections served at once; more wait to be accepted (default {MAX_CONNECTIONS}, at most half the open-file limit)")
+    parser.add_argument("--http-max-connections", type=int, default=MAX_CONNECTIONS, help=f"HTTP connections served at once over all RPC processes; more wait to be accepted (default {MAX_CONNECTIONS}, at most half the open-file limit per process)")
+    parser.add_argument("--rpc-processes", type=int, default=DEFAULT_RPC_PROCESSES, help=f"processes serving HTTP and JSON-RPC beside the pipeline's (default {DEFAULT_RPC_PROCESSES}); a crashed one is restarted")
     parser.add_argument("--http-host", action="append", default=[], metavar="NAME", help="also accept this Host header (default: localhost, 127.0.0.1 and [::1] only; against DNS rebinding); repeatable")
     parser.add_argument("--http-origin", action="append", default=[], metavar="ORIGIN", help="accept browser requests from this Origin, e.g. http://localhost:3000 (default: none); repeatable")
     parser.add_argument("--lookahead", type=int, default=4, help="blocks consensus may hand out ahead of execution (K, default 4)")
@@ -87,6 +88,9 @@ class NodeOptions:
     trace: str | None = None
     log_events: bool = False
     http_max_connections: int = MAX_CONNECTIONS
+    rpc_processes: int = 1
+    log_level: str = "info"  # handed to the RPC processes
+    log_file: str | None = None
     http_hosts: tuple[str, ...] = ()  # Host names accepted beside the loopback ones
     http_origins: tuple[str, ...] = ()  # browser Origins accepted (none by default)
     state: StateOptions = StateOptions()  # --cold, --cache-mb, --mmap-mb, --layout
@@ -116,11 +120,10 @@ class Node:
         self.intake = trio.CancelScope()  # the source's scope: the only one a first signal cancels
         self.store: StateStore | None = None
         self.chain: ChainState | None = None
-        self.rpc: RpcHandler | None = None
+        self.rpc: RpcSupervisor | None = None
         self.http_port: int | None = None
         self.committed_number = -1
         self.lock: DatadirLock | None = None
-        self.allowed_hosts = frozenset(LOOPBACK_HOSTS + tuple(h.lower() for h in options.http_hosts))
         self._pending: dict[int, bytes] = {}  # height -> hash of the block in flight there
         self._progress = trio.Event()
 
@@ -157,8 +160,12 @@ class Node:
         options = self.options
         self.lock = lock = DatadirLock(options.datadir)  # first: a second node on the datadir exits at once
         if options.http_port is not None:  # before the source: /health answers while the node waits for it
+            rpc_options = RpcProcessOptions(
+                options.http_port, options.rpc_processes, options.http_max_connections, options.http_hosts, options.http_origins, options.log_level, options.log_file
+            )
+            self.rpc = RpcSupervisor(rpc_options, state=self._state, metrics=self._metrics_text, count=self._count_requests)
             try:
-                self.http_port = await nursery.start(partial(serve_http, self._route, options.http_port, _oversized, max_connections=options.http_max_connections))
+                self.http_port = await nursery.start(self.rpc.run)
             except OSError as error:
                 raise BadInput(f"--http-port {options.http_port}: cannot listen on 127.0.0.1: {error.strerror or error}") from error
             _log.info("http_listening", host="127.0.0.1", port=self.http_port)
@@ -181,7 +188,8 @@ class Node:
         self.reads = ReadTracker(store, chain.overlay)
         head = chain.head
         self.committed_number = head.number if head else -1
-        self.rpc = RpcHandler(store, header.schedule, on_call=self._count_call, head=lambda: chain.head)
+        if self.rpc is not None:
+            self.rpc.open_store(store.path, header.schedule.to_dict())
         # Workers ignore SIGINT themselves: the node stops them after draining. The
         # pool lives inside this task: it stops when the pipeline has drained, or
         # when the run is cancelled.
@@ -200,6 +208,7 @@ class Node:
 
     async def _intake(self, send: trio.MemorySendChannel[BlockInput], start_after: int | None) -> None:
         self.stats.intake_running = True
+        self._publish()
         seq = 0
         try:
             async with send:
@@ -219,6 +228,7 @@ class Node:
                         _log.info("intake_finished", source=self.source.description)
         finally:
             self.stats.intake_running = False
+            self._publish()
 
     async def _admit(self, record: BlockRecord) -> bool:
         """Hand a record on unless it is already decided: blocks are final, so a block at
@@ -245,6 +255,7 @@ class Node:
         self._pending.pop(number, None)
         self._progress.set()
         self._progress = trio.Event()
+        self._publish()
         if block.error is not None:
             error = block.error
             self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
@@ -257,53 +268,26 @@ class Node:
         self.stats.gas += block.header.gas_used
         _log.info("committed", number=block.block.number, hash="0x" + block.header.hash.hex(), txs=len(block.block.transactions), gas=block.header.gas_used)
 
-    # -- HTTP -------------------------------------------------------------------------
+    # -- what the RPC processes serve ------------------------------------------------------
 
-    def _count_call(self, ok: bool) -> None:
-        self.stats.rpc_requests += 1
-        self.stats.rpc_errors += not ok
+    def _publish(self) -> None:
+        if self.rpc is not None:
+            self.rpc.publish()
 
-    async def _route(self, request: Request) -> Response:
-        self.stats.http_requests += 1
-        refused = self._refuse_foreign(request)
-        if refused is not None:
-            return refused
-        if request.path == "/health":
-            return await self._health() if request.method == "GET" else _not_allowed("GET")
-        if request.path == "/metrics":
-            return await self._metrics() if request.method == "GET" else _not_allowed("GET")
-        if request.path == "/":
-            if request.method != "POST":
-                return _not_allowed("POST")
-            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type != "application/json":
-                # a web page can send text/plain or a form cross-origin without asking; not JSON
-                return Response(415, b"JSON-RPC needs Content-Type: application/json\n", "text/plain; charset=utf-8")
-            if self.rpc is None:
-                return Response.json({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "no chain yet: the node is waiting for its source"}})
-            body = await self.rpc.handle_body(request.body)
-            return Response(204) if body is None else Response(200, body)
-        return Response(404, b"not found: try GET /health, GET /metrics or POST / (JSON-RPC)\n", "text/plain; charset=utf-8")
+    def _count_requests(self, http: int, rpc: int, rpc_errors: int) -> None:
+        self.stats.http_requests += http
+        self.stats.rpc_requests += rpc
+        self.stats.rpc_errors += rpc_errors
 
-    def _refuse_foreign(self, request: Request) -> Response | None:
-        """DNS rebinding and CSRF: a page in the operator's browser may reach 127.0.0.1.
-        It cannot choose the Host it sends (its own name) nor hide its Origin."""
-        host = request.headers.get("host")
-        if host is not None and _host_name(host) not in self.allowed_hosts:
-            return Response(403, f"Host {host!r} is not served (add it with --http-host)\n".encode(), "text/plain; charset=utf-8")
-        origin = request.headers.get("origin")
-        if origin is not None and origin not in self.options.http_origins:
-            return Response(403, f"Origin {origin!r} is not allowed (add it with --http-origin)\n".encode(), "text/plain; charset=utf-8")
-        return None
-
-    async def _health(self) -> Response:
-        if self.store is None or self.chain is None or self.rpc is None:  # still waiting for the source
-            body = {"ok": True, "head": None, "intake": "waiting", "intake_error": None, "in_flight": 0, "committed": 0, "rejected": 0, "source": self.source.description}
-            return Response.json(body, 200)
-        head = self.chain.head  # in memory: never queued behind RPC calls or a commit, no SQLite on the loop
+    def _state(self) -> tuple[Head | None, int, dict[str, Any]]:
+        """The committed head and the /health answer (status, body), for the RPC processes."""
+        if self.store is None or self.chain is None:  # still waiting for the source
+            body: dict[str, Any] = {"ok": True, "head": None, "intake": "waiting", "intake_error": None, "in_flight": 0, "committed": 0, "rejected": 0, "source": self.source.description}
+            return None, 200, body
+        head = self.chain.head  # in memory: the pipeline's committed head
         intake = "running" if self.stats.intake_running else ("stopped" if self.stats.intake_error else "ended")
         ok = self.stats.intake_error is None
-        body = {
+        body = {  # the same keys as while waiting
             "ok": ok,
             "head": None if head is None else {"number": head.number, "hash": "0x" + head.hash.hex(), "state_root": "0x" + head.state_root.hex()},
             "intake": intake,
@@ -313,17 +297,18 @@ class Node:
             "rejected": sum(self.stats.rejected.values()),
             "source": self.source.description,
         }
-        return Response.json(body, 200 if ok else 503)
+        return head, 200 if ok else 503, body
 
-    async def _metrics(self) -> Response:
-        if self.store is None or self.chain is None or self.rpc is None:
-            text = render_metrics(self.stats, head_number=None, in_flight=0, caches={})
-            return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-        head = self.chain.head  # in memory: never queued behind RPC calls or a commit, no SQLite on the loop
+    def _metrics_text(self) -> str:
+        if self.store is None or self.chain is None:
+            return render_metrics(self.stats, head_number=None, in_flight=0, caches={})
+        head = self.chain.head
         caches = {"accounts": self.store.accounts, "slots": self.store.slots, "code": self.store.codes}
         text = render_metrics(self.stats, head_number=None if head is None else head.number, in_flight=self.chain.in_flight, caches=caches)
         text += state_reads_metrics(getattr(self, "reads", None))
-        return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if self.rpc is not None:
+            text += rpc_metrics(self.rpc)
+        return text
 
 
 @asynccontextmanager
@@ -335,28 +320,6 @@ async def _received(channel: trio.MemoryReceiveChannel[BlockInput]) -> AsyncIter
     async with channel:
         async for item in channel:
             yield item
-
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
-
-
-def _host_name(host: str) -> str:
-    """The name of a Host header, without its port ("[::1]:8545" -> "[::1]")."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _not_allowed(method: str) -> Response:
-    return Response(405, f"use {method}\n".encode(), "text/plain; charset=utf-8", {"Allow": method})
-
-
-def _oversized(length: int) -> Response:
-    from evmpipe.httpd import MAX_BODY_BYTES
-
-    error = {"code": INVALID_REQUEST, "message": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES}"}
-    return Response.json({"jsonrpc": "2.0", "id": None, "error": error}, 413)
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -378,10 +341,16 @@ def cmd_node(args: argparse.Namespace) -> int:
         trace=args.trace,
         log_events=args.log == "debug",
         http_max_connections=args.http_max_connections,
+        rpc_processes=args.rpc_processes,
+        log_level=args.log,
+        log_file=args.log_file,
         http_hosts=tuple(args.http_host),
         http_origins=tuple(args.http_origin),
         state=StateOptions.from_args(args),
     )
+    if options.http_port is not None and options.rpc_processes < 1:
+        print("evmpipe node: --rpc-processes must be at least 1", file=sys.stderr)
+        return 2
     code = 1
     try:
         return trio.run(Node(options, source).run)

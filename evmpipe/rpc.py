@@ -32,7 +32,7 @@ from eth_hash.auto import keccak
 from evmpipe.rpc_call import DEFAULT_CALL_GAS, CallFailed, Message, Reverted, estimate_gas, run_call
 from evmpipe.rpc_format import block_parts, log_json, percentile_rewards, priority_fee, receipt_logs, transaction_hashes, transaction_json
 from evmpipe.rpc_proof import account_fields, trie_proof
-from evmpipe.rpc_view import ReadView, read_view
+from evmpipe.rpc_view import ReadStore, ReadView, read_view
 from execution.checks import expected_base_fee
 from execution.decode import decode_block, decode_header
 from execution.forks import ForkSchedule
@@ -58,6 +58,10 @@ DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transac
 BLOCK_CACHE = 256  # block JSON answers kept (cleared when full)
 _MISS = object()  # a fast path's "not cached: take the thread"
 HEAVY_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_getLogs", "eth_getProof", "eth_feeHistory", "eth_gasPrice", "eth_maxPriorityFeePerGas"})
+INLINE_METHODS = frozenset({  # index lookups of bounded cost: run on the RPC process's own loop when `inline`
+    "eth_blockNumber", "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt",
+    "eth_getBlockByNumber", "eth_getBlockByHash", "eth_getBlockTransactionCountByNumber", "eth_getBlockTransactionCountByHash",
+})
 MEMORY_METHODS = frozenset({"eth_chainId", "web3_clientVersion", "net_version", "eth_syncing"})  # answered without I/O
 CALL_FIELDS = frozenset({"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "input", "nonce", "type", "chainId", "accessList"})
 HEAD_TAGS = ("latest", "pending", "safe", "finalized")  # final order: every committed block is final
@@ -197,8 +201,12 @@ class Batcher:
 class RpcHandler:
     """Dispatches JSON-RPC bodies to methods that read the store on worker threads."""
 
-    def __init__(self, store: StateStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None, head: Callable[[], Head | None] | None = None) -> None:
+    def __init__(self, store: StateStore | ReadStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None, head: Callable[[], Head | None] | None = None, inline: bool = False) -> None:
         self.store = store
+        # inline: light calls (INLINE_METHODS) read SQLite on the event loop itself. Right
+        # in the RPC process, whose loop serves nothing else and where a thread hop
+        # costs more than the read; never on the pipeline's loop.
+        self.inline = inline
         self.memory_head = head  # the committed head as the pipeline keeps it in memory (the node's ChainState)
         self.schedule = schedule
         self.limiter = trio.CapacityLimiter(4)
@@ -296,7 +304,10 @@ class RpcHandler:
     async def _on_thread(self, name: str, method: Callable[[Any], Any], params: Any) -> Any:
         """Light calls (a few reads, no execution) share thread hops through the batcher;
         heavy ones (calls, logs, proofs, fee history, full blocks) take one each."""
-        if name in HEAVY_METHODS or (name.startswith("eth_getBlockBy") and isinstance(params, list) and len(params) > 1 and params[1] is True):
+        full_block = name.startswith("eth_getBlockBy") and isinstance(params, list) and len(params) > 1 and params[1] is True
+        if self.inline and name in INLINE_METHODS and not full_block:
+            return method(params)
+        if name in HEAVY_METHODS or full_block:
             return await trio.to_thread.run_sync(method, params, limiter=self.limiter)
         return await self.batcher.run(method, params)
 

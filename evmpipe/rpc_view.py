@@ -58,6 +58,20 @@ class ReadView:
 
     # -- chain -----------------------------------------------------------------------
 
+    def get_header(self, block_hash: bytes) -> tuple[int, bytes, int] | None:
+        """(number, header RLP, total difficulty) of any accepted block."""
+        row = self.db.execute("SELECT number, rlp, td FROM headers WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else (row[0], row[1], decode_int(row[2]))
+
+    def find_transaction(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        """(block hash, index) of a transaction in a canonical block."""
+        row = self.db.execute("SELECT t.block_hash, t.idx FROM transactions t JOIN blocks b ON b.hash = t.block_hash WHERE t.tx_hash=?", (tx_hash,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def get_block_rlp(self, number: int) -> bytes | None:
+        row = self.db.execute("SELECT bodies.rlp FROM blocks JOIN bodies ON bodies.hash = blocks.hash WHERE blocks.number=?", (number,)).fetchone()
+        return None if row is None else row[0]
+
     def header_rlp(self, number: int) -> bytes | None:
         row = self.db.execute("SELECT h.rlp FROM blocks b JOIN headers h ON h.hash = b.hash WHERE b.number=?", (number,)).fetchone()
         return None if row is None else row[0]
@@ -97,6 +111,40 @@ class ReadView:
         sql += " ORDER BY l.number, l.idx LIMIT ?"
         params.append(limit)
         return [(n, h, i) for n, h, i in self.db.execute(sql, params)]
+
+
+class ReadStore:
+    """The `StateStore` reads JSON-RPC makes, on this thread's read-only connection: what
+    the RPC process (evmpipe/rpc_process.py) hands `RpcHandler` in place of the
+    pipeline's store, which it cannot reach. Each read is a snapshot of its own unless
+    an outer `read_view` of this thread is open, whose snapshot it then shares."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_header(self, block_hash: bytes) -> tuple[int, bytes, int] | None:
+        with read_view(self.path) as view:
+            return view.get_header(block_hash)
+
+    def canonical_hash(self, number: int) -> bytes | None:
+        with read_view(self.path) as view:
+            return view.canonical_hash(number)
+
+    def get_block_rlp(self, number: int) -> bytes | None:
+        with read_view(self.path) as view:
+            return view.get_block_rlp(number)
+
+    def get_receipts(self, block_hash: bytes) -> list[bytes]:
+        with read_view(self.path) as view:
+            return view.receipts(block_hash)
+
+    def find_transaction(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        with read_view(self.path) as view:
+            return view.find_transaction(tx_hash)
+
+    def head(self) -> Head | None:
+        with read_view(self.path) as view:
+            return view.head
 
 
 @contextmanager

@@ -120,9 +120,9 @@ def _get(port: int, path: str) -> Any:
         connection.close()
 
 
-def start_node(datadir: Path, interval: float, blocks: int, log: Path) -> tuple[subprocess.Popen, int]:
+def start_node(datadir: Path, interval: float, blocks: int, log: Path, rpc_processes: int = 1) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, "-m", "evmpipe", "node", "--datadir", str(datadir), "--source", f"devnet:{interval}", "--devnet-blocks", str(blocks), "--http-port", "0", "--log-file", str(log)]
+    command = [sys.executable, "-m", "evmpipe", "node", "--datadir", str(datadir), "--source", f"devnet:{interval}", "--devnet-blocks", str(blocks), "--http-port", "0", "--log-file", str(log), "--rpc-processes", str(rpc_processes)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -150,6 +150,7 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between a response and its next request (default 0)")
     parser.add_argument("--interval", type=float, default=1.0, help="devnet: seconds between blocks handed to the node (default 1)")
     parser.add_argument("--methods", default=",".join(m for _, m, _ in MIX), help="comma-separated subset of the mix (default: all of it)")
+    parser.add_argument("--rpc-processes", type=int, default=1, help="the node's --rpc-processes (default 1)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if not set(args.methods.split(",")) <= {m for _, m, _ in MIX}:
@@ -159,7 +160,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="evmpipe-load-") as tmp:
         log = Path(tmp) / "node.log"
         blocks = int(args.seconds / args.interval) + 30  # enough to commit through the whole run
-        process, port = start_node(Path(tmp) / "data", args.interval, blocks, log)
+        process, port = start_node(Path(tmp) / "data", args.interval, blocks, log, args.rpc_processes)
+        load_before = os.getloadavg()[0]
         try:
             head_before = _get(port, "/health")["head"]["number"]
             methods = frozenset(args.methods.split(","))
@@ -190,7 +192,9 @@ def main() -> int:
         "blocks_committed": head_after - head_before,
         "blocks_scheduled": round(expected_blocks, 1),
         "health_after": health["ok"],
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "rpc_processes": args.rpc_processes,
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
     }
     for key, value in figures.items():
         print(f"{key:>18}: {value}")
