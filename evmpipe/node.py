@@ -194,7 +194,7 @@ class Node:
         # pool lives inside this task: it stops when the pipeline has drained, or
         # when the run is cancelled.
         async with WorkerPool(options.workers, request_deadline=options.worker_deadline) if options.strategy != "sequential" else _no_pool() as pool:
-            stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify))
+            stages = build_stages(chain, make_strategy(options.strategy, pool, verify=options.verify), prefetch=options.state.prefetch_options())
             _log.info("node_started", datadir=options.datadir, source=self.source.description, head=self.committed_number, chain_id=header.chain_id)
             send, receive = trio.open_memory_channel[BlockInput](0)
             nursery.start_soon(self._intake, send, head.number if head else None)
