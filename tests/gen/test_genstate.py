@@ -109,7 +109,7 @@ def test_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(G, "_flat_tables", boom)
+    monkeypatch.setattr(G, "_genesis", boom)  # the last step, in the main process
     with pytest.raises(KeyboardInterrupt):
         build_state(tmp_path / "d", SMALL, progress=False)
     assert os.listdir(tmp_path) == []
