@@ -373,6 +373,53 @@ def _conflict_label(key: tuple) -> str:
     return label + (f"[{key[2]}]" if key[0] == "slot" else "")
 
 
+class AutoPolicy:
+    """`auto`'s choices, apart from running blocks: what to do with the next block,
+    from its size, its header's gas, the worker count and the reports of the blocks
+    run before (`evmpipe analyze` plays the same decisions over recorded blocks)."""
+
+    def __init__(self) -> None:
+        self.last_reexec_share = 0.0
+        self.independent = False  # the last block scheduled was predicted independent
+
+    @staticmethod
+    def light(workers: int, gas_used: int, txs: int) -> bool:
+        """Plain transfers (by the header's gas) with too few workers to pay."""
+        return workers < AUTO_LIGHT_MIN_WORKERS and gas_used < AUTO_LIGHT_GAS_PER_TX * txs
+
+    def senders_ahead(self, workers: int, gas_used: int, txs: int) -> bool:
+        """Whether prefetch has the workers recover the block's senders ahead."""
+        return not self.independent or self.light(workers, gas_used, txs)
+
+    def choose(self, workers: int, gas_used: int, txs: int, pre_byzantium: bool) -> str:
+        """`sequential:small`, `sequential:light`, `sequential:conflicts`,
+        `optimistic`, or `declared` (schedule the block, then ask `serial`)."""
+        if txs < AUTO_MIN_TXS or pre_byzantium:
+            return "sequential:small"
+        if self.light(workers, gas_used, txs):
+            return "sequential:light"
+        if self.last_reexec_share > AUTO_MAX_REEXEC:
+            # Most of the last block ran twice and taught the predictor nothing new:
+            # this block sequentially, then try in parallel again.
+            self.last_reexec_share = 0.0
+            return "sequential:conflicts"
+        return "optimistic" if self.independent else "declared"
+
+    @staticmethod
+    def serial(longest_chain: int, txs: int) -> bool:
+        """A scheduled block whose predicted longest chain is most of it: sequential."""
+        return longest_chain > AUTO_MAX_CHAIN_SHARE * txs
+
+    def declared_ran(self, txs: int, reexecuted: int, learned: int, predicted_dependent: int) -> None:
+        if not learned:
+            self.last_reexec_share = reexecuted / txs
+        self.independent = predicted_dependent <= AUTO_INDEPENDENT_SHARE * txs and not reexecuted
+
+    def optimistic_ran(self, txs: int, reexecuted: int) -> None:
+        if reexecuted > AUTO_OPTIMISTIC_MAX_REEXEC * txs:
+            self.independent = False  # conflicts appeared: predict and schedule again
+
+
 class AutoStrategy:
     """Declared where it pays, optimistic where nothing conflicts, sequential where
     neither can pay (the rules are measured: docs/BENCHMARKS.md): small blocks,
@@ -382,7 +429,7 @@ class AutoStrategy:
     and the block after one in which most transactions ran twice. After a block
     predicted independent, the next runs optimistically, skipping the senders round
     trip and the prediction, until one re-executes more than a few transactions.
-    It decides from the reports of the blocks it ran, nothing else."""
+    It decides from the reports of the blocks it ran, nothing else (`AutoPolicy`)."""
 
     name = "auto"
     recovers_senders = True
@@ -390,20 +437,27 @@ class AutoStrategy:
     def __init__(self, pool: WorkerPool) -> None:
         self.declared = DeclaredStrategy(pool)
         self.optimistic = OptimisticStrategy(pool)
-        self._last_reexec_share = 0.0
-        self._independent = False  # the last block scheduled was predicted independent
+        self.policy = AutoPolicy()
+
+    @property
+    def _independent(self) -> bool:
+        return self.policy.independent
+
+    @_independent.setter
+    def _independent(self, value: bool) -> None:
+        self.policy.independent = value
 
     async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
         """Senders ahead of execution, for `declared`'s prediction and for a block of
         transfers run sequentially; an optimistic block's workers recover their own
         while they speculate."""
-        if not self._independent or self._light(header, len(encoded_txs)):
+        if self.policy.senders_ahead(self.declared.pool.size, header.gas_used, len(encoded_txs)):
             return await self.declared.recover_senders(chain, header, encoded_txs)
         return None
 
     def _light(self, header: BlockHeaderAPI, txs: int) -> bool:
         """Plain transfers (by the header's gas) with too few workers to pay."""
-        return self.declared.pool.size < AUTO_LIGHT_MIN_WORKERS and header.gas_used < AUTO_LIGHT_GAS_PER_TX * txs
+        return self.policy.light(self.declared.pool.size, header.gas_used, txs)
 
     async def run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
         try:
@@ -415,19 +469,13 @@ class AutoStrategy:
 
     async def _choose_and_run(self, chain: ChainState, pre: Prefetched) -> tuple[BlockExecution, ExecutionReport]:
         txs = len(pre.block.transactions)
-        if txs < AUTO_MIN_TXS or needs_intermediate_roots(pre.vm_class):
-            return await self._sequential(chain, pre, "small")
-        if self._light(pre.header, txs):
-            return await self._sequential(chain, pre, "light")
-        if self._last_reexec_share > AUTO_MAX_REEXEC:
-            # Most of the last block ran twice and taught the predictor nothing new:
-            # this block sequentially, then try in parallel again.
-            self._last_reexec_share = 0.0
-            return await self._sequential(chain, pre, "conflicts")
-        if self._independent:
+        choice = self.policy.choose(self.declared.pool.size, pre.header.gas_used, txs, needs_intermediate_roots(pre.vm_class))
+        if choice.startswith("sequential:"):
+            return await self._sequential(chain, pre, choice.removeprefix("sequential:"))
+        if choice == "optimistic":
             return await self._optimistic(chain, pre, txs)
         chains, _, scheduled = await self.declared.schedule(chain, pre)
-        if scheduled.longest_chain > AUTO_MAX_CHAIN_SHARE * txs:
+        if self.policy.serial(scheduled.longest_chain, txs):
             return await self._sequential(chain, pre, "serial")
         execution, report = await self.declared.run(chain, pre, chains)
         report = report.but(
@@ -437,15 +485,12 @@ class AutoStrategy:
             predicted_dependent=scheduled.predicted_dependent,
             sampled=scheduled.sampled,
         )
-        if not report.learned:
-            self._last_reexec_share = report.reexecuted / txs
-        self._independent = report.predicted_dependent <= AUTO_INDEPENDENT_SHARE * txs and not report.reexecuted
+        self.policy.declared_ran(txs, report.reexecuted, report.learned, report.predicted_dependent)
         return execution, report
 
     async def _optimistic(self, chain: ChainState, pre: Prefetched, txs: int) -> tuple[BlockExecution, ExecutionReport]:
         execution, report = await self.optimistic.run(chain, pre)
-        if report.reexecuted > AUTO_OPTIMISTIC_MAX_REEXEC * txs:
-            self._independent = False  # conflicts appeared: predict and schedule again
+        self.policy.optimistic_ran(txs, report.reexecuted)
         return execution, report.but(strategy="auto:optimistic", learned=self.declared.learn(pre, execution))
 
     async def _sequential(self, chain: ChainState, pre: Prefetched, reason: str) -> tuple[BlockExecution, ExecutionReport]:
