@@ -1,13 +1,16 @@
-"""Measure evmpipe's own overheads on a file, for the simulation's parameters.
+"""Measure evmpipe's own costs on a file, for the simulation's parameters.
 
-Replays of the file through the real pipeline (`evmpipe.replay.replay_file`), one
-block at a time so that each stage's time is its own:
+Replays of the file through the real pipeline (`evmpipe.replay.replay_file`):
 
-1. `sequential`: each block's stage times (prefetch, validate, merkleize, commit),
-   the serial work outside the transactions, scaled by the run's CPU over wall
-   time where that is below one (the process waited for a core: load, not work).
-2. `optimistic`, then `declared`, with one worker process: from the execute
-   stage's events the master's and the worker's CPU time per block.
+1. `sequential`, one block at a time (`serial_work`): the main process's CPU less
+   the recorded transactions, system work and sender recovery is the *serial work*
+   (decoding, checks, reading state ahead, merkleization, commit, the event loop);
+   it is shared out over the blocks, and within a block between prefetch and the
+   stages after execution, as the stage times are.
+2. `optimistic`, then `declared`, with one worker process, blocks in flight as
+   `evmpipe bench` runs them (`calibrate`): the main process's and the worker's CPU
+   over the whole run (whole-run figures: a stage's own CPU would also count the
+   other stages that ran meanwhile in the same process).
 
 A message's round trip is timed apart, and so are the cores this machine gives a
 busy process right now (`available_cores`).
@@ -15,26 +18,24 @@ busy process right now (`available_cores`).
 With each transaction's execution time from the sequential recording
 (`evmpipe.analyze.record`) and the transactions that validation re-executes (from
 the graph), the rest of the workers' and the master's CPU is per-transaction
-overhead, per strategy:
+overhead, per strategy (medians over `--runs`):
 
-    worker_per_tx   = (worker CPU - execution - sender recovery (optimistic) or
-                       the sampled calls' execution (declared)) / transactions,
+    worker_per_tx   = (worker CPU - execution - sender recovery - the sampled
+                       calls' execution (declared: they run twice)) / transactions,
                       but at least decoding and packing a result as timed in the
                       recording
-    validate_per_tx = (master CPU in execute - the re-executed transactions'
-                       execution - system work - prediction (declared))
+    validate_per_tx = (main CPU - serial work - system work - the re-executed
+                       transactions' execution - prediction (declared))
                        / transactions, but at least unpacking, comparing the reads
                       and applying the writes of each result as timed in the
-                      recording: the differences hold everything the processes
-                      do per transaction, but are unsteady where most
-                      transactions run twice, and on a loaded machine (they came
-                      out negative)
+                      recording
     message         = the 20th percentile of 30 one-transaction round trips
                       (sender recovery, after the replays) - recovery: on a busy
                       machine most round trips also wait for a core, which the
                       simulation adds itself
 
-One worker on a machine with two or more cores, so that neither waits for a core.
+One worker on a machine with two or more cores, so that neither waits for a core:
+the costs measured at one worker are then played at any worker count.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class Calibration:
     overheads: dict[str, Overheads]  # per strategy: optimistic, declared
     optimistic_wall: float = 0.0
     detail: dict[str, float] = field(default_factory=dict)
+    executes: dict[str, list[list]] = field(default_factory=dict)  # per strategy, per run: the execute stage's events
 
 
 def _stage_seconds(events: list) -> dict[int, dict[str, float]]:
@@ -67,52 +69,87 @@ def _stage_seconds(events: list) -> dict[int, dict[str, float]]:
     return out
 
 
-def replay_blocks(native: str, count: int, strategy: str, state: str | None = None, pool: object = None) -> tuple[dict[int, dict[str, float]], list, float, list]:
+@dataclass
+class Replay:
+    """One replay of the file through the pipeline."""
+
+    stages: dict[int, dict[str, float]]  # per block, each stage's wall seconds
+    events: list
+    wall: float
+    main_cpu: float  # this process (all its threads)
+    worker_cpu: float  # the pool's workers
+
+
+def replay_blocks(native: str, count: int, strategy: str, state: str | None = None, pool: object = None, one_at_a_time: bool = False) -> Replay:
     """Replay the first `count` blocks of `native` (after `state`'s head, on a copy of
-    it) one block at a time: stage seconds per block, the events, the wall time and
-    the worker pool's request spans."""
+    it), as `evmpipe bench` does (blocks in flight at once), or `one_at_a_time`."""
     from evmpipe.replay import replay_file
     from pipeline.runner import PipelineConfig
 
+    config = PipelineConfig(lookahead=1, capacity=1) if one_at_a_time else PipelineConfig()
     with tempfile.TemporaryDirectory(prefix="evmpipe-analyze-replay-") as tmp:
         datadir = Path(tmp) / "datadir"
         if state is not None:
             _copy_datadir(Path(state), datadir)
-        spans_before = len(pool.spans) if pool is not None else 0  # type: ignore[attr-defined]
-        outcome = replay_file(native, str(datadir), config=PipelineConfig(lookahead=1, capacity=1), synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=1, limit=count)  # type: ignore[arg-type]
+        workers_before = pool.cpu_seconds if pool is not None else 0.0  # type: ignore[attr-defined]
+        outcome = replay_file(native, str(datadir), config=config, synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=1 if one_at_a_time else None, limit=count)  # type: ignore[arg-type]
+        workers = pool.cpu_seconds - workers_before if pool is not None else 0.0  # type: ignore[attr-defined]
     if outcome.rejected is not None or outcome.input_error is not None:
         problem = outcome.rejected.error.describe() if outcome.rejected and outcome.rejected.error else str(outcome.input_error)
         raise AnalyzeError(f"evmpipe analyze: the {strategy} replay of the blocks failed: {problem}", 1)
-    spans = list(pool.spans[spans_before:]) if pool is not None else []  # type: ignore[attr-defined]
-    stages = _stage_seconds(outcome.events.events)
-    if strategy == "sequential" and outcome.wall_seconds > 0:
-        # One process, one block at a time: CPU over wall below 1 means it waited for
-        # a core that another process had; the stages' wall times are scaled by it,
-        # so that load on the machine does not pass for serial work.
-        share = min(1.0, outcome.cpu_seconds / outcome.wall_seconds)
-        stages = {block: {stage: seconds * share for stage, seconds in per.items()} for block, per in stages.items()}
-    return stages, outcome.events.events, outcome.wall_seconds, spans
+    return Replay(_stage_seconds(outcome.events.events), outcome.events.events, outcome.wall_seconds, outcome.cpu_seconds - workers, workers)
 
 
-def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], state: str | None = None, runs: int = 1) -> Calibration:
+def serial_work(records: list[BlockRecord], graphs: list[Graph], replays: list[Replay]) -> tuple[float, list[tuple[float, float]]]:
+    """The main process's CPU outside the transactions, sender recovery and the
+    system work, in the sequential replays (median over them): decoding, checks,
+    reading state ahead, merkleization, commit, the event loop. Returned as the
+    total, and per block the part in prefetch and the part after execution, shared
+    out as the block's stage times are (prefetch less its sender recovery; validate,
+    merkleize and commit)."""
+    executed = sum(g.total for g in graphs)
+    system = sum(r.begin_seconds + r.finish_seconds for r in records)
+    recover = sum(r.recover_seconds for r in records)
+    floor = sum(r.decode_seconds for r in records)
+    total = max(floor, statistics.median(r.main_cpu for r in replays) - executed - system - recover)
+    stages = fastest([r.stages for r in replays])
+    weights = []
+    for record in records:
+        per = stages.get(record.number, {})
+        weights.append((max(record.decode_seconds, per.get("prefetch", 0.0) - record.recover_seconds), sum(per.get(s, 0.0) for s in SERIAL_STAGES if s != "prefetch")))
+    whole = sum(a + b for a, b in weights) or 1.0
+    return total, [(total * a / whole, total * b / whole) for a, b in weights]
+
+
+def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], serial: float, state: str | None = None, runs: int = 1) -> Calibration:
     """Replay `native` (the blocks `records` describe) with `optimistic` and with
-    `declared` on one worker, `runs` times each, and derive each strategy's
-    overheads (see the module's docstring): the median of each CPU figure over the
-    runs."""
+    `declared` on one worker, `runs` times each, as `evmpipe bench` does, and derive
+    each strategy's overheads from the main process's and the workers' CPU (medians
+    over the runs; see the module's docstring). `serial`: the main process's CPU
+    outside the transactions in the sequential replays (`serial_work`)."""
     from execution.workers import WorkerPool
 
-    numbers = {r.number for r in records}
     cpu: dict[str, tuple[list[float], list[float]]] = {"optimistic": ([], []), "declared": ([], [])}
     walls: list[float] = []
+    executes_kept: dict[str, list[list]] = {"optimistic": [], "declared": []}
+    numbers = {r.number for r in records}
+    gaps: list[float] = []
+    spans: dict[str, list[tuple[float, float, int]]] = {"optimistic": [], "declared": []}
+    senders: list[tuple[float, float, int]] = []  # declared: prefetch's sender recovery requests
     with WorkerPool(1) as pool:
         for _ in range(runs):
             for strategy, (master, worker) in cpu.items():
-                _, events, wall, _ = replay_blocks(native, len(records), strategy, state, pool)
-                executes = [e for e in events if e.stage == "execute" and e.block in numbers]
-                master.append(sum(float(e.counts.get("master_cpu", 0.0)) for e in executes))
-                worker.append(sum(float(e.counts.get("worker_cpu", 0.0)) for e in executes))
+                replay = replay_blocks(native, len(records), strategy, state, pool)
+                spans[strategy].append(worker_spans(replay.events, numbers))
+                if strategy == "declared":
+                    senders.append(worker_spans(replay.events, {None}))  # type: ignore[arg-type]
                 if strategy == "optimistic":
-                    walls.append(wall)
+                    gaps.extend(_dispatch_gaps(replay.events))
+                executes_kept[strategy].append([e for e in replay.events if e.stage == "execute" and e.block in numbers])
+                master.append(replay.main_cpu)
+                worker.append(replay.worker_cpu)
+                if strategy == "optimistic":
+                    walls.append(replay.wall)
         trips = _round_trips(pool, native)
     txs = sum(len(r.txs) for r in records) or 1
     executed = sum(g.total for g in graphs)
@@ -122,29 +159,43 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], stat
     sampled = sum(g.seconds[i] for r, g in zip(records, graphs) for i in r.sampled)
     worker_floor = sum(r.decode_seconds + r.pack_seconds for r in records)
     validate_floor = sum(r.validate_seconds for r in records)
-    # a low percentile: on a busy machine most round trips also wait for a core,
-    # which the simulation adds itself (processor sharing, others' load)
+    # a request's latency: a low percentile of idle round trips (on a busy machine
+    # most round trips also wait for a core, which the simulation adds itself)
     message = max(0.0, _percentile(trips, 0.2) - recover / txs)
-    detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "round_trip_median": statistics.median(trips), "round_trip_p20": _percentile(trips, 0.2), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
+    # a worker waits between its requests on a block while the master takes the
+    # reply (reading, unpacking, on threads that wait for the interpreter lock) and
+    # sends the next: per transaction
+    reply_per_tx = statistics.median(w for _, w, _ in spans["optimistic"]) / txs
+    # prefetch's sender recovery on the workers (declared), per transaction: the
+    # requests' wall time less the messages, at least the recovery itself
+    senders_per_tx = max(recover, statistics.median(b - r * message for b, _, r in senders)) / txs if senders else recover / txs
+    # the master's work on a block before its first chunk reaches a worker (building
+    # the request: the block, the uncommitted diffs)
+    block_head = max(0.0, statistics.median(gaps) - message) if gaps else 0.0
+    detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "serial_main_cpu": serial, "system": system, "recover": recover, "round_trip_median": statistics.median(trips), "round_trip_p20": _percentile(trips, 0.2), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
     overheads = {}
     for strategy, (master, worker) in cpu.items():
         master_cpu, worker_cpu = statistics.median(master), statistics.median(worker)
         again = sum(sum(s for s, a in zip(g.seconds, reexecuted(g, r.chains or None if strategy == "declared" else None)) if a) for r, g in zip(records, graphs))
-        if strategy == "optimistic":
-            # its workers recover the senders while they speculate
-            worker_extra = worker_cpu - executed - recover
-            master_extra = master_cpu - again - system
-        else:
-            # senders come recovered (prefetch); the sampled calls run twice; the
-            # master predicts
-            worker_extra = worker_cpu - executed - sampled
-            master_extra = master_cpu - again - system - predicting
+        # the workers recover the senders: while they speculate (optimistic), or
+        # asked by prefetch (declared); declared's sampled calls run twice and its
+        # master predicts
+        worker_extra = worker_cpu - executed - recover - (sampled if strategy == "declared" else 0.0)
+        # the requests' wall time: what the worker's work took, waiting for a core
+        # or a cold cache included (its CPU time misses that); less the
+        # transactions, the messages, and the senders (optimistic) or the sampled
+        # calls (declared)
+        busy = statistics.median(b - r * message for b, _, r in spans[strategy])
+        worker_wall_extra = busy - executed - (recover if strategy == "optimistic" else sampled)
+        master_extra = master_cpu - serial - system - again - (predicting if strategy == "declared" else 0.0)
         overheads[strategy] = Overheads(
-            worker_per_tx=max(worker_extra, worker_floor) / txs,
+            worker_per_tx=max(worker_wall_extra, worker_extra, worker_floor) / txs,
             worker_speed=1.0,
             message=message,
+            reply_per_tx=reply_per_tx,
+            senders_per_tx=senders_per_tx,
             validate_per_tx=max(master_extra, validate_floor) / txs,
-            block_head=0.0,
+            block_head=block_head,
             predict_per_tx=predicting / txs if strategy == "declared" else 0.0,
         )
         detail.update(
@@ -154,10 +205,40 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], stat
                 f"{strategy}_reexecution": again,
                 f"{strategy}_validate_per_tx_by_difference": master_extra / txs,
                 f"{strategy}_worker_per_tx_by_difference": worker_extra / txs,
+                f"{strategy}_worker_per_tx_by_request_wall": worker_wall_extra / txs,
             }
         )
-    detail.update(validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs)
-    return Calibration(overheads, statistics.median(walls), detail)
+    detail.update(validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs, dispatch_gap_median=statistics.median(gaps) if gaps else 0.0, worker_idle_per_tx_median=reply_per_tx, idle_round_trip_p20_less_recovery=max(0.0, _percentile(trips, 0.2) - recover / txs))
+    return Calibration(overheads, statistics.median(walls), detail, executes_kept)
+
+
+def _dispatch_gaps(events: list) -> list[float]:
+    """Per block run in parallel: from the start of its execute stage to the start of
+    the first worker request on it."""
+    starts = {e.block: e.start for e in events if e.stage == "execute"}
+    first: dict[int, float] = {}
+    for e in events:
+        if e.stage.startswith("worker") and e.block in starts:
+            first[e.block] = min(e.start, first.get(e.block, e.start))
+    return [first[b] - starts[b] for b in first]
+
+
+def worker_spans(events: list, numbers: set[int]) -> tuple[float, float, int]:
+    """Over the blocks `numbers` run in parallel: the wall time of the workers'
+    requests (sent to reply taken), the time a worker waited between two of its
+    requests on one block, and the number of requests."""
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for e in events:
+        if e.stage.startswith("worker") and e.block in numbers:
+            spans.setdefault((e.stage, e.block), []).append((e.start, e.end))
+    busy = waited = 0.0
+    requests = 0
+    for mine in spans.values():
+        mine.sort()
+        busy += sum(end - start for start, end in mine)
+        waited += sum(max(0.0, start - end) for (_, end), (start, _) in zip(mine, mine[1:]))
+        requests += len(mine)
+    return busy, waited, requests
 
 
 def fastest(runs: list[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from evmpipe.analyze.schedule import STRATEGIES
 
-COLORS = {"optimistic": "#d95f02", "declared": "#1b9e77", "ideal": "#7570b3"}
+COLORS = {"optimistic": "#d95f02", "declared": "#1b9e77", "auto": "#e7298a", "ideal": "#7570b3"}
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
@@ -91,7 +91,7 @@ def _curves_svg(result: dict[str, Any]) -> str:
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}"><title>{strategy}</title></polyline>')
         for count, value in predicted[strategy].items():
             parts.append(f'<circle cx="{x(int(count)):.1f}" cy="{y(value):.1f}" r="3.5" fill="{color}"><title>{strategy}, {count} workers: {value:.2f}×</title></circle>')
-        legend_x, legend_y = left + 130 * index, height - 8
+        legend_x, legend_y = left + 110 * index, height - 8
         parts.append(f'<line x1="{legend_x}" y1="{legend_y - 4}" x2="{legend_x + 22}" y2="{legend_y - 4}" stroke="{color}" stroke-width="2.5"/><text x="{legend_x + 28}" y="{legend_y}">{strategy}</text>')
     parts.append("</svg>")
     return "".join(parts)

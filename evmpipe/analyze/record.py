@@ -73,6 +73,7 @@ class BlockRecord:
     chains: list[int] = field(default_factory=list)  # declared's chain per transaction
     sampled: list[int] = field(default_factory=list)  # declared's first speculated, to learn from
     decode_seconds: float = 0.0  # decoding the block (the pipeline's prefetch does it too)
+    learned: int = 0  # transactions the predictor learned from after the block (`auto` reads it)
 
 
 class AnalyzeError(Exception):
@@ -205,7 +206,7 @@ class Recorder:
         record.predict_seconds = time.thread_time() - started
         for tx, rec in zip(block.transactions, record.txs):
             if predictor.wants(tx):
-                predictor.learn(tx, rec.sender, rec.reads, rec.writes, coinbase)
+                record.learned += predictor.learn(tx, rec.sender, rec.reads, rec.writes, coinbase)
 
 
 def _time_validation(run: BlockRun) -> tuple[float, float]:

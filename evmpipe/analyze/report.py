@@ -4,9 +4,12 @@ Stable keys of the result (`FORMAT_VERSION` 1; docs/ANALYZE.md says what each
 means):
 
 - ``format_version``, ``file``, ``blocks_analyzed``, ``transactions``;
-- ``predicted``: strategy (``optimistic``, ``declared``, ``ideal``) -> worker count
-  as a string (``"1"`` ... ``"64"``) -> predicted speedup over sequential, on as
-  many cores as workers;
+- ``predicted``: strategy (``optimistic``, ``declared``, ``auto``, ``ideal``) ->
+  worker count as a string (``"1"`` ... ``"64"``) -> predicted speedup over
+  sequential, on as many cores as workers (the whole file through the pipeline,
+  blocks in flight as `evmpipe bench` runs them);
+- ``auto_choices``: worker count -> what `auto` runs each block as (its own
+  decision function, `execution.strategies.AutoPolicy`);
 - ``this_machine``: ``cores`` and ``predicted``, the same mapping for 1 and 2
   workers on this machine's cores (what `evmpipe bench --workers N` measures);
   ``available_cores``, what one busy process per core got during the analysis
@@ -15,7 +18,8 @@ means):
 - ``critical_path_bound``: total transaction work over the sum of the blocks'
   critical paths: no scheduler on any core count runs the transactions faster;
 - ``amdahl_bound``: the ideal scheduler on unlimited cores: sequential time over
-  each block's serial work (decoding, roots, commit) plus its critical path;
+  the file with each block's serial work (decoding, roots, commit) in one process
+  and its critical path;
 - ``sequential_seconds``: the model's sequential time of the file;
 - ``overheads``: the simulation's parameters per strategy (``optimistic``,
   ``declared``), and ``overheads_source``;
@@ -41,15 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evmpipe.analyze.calibrate import Calibration, available_cores, calibrate, fastest, replay_blocks
+from evmpipe.analyze.calibrate import Calibration, available_cores, calibrate, replay_blocks, serial_work
 from evmpipe.analyze.conflicts import Namer, conflicts, merge_conflicts
 from evmpipe.analyze.graph import Graph, TxAccess, build_graph, critical_path
 from evmpipe.analyze.record import AnalyzeError, BlockRecord, native_file, record_file
-from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, ideal_time, load_from_available, predict, reexecuted, sequential_time
+from evmpipe.analyze.schedule import STRATEGIES, WORKER_COUNTS, BlockModel, Overheads, auto_choices, file_time, load_from_available, predict, reexecuted
 
 FORMAT_VERSION = 1
 TOP_CONFLICTS = 10
-_SERIAL = ("prefetch", "validate", "merkleize", "commit")
 
 
 @dataclass
@@ -69,18 +72,18 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
         say("recording: every block sequentially, each transaction timed")
         records = record_file(native, state=state, limit=limit, label=path)
         graphs = [build_graph([TxAccess(t.seconds, t.reads, t.writes) for t in r.txs], r.system_writes) for r in records]
-        say(f"replaying sequentially through the pipeline ({runs}×): stage times")
-        replays = [replay_blocks(native, len(records), "sequential", state) for _ in range(runs)]
-        sequential_stages = fastest([r[0] for r in replays])
-        sequential_wall = min(r[2] for r in replays)
+        say(f"replaying sequentially through the pipeline ({runs}×): serial work and stage times")
+        replays = [replay_blocks(native, len(records), "sequential", state, one_at_a_time=True) for _ in range(runs)]
+        serial, split = serial_work(records, graphs, replays)
+        sequential_wall = min(r.wall for r in replays)
         calibration: Calibration | None = None
         if overheads is None:
             say(f"calibrating: optimistic and declared with one worker ({runs}× each)")
-            calibration = calibrate(native, records, graphs, state, runs)
+            calibration = calibrate(native, records, graphs, serial, state, runs)
             overheads = calibration.overheads
         say("timing the cores this machine gives now")
         cores_now = available_cores()
-    models = [_model(r, g, sequential_stages.get(r.number, {})) for r, g in zip(records, graphs)]
+    models = [_model(r, g, pre, post) for r, g, (pre, post) in zip(records, graphs, split)]
     namer = Namer()
     for r in records:
         namer.observe((log for t in r.txs for log in t.logs), _addresses(r))
@@ -99,11 +102,12 @@ def _addresses(record: BlockRecord) -> set[bytes]:
     return out
 
 
-def _model(record: BlockRecord, graph: Graph, stages: dict[str, float]) -> BlockModel:
-    """The block's serial work is its sequential stage times; the parallel strategies'
-    master does the same less sender recovery (the workers recover senders)."""
-    serial = sum(stages.get(s, 0.0) for s in _SERIAL) + record.begin_seconds + record.finish_seconds
-    return BlockModel(graph, serial, min(record.recover_seconds, serial), None, record.chains, record.sampled)
+def _model(record: BlockRecord, graph: Graph, pre: float, post: float) -> BlockModel:
+    """The block as the simulation sees it: its serial work in prefetch (`pre`) and
+    after execution (`post`), its system work, its sender recovery (the main process
+    recovers senders for `sequential`, the workers for the parallel strategies)."""
+    system = record.begin_seconds + record.finish_seconds
+    return BlockModel(graph, pre + post + record.recover_seconds + system, record.recover_seconds, None, record.chains, record.sampled, system=system, pre=pre, gas=record.gas, learned=record.learned)
 
 
 def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: list[BlockModel], overheads: dict[str, Overheads], calibration: Calibration | None, namer: Namer, top: int, sequential_wall: float, cores_now: float) -> dict[str, Any]:
@@ -162,12 +166,13 @@ def _result(path: str, records: list[BlockRecord], graphs: list[Graph], models: 
         "transactions": sum(len(r.txs) for r in records),
         "predicted": predict(models, overheads, WORKER_COUNTS),
         "this_machine": {"cores": cores, "available_cores": cores_now, "predicted": predict(models, overheads, (1, 2), cores=cores), "predicted_at_available_cores": predict(models, overheads, (1, 2), cores=cores, load=load_from_available(cores, cores_now))},
+        "auto_choices": {str(w): [choice for choice, _ in auto_choices(models, w)] for w in WORKER_COUNTS},
         "critical_path_bound": total_work / total_path if total_path else None,
         "amdahl_bound": _unlimited(models),
-        "sequential_seconds": sum(sequential_time(m) for m in models),
+        "sequential_seconds": file_time("sequential", models, 1, 1, overheads),
         "sequential_replay_wall_seconds": sequential_wall,  # the fastest run, one block at a time
         "overheads": {strategy: o.to_dict() for strategy, o in overheads.items()},
-        "overheads_source": "calibrated on this file (optimistic and declared, one worker)" if calibration else "given (--overheads)",
+        "overheads_source": "calibrated on this file (optimistic and declared, one worker, blocks in flight as evmpipe bench runs them)" if calibration else "given (--overheads)",
         "calibration": calibration.detail if calibration else None,
         "blocks": blocks,
         "top_conflicts": [c.to_json() for c in merge_conflicts(per_block_conflicts, top)],
@@ -202,7 +207,7 @@ def compare_with_bench(analysis: Analysis, bench_paths: list[str]) -> list[dict[
         load = max(0.0, cores / share - 1.0) if share < 1.0 else 0.0
         idle = predict(analysis.models, analysis.overheads, (workers,), cores=cores)
         loaded = predict(analysis.models, analysis.overheads, (workers,), cores=cores, load=load)
-        for strategy in ("optimistic", "declared"):
+        for strategy in ("optimistic", "declared", "auto"):
             run = results.get(f"evmpipe {strategy}")
             if run is None:
                 continue
@@ -227,10 +232,12 @@ def compare_with_bench(analysis: Analysis, bench_paths: list[str]) -> list[dict[
 
 
 def _unlimited(models: list[BlockModel]) -> float | None:
-    """The ideal scheduler on unlimited cores: each block's serial work plus its
-    critical path (sender recovery spread over the transactions)."""
-    best = sum(ideal_time(m, max(1, m.graph.size)) for m in models)
-    return sum(sequential_time(m) for m in models) / best if best else None
+    """The ideal scheduler on unlimited cores, through the pipeline: each block's
+    serial work (in one process) and its critical path (sender recovery spread over
+    the transactions)."""
+    workers = max([m.graph.size for m in models] + [1])
+    best = file_time("ideal", models, workers, None, {})
+    return file_time("sequential", models, 1, 1, {}) / best if best else None
 
 
 def _ms(seconds: float) -> str:

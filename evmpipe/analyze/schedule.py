@@ -27,12 +27,13 @@ from __future__ import annotations
 import heapq
 from dataclasses import asdict, dataclass, field
 
+from evmpipe.analyze import flow
 from evmpipe.analyze.graph import Graph, bottom_levels
-from execution.strategies import assign_workers
+from execution.strategies import AutoPolicy, assign_workers
 from execution.workers import CHUNKS_PER_WORKER, MIN_TXS_PER_WORKER
 
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
-STRATEGIES = ("optimistic", "declared", "ideal")
+STRATEGIES = ("optimistic", "declared", "auto", "ideal")
 _EPS = 1e-12
 
 
@@ -44,6 +45,8 @@ class Overheads:
     worker_per_tx: float = 0.0  # a worker, per transaction: decoding, packing the result (sender recovery is the block's `recover`)
     worker_speed: float = 1.0  # a worker's execution time over the master's sequential time
     message: float = 0.0  # one chunk's round trip to a worker (latency, no CPU)
+    senders_per_tx: float = 0.0  # a worker, per transaction, recovering senders for prefetch (0: the recorded recovery)
+    reply_per_tx: float = 0.0  # per transaction of a chunk: latency before its worker takes the next request (the reply handed through the master)
     validate_per_tx: float = 0.0  # the master, per transaction: unpacking, comparing reads, applying writes, the receipt
     block_head: float = 0.0  # the master, per block, before speculation starts
     predict_per_tx: float = 0.0  # the master, declared only: predicting and chaining
@@ -62,10 +65,19 @@ class BlockModel:
     parallel_serial: float | None = None  # the same work in the parallel strategies' master (None: `serial` less `recover`)
     chains: list[int] = field(default_factory=list)  # declared: chain id per transaction
     sampled: list[int] = field(default_factory=list)  # declared: transactions speculated first to learn from
+    system: float = 0.0  # the system work before and after the transactions (part of `serial`)
+    pre: float = 0.0  # the part of `serial` in prefetch, besides sender recovery (decoding, checks, reading state ahead)
+    gas: int = 0  # the header's gas used (`auto` tells plain transfers by it)
+    learned: int = 0  # transactions the predictor learned from after the block (`auto` reads it)
 
     @property
     def master_serial(self) -> float:
         return self.serial - self.recover if self.parallel_serial is None else self.parallel_serial
+
+    @property
+    def post(self) -> float:
+        """The part of `serial` after execution: the validate stage, merkleization, commit."""
+        return max(0.0, self.serial - self.recover - self.system - self.pre)
 
 
 def sequential_time(block: BlockModel) -> float:
@@ -162,13 +174,20 @@ def declared_time(block: BlockModel, workers: int, cores: float, overheads: Over
     chains = block.chains or list(range(n))
     parts = _parts_by_affinity(assign_workers(chains, workers), workers)
     again = reexecuted(block.graph, chains)
-    head = overheads.block_head + overheads.predict_per_tx * n
-    if block.sampled:  # one short round trip first: the sampled calls, speculated to learn from
-        per_worker = -(-len(block.sampled) // workers)
-        head += overheads.message + per_worker * overheads.worker_per_tx + sum(block.graph.seconds[i] for i in block.sampled) * overheads.worker_speed / min(workers, len(block.sampled))
+    head = _declared_head(block, workers, overheads)
     # the senders are recovered first, by all workers (prefetch's round trip)
     makespan = _simulate(block.graph.seconds, parts, again, head, workers, cores, overheads, lead=block.recover / workers, load=load)
     return block.master_serial + makespan
+
+
+def _declared_head(block: BlockModel, workers: int, overheads: Overheads) -> float:
+    """The master's work before declared's speculation starts: predicting and
+    chaining, and for functions not learned yet one short round trip of sampled calls."""
+    head = overheads.block_head + overheads.predict_per_tx * block.graph.size
+    if block.sampled:
+        per_worker = -(-len(block.sampled) // workers)
+        head += overheads.message + per_worker * overheads.worker_per_tx + sum(block.graph.seconds[i] for i in block.sampled) * overheads.worker_speed / min(workers, len(block.sampled))
+    return head
 
 
 def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: list[bool], head: float, workers: int, cores: float, ov: Overheads, lead: float = 0.0, load: float = 0.0) -> float:
@@ -238,6 +257,58 @@ def _simulate(seconds: list[float], parts: list[tuple[int, list[int]]], again: l
                     remaining[w] = queues[w][position[w]][1]
 
 
+def predicted_dependent(chains: list[int]) -> int:
+    """Transactions in a declared chain of more than one (`DeclaredStrategy.schedule`)."""
+    sizes: dict[int, int] = {}
+    for chain in chains:
+        sizes[chain] = sizes.get(chain, 0) + 1
+    return sum(size for size in sizes.values() if size > 1)
+
+
+def auto_choices(blocks: list[BlockModel], workers: int) -> list[tuple[str, bool]]:
+    """What `auto` runs each block as, in order: `execution.strategies.AutoPolicy`
+    itself, fed what the recorded blocks would report (declared's and optimistic's
+    re-executions from the graph, the predictor's chains and what it learned).
+    `sequential:serial`: scheduled, then run sequentially (a long predicted chain).
+    With each choice, whether prefetch had the workers recover the senders ahead."""
+    policy = AutoPolicy()
+    out = []
+    for block in blocks:
+        n = block.graph.size
+        ahead = policy.senders_ahead(workers, block.gas, n)
+        choice = policy.choose(workers, block.gas, n, False)
+        if choice == "optimistic":
+            policy.optimistic_ran(n, sum(reexecuted(block.graph)))
+        elif choice == "declared":
+            chains = block.chains or list(range(n))
+            sizes: dict[int, int] = {}
+            for chain in chains:
+                sizes[chain] = sizes.get(chain, 0) + 1
+            if policy.serial(max(sizes.values()), n):
+                choice = "sequential:serial"
+            else:
+                policy.declared_ran(n, sum(reexecuted(block.graph, chains)), block.learned, predicted_dependent(chains))
+        out.append((choice, ahead))
+    return out
+
+
+def auto_block_time(choice: str, block: BlockModel, workers: int, cores: float, overheads: Overheads, senders_ahead: bool) -> float:
+    """One block as `auto` runs it (`choice` from `auto_choices`). A block run
+    sequentially whose senders the workers recovered ahead (`senders_ahead`) has the
+    master's serial work and a round trip of recovery on the workers instead of
+    recovering them itself; `sequential:serial` also predicted and sampled first."""
+    if choice == "optimistic":
+        return optimistic_time(block, workers, cores, overheads)
+    if choice == "declared":
+        return declared_time(block, workers, cores, overheads)
+    if not senders_ahead:
+        return sequential_time(block)
+    head = overheads.message + block.recover / min(workers, cores)
+    if choice == "sequential:serial":
+        head += _declared_head(block, workers, overheads)
+    return block.master_serial + head + block.graph.total
+
+
 OverheadsArg = Overheads | dict[str, Overheads]
 
 
@@ -262,6 +333,69 @@ def block_time(strategy: str, block: BlockModel, workers: int, cores: float | No
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
+def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overheads, senders_ahead: bool = False, busy: float = 1.0) -> flow.BlockPlan:
+    """The block's work as the pipeline runs it (`evmpipe.analyze.flow`):
+    `sequential`, `optimistic`, `declared`, `ideal`, or one of `auto`'s choices
+    (`sequential:...`, with `senders_ahead` when its workers recovered the senders).
+    `busy`: the share of a core the ideal scheduler's workers get (others' load)."""
+    graph, n = block.graph, block.graph.size
+    if strategy.startswith("sequential") and (strategy == "sequential" or not senders_ahead):
+        return flow.BlockPlan(pre=block.pre + block.recover, head=block.system + graph.total, post=block.post)
+    if strategy.startswith("sequential"):  # auto: the workers recovered the senders ahead
+        setup = _declared_head(block, workers, overheads) if strategy == "sequential:serial" else 0.0
+        return flow.BlockPlan(pre=block.pre, senders=_senders(block, workers, overheads), setup=setup, head=block.system + graph.total, post=block.post, message=overheads.message)
+    if not n:
+        return flow.BlockPlan(pre=block.pre + block.recover, head=block.system, post=block.post)
+    if strategy == "ideal":
+        # the graph's list schedule on `workers`, as latency: the ideal scheduler's
+        # workers wait for no core of ours (others' load slows them: `busy`)
+        makespan = list_schedule(graph, workers, block.recover / n) / busy
+        return flow.BlockPlan(pre=block.pre, head=block.system, parts=[(0, 0.0, list(range(n)))], validate=[0.0] * n, post=block.post, message=makespan)
+    seconds = graph.seconds
+    if strategy == "optimistic":
+        again = reexecuted(graph)
+        per_tx = overheads.worker_per_tx + block.recover / n  # the workers recover the senders while they speculate
+        parts = _parts_round_robin(n, workers)
+        senders = 0.0
+        setup = overheads.block_head
+    elif strategy == "declared":
+        chains = block.chains or list(range(n))
+        again = reexecuted(graph, chains)
+        per_tx = overheads.worker_per_tx
+        parts = _parts_by_affinity(assign_workers(chains, workers), workers)
+        senders = _senders(block, workers, overheads)  # prefetch's round trip: the workers recover the senders
+        setup = _declared_head(block, workers, overheads)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    chunks = [(worker, sum(seconds[i] * overheads.worker_speed + per_tx for i in members), members) for worker, members in parts]
+    validate = [overheads.validate_per_tx + (seconds[i] if again[i] else 0.0) for i in range(n)]
+    return flow.BlockPlan(pre=block.pre, senders=senders, setup=setup, head=block.system, parts=chunks, validate=validate, post=block.post, message=overheads.message, reply_per_tx=overheads.reply_per_tx)
+
+
+def _senders(block: BlockModel, workers: int, overheads: Overheads) -> float:
+    """Each worker's share of prefetch's sender recovery request."""
+    per_tx = overheads.senders_per_tx or (block.recover / block.graph.size if block.graph.size else 0.0)
+    return per_tx * block.graph.size / max(1, min(workers, block.graph.size // MIN_TXS_PER_WORKER))
+
+
+def file_time(strategy: str, blocks: list[BlockModel], workers: int, cores: float | None, overheads: OverheadsArg, load: float = 0.0) -> float:
+    """Seconds for the blocks through the pipeline (`evmpipe.analyze.flow`), with
+    `workers` workers on `cores` cores (None: as many as workers) beside `load`
+    busy processes of others."""
+    cores = float(workers) if cores is None else cores
+    per = overheads if isinstance(overheads, dict) else {"optimistic": overheads, "declared": overheads}
+    if strategy == "auto":
+        plans = [plan_block(choice, b, workers, _overheads_for(per, "optimistic" if choice == "optimistic" else "declared"), ahead) for (choice, ahead), b in zip(auto_choices(blocks, workers), blocks)]
+    else:
+        busy = min(1.0, cores / (workers + load)) if strategy == "ideal" else 1.0
+        plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy), busy=busy) for b in blocks]
+    return flow.run(plans, workers if strategy != "sequential" else 1, cores, load)
+
+
+def _overheads_for(per: dict[str, Overheads], strategy: str) -> Overheads:
+    return per.get(strategy) or next(iter(per.values()), Overheads())
+
+
 def predict(blocks: list[BlockModel], overheads: OverheadsArg, worker_counts: tuple[int, ...] = WORKER_COUNTS, cores: float | None = None, load: float = 0.0) -> dict[str, dict[str, float]]:
     """Predicted speedup over sequential of the whole list of blocks: strategy ->
     worker count (a string, for JSON) -> speedup."""
@@ -269,8 +403,8 @@ def predict(blocks: list[BlockModel], overheads: OverheadsArg, worker_counts: tu
     for strategy in STRATEGIES:
         out[strategy] = {}
         for workers in worker_counts:
-            sequential = sum(block_time("sequential", b, workers, cores, overheads, load) for b in blocks)
-            total = sum(block_time(strategy, b, workers, cores, overheads, load) for b in blocks)
+            sequential = file_time("sequential", blocks, workers, cores, overheads, load)
+            total = file_time(strategy, blocks, workers, cores, overheads, load)
             out[strategy][str(workers)] = sequential / total if total else 1.0
     return out
 
