@@ -333,11 +333,10 @@ def block_time(strategy: str, block: BlockModel, workers: int, cores: float | No
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overheads, senders_ahead: bool = False, busy: float = 1.0) -> flow.BlockPlan:
+def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overheads, senders_ahead: bool = False) -> flow.BlockPlan:
     """The block's work as the pipeline runs it (`evmpipe.analyze.flow`):
     `sequential`, `optimistic`, `declared`, `ideal`, or one of `auto`'s choices
-    (`sequential:...`, with `senders_ahead` when its workers recovered the senders).
-    `busy`: the share of a core the ideal scheduler's workers get (others' load)."""
+    (`sequential:...`, with `senders_ahead` when its workers recovered the senders)."""
     graph, n = block.graph, block.graph.size
     if strategy.startswith("sequential") and (strategy == "sequential" or not senders_ahead):
         return flow.BlockPlan(pre=block.pre + block.recover, head=block.system + graph.total, post=block.post)
@@ -347,10 +346,10 @@ def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overhe
     if not n:
         return flow.BlockPlan(pre=block.pre + block.recover, head=block.system, post=block.post)
     if strategy == "ideal":
-        # the graph's list schedule on `workers`, as latency: the ideal scheduler's
-        # workers wait for no core of ours (others' load slows them: `busy`)
-        makespan = list_schedule(graph, workers, block.recover / n) / busy
-        return flow.BlockPlan(pre=block.pre, head=block.system, parts=[(0, 0.0, list(range(n)))], validate=[0.0] * n, post=block.post, message=makespan)
+        # the graph's list schedule on `workers`, as the work of one process: the
+        # ideal scheduler's workers share the cores as one busy process would
+        makespan = list_schedule(graph, workers, block.recover / n)
+        return flow.BlockPlan(pre=block.pre, head=block.system, parts=[(0, makespan, list(range(n)))], validate=[0.0] * n, post=block.post)
     seconds = graph.seconds
     if strategy == "optimistic":
         again = reexecuted(graph)
@@ -387,8 +386,7 @@ def file_time(strategy: str, blocks: list[BlockModel], workers: int, cores: floa
     if strategy == "auto":
         plans = [plan_block(choice, b, workers, _overheads_for(per, "optimistic" if choice == "optimistic" else "declared"), ahead) for (choice, ahead), b in zip(auto_choices(blocks, workers), blocks)]
     else:
-        busy = min(1.0, cores / (workers + load)) if strategy == "ideal" else 1.0
-        plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy), busy=busy) for b in blocks]
+        plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy)) for b in blocks]
     return flow.run(plans, workers if strategy != "sequential" else 1, cores, load)
 
 
