@@ -1,14 +1,17 @@
 """Tabulate `evmpipe analyze --bench` results of several files (markdown).
 
-    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared --workers 1 --json b1.json
-    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared --workers 2 --json b2.json
+    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared,auto --workers 1 --runs 5 --json b1.json
+    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared,auto --workers 2 --runs 5 --json b2.json
     evmpipe analyze FILE --bench b1.json b2.json --json a.json
     python scripts/analyze_vs_bench.py a.json [more analyses...] [--curves]
 
 Prints one row per file, strategy and worker count: measured and predicted speedup
-over sequential, on idle cores and at the load the bench saw, with the errors; then
-a summary of the 2-worker errors. `--curves` adds each file's bounds and predicted
-speedups at 16 and 64 workers.
+over sequential (both of the whole file, every stage, blocks in flight), on idle
+cores and at the load the bench saw, with the errors; then a summary of the errors
+per worker count and strategy (how many within 15 %, the median |error|, the mean
+signed error: a model that is systematically off shows there, not in single
+files). `--curves` adds each file's bounds and predicted speedups at 16 and 64
+workers.
 """
 from __future__ import annotations
 
@@ -35,16 +38,21 @@ def main() -> None:
             rows.append(r)
             print(f"| {_name(data)} | {r['strategy']} | {r['workers']} | {r['measured']:.2f} | {r['predicted']:.2f} | {r['error'] * 100:+.0f} % | {r['bench_sequential_cpu_share']:.2f} | {r['predicted_at_bench_load']:.2f} | {r['error_at_bench_load'] * 100:+.0f} % |")
     for key in ("error", "error_at_bench_load"):
-        two = sorted(abs(r[key]) for r in rows if r["workers"] == 2)
-        if two:
-            within = sum(1 for e in two if e <= 0.15)
-            print(f"\n2 workers, {key}: {within} of {len(two)} within 15 %; median |error| {two[len(two) // 2] * 100:.0f} %, largest {two[-1] * 100:.0f} %")
+        for workers in (1, 2):
+            for strategy in (None, "optimistic", "declared", "auto"):
+                errors = sorted(r[key] for r in rows if r["workers"] == workers and strategy in (None, r["strategy"]))
+                if not errors:
+                    continue
+                size = sorted(abs(e) for e in errors)
+                within = sum(1 for e in size if e <= 0.15)
+                print(f"\n{workers} worker{'s' if workers > 1 else ''}, {strategy or 'all strategies'}, {key}: {within} of {len(size)} within 15 %; median |error| {size[len(size) // 2] * 100:.0f} %, largest {size[-1] * 100:.0f} %, mean {sum(errors) / len(errors) * 100:+.0f} %", end="")
+        print()
     if args.curves:
-        print("\n| file | work ÷ critical path | ideal, unlimited cores | optimistic 16 / 64 | declared 16 / 64 | ideal 16 / 64 |")
-        print("|---|---|---|---|---|---|")
+        print("\n| file | work ÷ critical path | ideal, unlimited cores | optimistic 16 / 64 | declared 16 / 64 | auto 16 / 64 | ideal 16 / 64 |")
+        print("|---|---|---|---|---|---|---|")
         for data in analyses:
             p = data["predicted"]
-            cells = " | ".join(f"{p[s]['16']:.2f} / {p[s]['64']:.2f}" for s in ("optimistic", "declared", "ideal"))
+            cells = " | ".join(f"{p[s]['16']:.2f} / {p[s]['64']:.2f}" for s in ("optimistic", "declared", "auto", "ideal"))
             print(f"| {_name(data)} | {data['critical_path_bound']:.1f} | {data['amdahl_bound']:.2f} | {cells} |")
 
 
