@@ -145,11 +145,12 @@ class PrefetchStage(BaseStage):
         """Predict the block's reads and writes, read what is not cached on the reader
         pool, then the trie paths of the predicted writes; the counts for its event."""
         started = time.perf_counter()
+        store = self.chain.store
+        store.prefetch.expire(self.chain.head_number)  # keys for committed blocks never read: wasted
         await self._learn()
         number = block.header.block_number
         reads = predict_reads(block, senders, self.hot)
         counts = WarmCounts()
-        store = self.chain.store
         pool = self.pool
         if pool is None:  # an in-memory store: its own connection, on a thread
             await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
