@@ -5,8 +5,11 @@ For each BlockchainTest workload file, the first block's transactions run throug
 `RecordingAccountDB`, the pre-state in memory, senders recovered beforehand), once per
 loop and run, alternating; the table gives the median and the best CPU microseconds
 per transaction and their ratios (on a shared machine the best run is the least
-disturbed). `--profile N` adds a cProfile of the lean loop on each file: what
-remains of the per-transaction cost, by function and by group.
+disturbed). `lean` is what `--interpreter lean` runs: the lean loop and the lean VM's
+per-transaction steps (`execution/lean_vm.py`); `--split` also times the lean loop
+alone on py-evm's VM, to show what each part gives. `--profile N` adds a cProfile of
+the lean loop on each file: what remains of the per-transaction cost, by function
+and by group.
 
     python scripts/bench_interpreter.py ../shared/workloads/erc20_b4_t250_s1.json.gz --runs 5
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import pstats
@@ -65,12 +69,27 @@ class MemoryState:
         return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
 
 
+#: The lean loop on py-evm's own VM, without the lean VM's per-transaction steps.
+LOOP_ONLY = "lean-loop-only"
+
+
+@functools.lru_cache(maxsize=None)
+def _loop_only(vm_class: Any) -> Any:
+    from execution.interpreter import lean_computation
+
+    state = vm_class.get_state_class()
+    lean_state = state.configure(__name__=f"LoopOnly{state.__name__}", computation_class=lean_computation(state.computation_class))
+    return vm_class.configure(__name__=f"LoopOnly{vm_class.__name__}", _state_class=lean_state)
+
+
 def _first_block(test: dict[str, Any], loop: str) -> tuple[Any, Any, list[bytes], int]:
-    set_interpreter(loop)
+    set_interpreter("pyevm" if loop == LOOP_ONLY else loop)
     schedule = schedule_for_network(test["network"])
     entry = test["blocks"][0]
     number, timestamp = int(entry["blockHeader"]["number"], 16), int(entry["blockHeader"]["timestamp"], 16)
     vm_class = schedule.vm_class(number, timestamp)
+    if loop == LOOP_ONLY:
+        vm_class = _loop_only(vm_class)
     block = rlp.decode(hex_bytes(entry["rlp"]), sedes=vm_class.get_block_class())
     for tx in block.transactions:
         mark_sender(tx, tx.sender)  # recovered once, before timing
@@ -94,6 +113,7 @@ def time_block(test: dict[str, Any], reader: MemoryState, loop: str) -> float:
 # Where a function's own time goes, by the first pattern its file:function matches.
 GROUPS = (
     ("lean loop (execution/interpreter.py)", ("execution/interpreter.py",)),
+    ("lean VM steps: message, receipt, bloom (execution/lean_vm.py)", ("execution/lean_vm.py", "state/trie.py")),
     ("py-evm opcodes run as fallback (CALL family, EXP, ...)", ("eth/vm/logic/", "eth/vm/forks/berlin/logic.py", "eth/vm/opcode.py", "eth/precompiles/")),
     ("storage and accounts (evmpipe's RecordingAccountDB, py-evm's State layer)", ("execution/account_db.py", "eth/vm/state.py", "eth/db/")),
     ("keccak", ("eth_hash", "keccak")),
@@ -157,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", type=int, metavar="N", help="print the N costliest functions of a lean run of each file, and shares by group")
     parser.add_argument("--message-runs", type=int, default=0, metavar="N", help="also time the first transaction's call alone, best of N, per loop")
+    parser.add_argument("--split", action="store_true", help=f"also time the lean loop alone on py-evm's VM ({LOOP_ONLY})")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     rows = []
@@ -164,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         _, test = _load_single_test(path)
         reader = MemoryState(test["pre"])
         txs = len(test["blocks"][0].get("transactions", []))
-        times: dict[str, list[float]] = {loop: [] for loop in INTERPRETERS}
-        for loop in INTERPRETERS:  # warm-up: code analysis, imports, caches
+        loops = (*INTERPRETERS, LOOP_ONLY) if args.split else INTERPRETERS
+        times: dict[str, list[float]] = {loop: [] for loop in loops}
+        for loop in loops:  # warm-up: code analysis, imports, caches
             time_block(test, reader, loop)
         for _ in range(args.runs):
-            for loop in INTERPRETERS:
+            for loop in loops:
                 times[loop].append(time_block(test, reader, loop))
         lean, stock = statistics.median(times["lean"]), statistics.median(times["pyevm"])
         lean_best, stock_best = min(times["lean"]), min(times["pyevm"])
@@ -177,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             "pyevm_us_per_tx": stock / txs * 1e6, "lean_us_per_tx": lean / txs * 1e6, "ratio": stock / lean,
             "pyevm_best_us_per_tx": stock_best / txs * 1e6, "lean_best_us_per_tx": lean_best / txs * 1e6, "ratio_best": stock_best / lean_best,
         }
+        if args.split:
+            only, only_best = statistics.median(times[LOOP_ONLY]), min(times[LOOP_ONLY])
+            row.update(loop_only_us_per_tx=only / txs * 1e6, loop_only_ratio=stock / only, loop_only_best_us_per_tx=only_best / txs * 1e6, loop_only_ratio_best=stock_best / only_best)
+            print(f"{row['file']:42} {txs:5} txs  lean loop alone on py-evm's VM: median {only / txs * 1e6:7.0f} µs/tx {stock / only:.2f}x  best {only_best / txs * 1e6:7.0f} µs/tx {stock_best / only_best:.2f}x")
         if args.message_runs:
             stock_msg, lean_msg = (time_message(test, reader, loop, args.message_runs) for loop in ("pyevm", "lean"))
             row.update(pyevm_message_us=stock_msg * 1e6, lean_message_us=lean_msg * 1e6, message_ratio=stock_msg / lean_msg)
