@@ -11,7 +11,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     kinds = "\n".join(f"  {kind:<22} {KIND_HELP[kind]}" for kind in ALL_KINDS)
     kinds += (
         "\n  state                  a mainnet-shaped genesis datadir: --datadir D --accounts N (docs/STATE.md)"
-        "\n\nwith --state D (a gen-state datadir, read only): transfers-independent, erc20 or mixed blocks whose"
+        "\n\nwith --state D (a gen-state datadir, read only): transfers-independent, erc20, amm or mixed blocks whose"
         "\nusers are drawn from D with a Zipf skew, written as a native block file that needs D's state"
     )
     parser = subparsers.add_parser(
@@ -49,6 +49,10 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     big.add_argument("--gas-limit", type=int, default=30_000_000, help="gen state: the genesis gas limit, which workloads keep (default 30M)")
     big.add_argument("--jobs", type=int, default=None, help="gen state: processes that build (default: 2, or 1 on one core)")
     big.add_argument("--quiet", action="store_true", help="gen state: no progress output")
+    big.add_argument("--slot-reads", type=int, default=None, help="with --state: extra storage reads per block, by reader transactions (default 1200 for amm and mixed, 0 otherwise; docs/STATE.md)")
+    big.add_argument("--reads-per-tx", type=int, default=40, help="with --state: balanceOf reads per reader transaction (default 40)")
+    big.add_argument("--absent-reads", type=float, default=0.5, help="with --state: share of those reads that probe an absent slot (default 0.5)")
+    big.add_argument("--swap-share", type=float, default=None, help="with --state, mixed: share of swaps (default 0.2; ETH 45 %%, ERC-20 35 %%)")
     parser.set_defaults(func=cmd_gen)
     return parser
 

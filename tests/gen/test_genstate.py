@@ -18,7 +18,7 @@ from eth_hash.auto import keccak
 from trie import HexaryTrie
 
 from evmpipe.gen.genstate import BuildError, build_state, read_shape
-from evmpipe.gen.overstate import generate_over_state
+from evmpipe.gen.overstate import BlockShape, generate_over_state, reader_code
 from evmpipe.gen.shape import StateShape
 from evmpipe.gen.workloads import GenerationError
 from evmpipe.state_cmd import dump_lines, verify_state
@@ -153,14 +153,15 @@ def test_workload_over_state(small_state: tuple[Path, dict], tmp_path: Path) -> 
     datadir, info = small_state
     before = _sha(datadir / "state.sqlite")
     out = tmp_path / "mixed.blocks"
-    stats = generate_over_state(datadir, "mixed", 2, 40, 1, out)
+    plain = BlockShape(slot_reads=0, swap_share=0.0)  # exactly --txs transactions
+    stats = generate_over_state(datadir, "mixed", 2, 40, 1, out, plain)
     assert stats["blocks"] == 2 and stats["transactions"] == 80
     assert stats["state_root"] == info["state_root"]
     assert _sha(datadir / "state.sqlite") == before and sorted(os.listdir(datadir)) == ["state.sqlite"]
     kinds = {k for block in stats["per_block"] for k in ("eth", "erc20") if block[k]}
     assert kinds == {"eth", "erc20"}
     # same seed, same bytes
-    generate_over_state(datadir, "mixed", 2, 40, 1, tmp_path / "again.blocks")
+    generate_over_state(datadir, "mixed", 2, 40, 1, tmp_path / "again.blocks", plain)
     assert _sha(out) == _sha(tmp_path / "again.blocks")
     # the file carries no allocation; it needs this state
     from consensus_stub.blockfile import read_header
@@ -171,14 +172,22 @@ def test_workload_over_state(small_state: tuple[Path, dict], tmp_path: Path) -> 
     with pytest.raises(BadInput, match="holds no database"):
         check_required_state(tmp_path / "none", header.genesis_header_rlp, header.alloc, str(out))
     with pytest.raises(GenerationError, match="KIND is one of"):
-        generate_over_state(datadir, "amm", 1, 1, 1, tmp_path / "x.blocks")
+        generate_over_state(datadir, "transfers-hot", 1, 1, 1, tmp_path / "x.blocks")
+    with pytest.raises(GenerationError, match="absent-reads"):
+        generate_over_state(datadir, "mixed", 1, 1, 1, tmp_path / "x.blocks", BlockShape(absent_reads=2.0))
+    assert not (tmp_path / "x.blocks").exists()
 
 
 def test_replay_over_generated_state(small_state: tuple[Path, dict], tmp_path: Path) -> None:
-    """Replay reaches every sealed root; verify passes after it; another state is refused."""
+    """Replay reaches every sealed root (ETH, ERC-20, approvals, swaps, reader
+    transactions); verify passes after it; another state is refused."""
     datadir, _ = small_state
-    out = tmp_path / "erc20.blocks"
-    generate_over_state(datadir, "erc20", 2, 30, 2, out)
+    out = tmp_path / "mixed.blocks"
+    stats = generate_over_state(datadir, "mixed", 2, 40, 2, out, BlockShape(slot_reads=60, reads_per_tx=20, swap_share=0.4))
+    done = {k: sum(block[k] for block in stats["per_block"]) for k in ("eth", "erc20", "swap", "approve", "reader", "slot_reads")}
+    assert all(done.values()) and done["slot_reads"] == 120 and done["reader"] == 6, done
+    # readers revert (by design); every other transaction succeeds
+    assert sum(block["failed"] for block in stats["per_block"]) == done["reader"]
     copy = tmp_path / "copy"
     shutil.copytree(datadir, copy)
     result = _run("replay", str(out), "--datadir", str(copy))
@@ -201,3 +210,11 @@ def test_state_cli_errors(tmp_path: Path) -> None:
     (tmp_path / "bad" / "state.sqlite").write_bytes(b"not sqlite at all" * 100)
     foreign = _run("state", "dump", "--datadir", str(tmp_path / "bad"))
     assert foreign.returncode == 2 and "not a datadir database" in foreign.stderr
+
+
+def test_reader_code_shape() -> None:
+    """The reader's init code: the selector once, 56 bytes per call, REVERT at the end."""
+    token, holder = bytes(range(20)), bytes(range(20, 40))
+    code = reader_code([(token, holder)] * 3)
+    assert len(code) == 36 + 3 * 56 + 5 and code.endswith(b"\x60\x00\x60\x00\xfd")
+    assert code.count(b"\x73" + token + b"\x5a\xfa\x50") == 3 and code.count(b"\x73" + holder + b"\x60\x04\x52") == 3
