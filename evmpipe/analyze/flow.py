@@ -51,8 +51,9 @@ class _Task:
     phase: str = "cpu"  # pre: cpu, senders; exec: head, validate
 
 
-def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, lookahead: int = LOOKAHEAD) -> float:
-    """Seconds until the last block's `post` is done."""
+def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, lookahead: int = LOOKAHEAD, trace: list[tuple[str, int, float, float]] | None = None) -> float:
+    """Seconds until the last block's `post` is done. `trace`: gets (stage, block,
+    start, end) of each stage of each block."""
     n = len(plans)
     if not n:
         return 0.0
@@ -64,6 +65,11 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
     next_tx = [0] * n
     tasks: dict[str, _Task | None] = {"pre": None, "exec": None, "post": None}
     now = 0.0
+    started: dict[tuple[str, int], float] = {}
+
+    def log(kind: str, block: int) -> None:
+        if trace is not None:
+            trace.append((kind, block, started.pop((kind, block), now), now))
 
     def deliver(block: int, number: int) -> None:
         delivered[block][number] = True
@@ -79,14 +85,17 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
             pre = tasks["pre"]
             if pre is None and pre_done < n and pre_done < exec_done + lookahead:
                 tasks["pre"] = _Task("pre", pre_done, plans[pre_done].pre)
+                started[("pre", pre_done)] = now
                 changed = True
             elif pre is not None and pre.phase == "senders" and senders_left[pre.block] == 0:
+                log("pre", pre.block)
                 tasks["pre"], pre_done, changed = None, pre_done + 1, True
             ex = tasks["exec"]
             if ex is None and exec_done < pre_done:
                 k = exec_done
                 delivered[k] = [False] * len(plans[k].parts)
                 tasks["exec"] = _Task("exec", k, plans[k].setup, "setup")
+                started[("exec", k)] = now
                 changed = True
             elif ex is not None and ex.left <= _EPS and ex.phase == "validate":
                 plan = plans[ex.block]
@@ -97,10 +106,12 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
                 if work > 0.0:
                     ex.left, changed = work, True
                 elif next_tx[ex.block] == len(plan.validate) and all(delivered[ex.block]):
+                    log("exec", ex.block)
                     tasks["exec"], exec_done, changed = None, exec_done + 1, True
             post = tasks["post"]
             if post is None and post_done < exec_done:
                 tasks["post"] = _Task("post", post_done, plans[post_done].post)
+                started[("post", post_done)] = now
                 changed = True
             any_change = any_change or changed
         return any_change
@@ -128,6 +139,7 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
         elif task.kind == "exec" and task.phase == "head":
             task.phase = "validate"
         elif task.kind == "post":
+            log("post", task.block)
             tasks["post"] = None
             post_done += 1
 
