@@ -106,13 +106,12 @@ class Front:
         _log.info("rpc_process_serving", path=path)
 
     async def report_counts(self) -> None:
-        while True:
+        while True:  # at once, then every heartbeat, counted or not: the node takes silence for a wedged process
+            try:
+                await self.control.send({"type": "counts", **self._take_counts()})
+            except ControlClosed:
+                return  # follow_node sees it too, and ends the process
             await trio.sleep(HEARTBEAT)
-            if any(self.counts.values()):
-                try:
-                    await self.control.send({"type": "counts", **self._take_counts()})
-                except ControlClosed:
-                    return  # follow_node sees it too, and ends the process
 
     def _take_counts(self) -> dict[str, int]:
         counts, self.counts = self.counts, {"http": 0, "rpc": 0, "rpc_errors": 0}

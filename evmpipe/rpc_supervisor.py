@@ -9,8 +9,9 @@ accept queue. Each process runs in a task of the node's nursery:
 - it is started with the socket and one end of a control channel
   (evmpipe/rpc_control.py); the node sends it the store to open, then its state (head,
   /health) at each block and every `HEARTBEAT` seconds, and answers its /metrics asks;
-- when it exits unexpectedly (a crash, the OOM killer, `kill -9`), the exit is logged
-  and it is started again, after a pause that doubles with each quick failure (up to
+- when it exits unexpectedly (a crash, the OOM killer, `kill -9`), or falls silent for
+  `SILENT_LIMIT` seconds (wedged, stopped; it reports every `HEARTBEAT`) and is
+  killed for it, the exit is logged and it is started again, after a pause that doubles with each quick failure (up to
   `MAX_BACKOFF`); the node itself goes on committing;
 - when the node stops (its nursery is cancelled), each process gets SIGTERM, then
   SIGKILL after `STOP_WAIT` seconds.
@@ -35,6 +36,8 @@ from state.store import Head
 STOP_WAIT = 2.0  # seconds between SIGTERM and SIGKILL at shutdown
 MAX_BACKOFF = 5.0  # most seconds between restarts of a process that keeps failing
 HEALTHY_RUN = 10.0  # a process that ran this long before exiting restarts at once
+SILENT_LIMIT = 30.0  # seconds without a message (it reports every HEARTBEAT) before a process is killed as wedged
+START_LIMIT = 300.0  # the same, before its first message (imports take seconds on a loaded machine)
 
 _log = structlog.get_logger("evmpipe.rpc")
 
@@ -91,11 +94,15 @@ class RpcSupervisor:
         backoff = 0.1
         while True:
             started = trio.current_time()
-            code = await self._run_once(slot, listener)
+            try:
+                code = await self._run_once(slot, listener)
+            except OSError as error:  # could not start one (out of processes or memory): try again later
+                code, reason = None, f"could not start: {error}"
             ran = trio.current_time() - started
             backoff = 0.1 if ran >= HEALTHY_RUN else min(MAX_BACKOFF, backoff * 2)
             self.restarts += 1
-            reason = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+            if code is not None:
+                reason = f"killed by {_signal_name(-code)}" if code < 0 else f"exit {code}"
             _log.error("rpc_process_exited", slot=slot, reason=reason, ran_s=round(ran, 1), note=f"restarting in {backoff:.1f} s; the node goes on")
             await trio.sleep(backoff)
 
@@ -121,7 +128,7 @@ class RpcSupervisor:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._feed, control)
-                nursery.start_soon(self._listen, control)
+                nursery.start_soon(self._listen, control, process, slot)
                 await process.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -148,13 +155,20 @@ class RpcSupervisor:
         except ControlClosed:
             return  # the process exited: `_run_once` sees it
 
-    async def _listen(self, control: ControlChannel) -> None:
+    async def _listen(self, control: ControlChannel, process: trio.Process, slot: int) -> None:
+        limit = START_LIMIT
         try:
             while True:
-                message = await control.receive()
-                self.count(int(message.get("http", 0)), int(message.get("rpc", 0)), int(message.get("rpc_errors", 0)))
-                if message.get("type") == "metrics":
-                    await control.send({"type": "metrics", "id": message["id"], "text": self.metrics()})
+                with trio.move_on_after(limit):
+                    message = await control.receive()
+                    limit = SILENT_LIMIT
+                    self.count(int(message.get("http", 0)), int(message.get("rpc", 0)), int(message.get("rpc_errors", 0)))
+                    if message.get("type") == "metrics":
+                        await control.send({"type": "metrics", "id": message["id"], "text": self.metrics()})
+                    continue
+                _log.error("rpc_process_silent", slot=slot, pid=process.pid, note=f"no report for {limit:.0f} s: killed, to be started again")
+                process.kill()
+                return
         except (ControlClosed, ValueError):
             return
 
@@ -169,6 +183,13 @@ def rpc_metrics(supervisor: RpcSupervisor) -> str:
         "# TYPE evmpipe_rpc_process_restarts_total counter",
         f"evmpipe_rpc_process_restarts_total {supervisor.restarts}",
     ]) + "\n"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 async def _stop(process: trio.Process) -> None:

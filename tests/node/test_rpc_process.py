@@ -14,6 +14,7 @@ import trio
 
 from evmpipe.rpc_control import ControlChannel
 from evmpipe.rpc_process import STALE_AFTER, Front
+from evmpipe.rpc_supervisor import SILENT_LIMIT, START_LIMIT, RpcProcessOptions, RpcSupervisor
 from evmpipe.httpd import Request
 from tests.node.helpers import append, sample, start_node, wait_until, write_chain
 
@@ -111,3 +112,28 @@ async def test_health_says_when_the_node_stops_reporting() -> None:
         assert response.status == 503 and b"has not reported" in response.body
     finally:
         theirs.close()
+
+
+async def test_a_silent_rpc_process_is_killed(autojump_clock: trio.abc.Clock) -> None:
+    """A process that stops reporting (wedged, SIGSTOP) is killed, to be started again:
+    after START_LIMIT while it starts, SILENT_LIMIT once it has reported."""
+
+    class Process:
+        pid = 1
+        killed_at: float | None = None
+
+        def kill(self) -> None:
+            self.killed_at = trio.current_time()
+
+    supervisor = RpcSupervisor(RpcProcessOptions(0), state=lambda: (None, 200, {}), metrics=lambda: "", count=lambda *counts: None)
+    for reports, limit in ((0, START_LIMIT), (1, SILENT_LIMIT)):
+        ours, theirs = socket.socketpair()
+        try:
+            control = ControlChannel(trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+            theirs.sendall(b'{"type": "counts", "http": 1, "rpc": 0, "rpc_errors": 0}\n' * reports)
+            process = Process()
+            started = trio.current_time()
+            await supervisor._listen(control, process, 0)  # type: ignore[arg-type]
+            assert process.killed_at is not None and abs(process.killed_at - started - limit) < 1
+        finally:
+            theirs.close()
