@@ -30,6 +30,7 @@ from pipeline.datadir import open_datadir
 from pipeline.errors import BadInput, FatalError, InvalidBlock
 from pipeline.events import EventLog, StageEvent, configure_logging
 from pipeline.node import build_stages
+from stages.prefetch import reader_events
 from pipeline.progress import Progress
 from pipeline.required_state import check_required_state
 from pipeline.state_options import ReadTracker, StateOptions, add_state_arguments, attach_reads, print_state_reads
@@ -144,6 +145,7 @@ def replay_file(
             outcome.cpu_seconds = cpu_time() - cpu_before + (pool.cpu_seconds - worker_cpu_before if pool else 0.0)
             if pool is not None:
                 worker_events(outcome.events, pool, since=wall_before)
+            reader_events(outcome.events, stages, since=wall_before)
     finally:
         store.close()
     return outcome

@@ -54,7 +54,7 @@ class MerkleizeStage(BaseStage):
             warm = counts.as_counts("warm_")
         result = await trio.to_thread.run_sync(merkleize, diff, item.pre.parent.state_root, account_before, overlay.get_trie_node)
         if self.pool is not None:
-            await warm_commit(self.pool, result.nodes, [tx.hash for tx in item.pre.block.transactions])
+            await warm_commit(self.pool, number, result.nodes, [tx.hash for tx in item.pre.block.transactions])
         item.merkleized = Merkleized(result.root, result.nodes, result.accounts)
         self.chain.merkleized(number, result.nodes, result.accounts)
         item.count("merkleize", keys=diff.count_keys(), nodes=len(result.nodes), **warm)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ from execution.senders import recover_sender
 from execution.strategies import ExecutionStrategy
 from pipeline.block import InFlightBlock, Prefetched
 from pipeline.chain import ChainState
+from pipeline.events import EventLog, StageEvent
 from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
 from pipeline.read_sets import CodePredictor, HotKeys, add_templates, executed_keys, predict_reads
 from pipeline.stage import BaseStage, StageId
@@ -205,6 +206,17 @@ class PrefetchStage(BaseStage):
             pre = item.pre
             senders = pre.senders if len(pre.senders) == len(pre.block.transactions) else [getattr(tx, "sender", None) for tx in pre.block.transactions]
             self.predictor.learn_block(pre.block.transactions, senders, results, pre.header.coinbase)
+
+
+def reader_events(events: EventLog, stages: Sequence[object], since: float) -> None:
+    """The reader pool's batches as events on tracks of their own ("reader N"), for
+    the trace and `evmpipe trace-summary`; not stages, so the summary leaves them out."""
+    pool = next((getattr(stage, "pool", None) for stage in stages if isinstance(stage, PrefetchStage)), None)
+    if pool is None:
+        return
+    for reader, block, start, end in list(pool.spans):
+        if start >= since:
+            events.events.append(StageEvent(f"reader {reader}", block, -1, start - events.t0, end - events.t0, True, {}))
 
 
 def _read_here(store: Any, accounts: set[bytes], slots: set[tuple[bytes, int]]) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -35,6 +37,7 @@ MIN_BATCH = 16
 #: default threads: measured (docs/BENCHMARKS.md, "Prefetch"): past 4 the cold
 #: block time does not improve on this machine's disk
 DEFAULT_THREADS = 4
+SPANS = 100_000
 
 
 @dataclass
@@ -61,6 +64,9 @@ class ReaderPool:
         self._all: list[sqlite3.Connection] = []
         self._limiter: trio.CapacityLimiter | None = None
         self._closed = False
+        #: (reader, block, start, end) per batch (perf_counter), for the trace's reader tracks
+        self.spans: deque[tuple[int, int | None, float, float]] = deque(maxlen=SPANS)
+        self._readers: dict[int, int] = {}
 
     def _connect(self) -> sqlite3.Connection:
         """A read-only connection whose file descriptors read no more than asked:
@@ -80,8 +86,9 @@ class ReaderPool:
         self._all.append(db)
         return db
 
-    def call(self, function: Callable[[sqlite3.Connection, list[K]], T], batch: list[K]) -> T:
-        """Run `function(connection, batch)` on this thread with a connection of its own."""
+    def call(self, function: Callable[[sqlite3.Connection, list[K]], T], batch: list[K], tag: int | None = None) -> T:
+        """Run `function(connection, batch)` on this thread with a connection of its own
+        (`tag`: the block it reads for, on the trace)."""
         if self._closed:
             raise RuntimeError("reader pool is closed")
         try:
@@ -92,22 +99,25 @@ class ReaderPool:
         try:
             return function(db, batch)
         finally:
-            self.stats.read_s += time.perf_counter() - started
+            ended = time.perf_counter()
+            self.stats.read_s += ended - started
             self.stats.batches += 1
             self._idle.put(db)
+            reader = self._readers.setdefault(threading.get_ident(), len(self._readers))
+            self.spans.append((reader, tag, started, ended))
 
-    async def run(self, function: Callable[[sqlite3.Connection, list[K]], T], batch: list[K]) -> T:
+    async def run(self, function: Callable[[sqlite3.Connection, list[K]], T], batch: list[K], tag: int | None = None) -> T:
         """`call` on one of the pool's threads (at most `size` at a time)."""
         if self._limiter is None:
             self._limiter = trio.CapacityLimiter(self.size)
-        return await trio.to_thread.run_sync(self.call, function, batch, limiter=self._limiter)
+        return await trio.to_thread.run_sync(self.call, function, batch, tag, limiter=self._limiter)
 
-    async def map(self, function: Callable[[sqlite3.Connection, list[K]], T], batches: Sequence[list[K]], done: Callable[[T], None]) -> None:
+    async def map(self, function: Callable[[sqlite3.Connection, list[K]], T], batches: Sequence[list[K]], done: Callable[[T], None], tag: int | None = None) -> None:
         """Every batch on the pool, in parallel; `done` gets each result on the event
         loop as it arrives. Cancelling waits for the batches already reading (a few
         milliseconds each) and starts no more."""
         async def one(batch: list[K]) -> None:
-            done(await self.run(function, batch))
+            done(await self.run(function, batch, tag))
 
         async with trio.open_nursery() as nursery:
             for batch in batches:

@@ -84,13 +84,13 @@ async def warm_state(pool: ReaderPool, store: StateStore, tag: int, accounts: It
             known.update(found)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(pool.map, _filler(store, epoch, tag, "account", fetch_accounts, counts), batches(want_accounts, pool.size), got_accounts)
-            nursery.start_soon(pool.map, _filler(store, epoch, tag, "slot", fetch_slots, counts), batches(want_slots, pool.size), _ignore)
+            nursery.start_soon(pool.map, _filler(store, epoch, tag, "account", fetch_accounts, counts), batches(want_accounts, pool.size), got_accounts, tag)
+            nursery.start_soon(pool.map, _filler(store, epoch, tag, "slot", fetch_slots, counts), batches(want_slots, pool.size), _ignore, tag)
     else:
         known.update(await _walk_state(pool, store, epoch, tag, want_accounts, want_slots, counts))
     code_hashes = {a.code_hash for a in known.values() if a is not None and a.code_hash != EMPTY_CODE_HASH}
     want_code = [h for h in code_hashes if store.codes.peek(h) is MISSING]
-    await pool.map(_filler(store, epoch, tag, "code", fetch_code, counts), batches(want_code, pool.size), _ignore)
+    await pool.map(_filler(store, epoch, tag, "code", fetch_code, counts), batches(want_code, pool.size), _ignore, tag)
     return known
 
 
@@ -156,17 +156,17 @@ async def _run_walk(pool: ReaderPool, store: StateStore, tag: int, walk: PathWal
                 nodes[node_hash] = node
         counts.predicted += len(wanted)
         counts.cached += len(nodes)
-        await pool.map(_filler(store, 0, tag, "node", fetch_nodes, counts), batches(missing, pool.size), nodes.update)
+        await pool.map(_filler(store, 0, tag, "node", fetch_nodes, counts), batches(missing, pool.size), nodes.update, tag)
         await trio.to_thread.run_sync(walk.advance, nodes)
 
 
-async def warm_commit(pool: ReaderPool, nodes: Iterable[bytes], tx_hashes: Iterable[bytes]) -> None:
+async def warm_commit(pool: ReaderPool, tag: int, nodes: Iterable[bytes], tx_hashes: Iterable[bytes]) -> None:
     """Read the pages a block's commit will insert into: its new trie nodes' and its
     transactions' places in their hash-keyed tables (keys spread evenly, so each
     lands on a page of its own, cold in a large state). The lookups find nothing;
     they leave the pages in the OS page cache, where the commit's writer finds them."""
-    await pool.map(fetch_nodes, batches(nodes, pool.size), _ignore)
-    await pool.map(probe_transactions, batches(tx_hashes, pool.size), _ignore)
+    await pool.map(fetch_nodes, batches(nodes, pool.size), _ignore, tag)
+    await pool.map(probe_transactions, batches(tx_hashes, pool.size), _ignore, tag)
 
 
 def memory_nodes(overlay: Overlay) -> NodeLookup:

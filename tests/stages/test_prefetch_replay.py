@@ -20,6 +20,7 @@ from evmpipe.gen.genstate import build_state
 from evmpipe.gen.overstate import generate_over_state
 from evmpipe.gen.shape import StateShape
 from evmpipe.replay import replay_file
+from evmpipe.trace_summary import load_slices
 from pipeline.read_sets import ReadSet
 from pipeline.state_options import StateOptions
 
@@ -54,7 +55,8 @@ def test_replay_reaches_every_root(state_and_blocks: tuple[Path, Path], tmp_path
     copy = tmp_path / "d"
     shutil.copytree(datadir, copy)
     out = tmp_path / "summary.json"
-    result = subprocess.run([sys.executable, "-m", "evmpipe", "replay", str(blocks), "--datadir", str(copy), "--json", str(out), *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    trace = tmp_path / "trace.json"
+    result = subprocess.run([sys.executable, "-m", "evmpipe", "replay", str(blocks), "--datadir", str(copy), "--json", str(out), "--trace", str(trace), *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["last_block"] == BLOCKS  # replay checks every block's state root
@@ -65,6 +67,7 @@ def test_replay_reaches_every_root(state_and_blocks: tuple[Path, Path], tmp_path
     else:
         assert read_ahead > 0 and prefetch["account"]["hit"] > 0
         assert "served from memory" in result.stderr
+        assert any(s.stage.startswith("reader ") for s in load_slices(trace))  # the pool's tracks
     per_block = summary["state_reads_per_block"]
     assert len(per_block) == BLOCKS and all("prefetch" in b for b in per_block)
 
