@@ -220,6 +220,7 @@ def test_reader_code_shape() -> None:
     assert code.count(b"\x73" + token + b"\x5a\xfa\x50") == 3 and code.count(b"\x73" + holder + b"\x60\x04\x52") == 3
 
 
+@pytest.mark.slow  # ~10 s: a benchmark script's check, not needed on every CI run
 def test_trie_keying_bench_layouts_agree(small_state: tuple[Path, dict], tmp_path: Path) -> None:
     """scripts/trie_keying_bench.py: the path-keyed copy holds every trie, and updating it
     by path gives the same roots as the hash-keyed one (the script exits 1 otherwise)."""
