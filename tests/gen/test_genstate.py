@@ -57,6 +57,7 @@ def test_build_is_consistent_and_deterministic(small_state: tuple[Path, dict], t
     assert result["nodes_checked"] > 0 and result["nodes_missing"] == 0
     again = build_state(tmp_path / "again", SMALL, progress=False, jobs=1)  # one process or two: the same root
     assert again["state_root"] == info["state_root"]
+    assert {k: again[k] for k in ("accounts", "slots", "trie_nodes")} == {k: info[k] for k in ("accounts", "slots", "trie_nodes")}
     other = build_state(tmp_path / "other", StateShape(accounts=3000, seed=8), progress=False)
     assert other["state_root"] != info["state_root"]
 
