@@ -104,50 +104,104 @@ def _children(enc: bytes, path: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def build_path_layout(hash_db: sqlite3.Connection, account_root: bytes, out: Path, progress: Callable[[int], None]) -> tuple[int, dict[bytes, bytes]]:
-    """Walk every trie depth first (nibble order = key order), append rows in key order.
-    Returns (rows, storage root by hashed address)."""
+def build_path_layout(hash_path: Path, account_root: bytes, out: Path, progress: Callable[[int], None], jobs: int = 2) -> tuple[int, dict[bytes, bytes]]:
+    """Walk every trie depth first (nibble order = key order) and write the rows in key
+    order. With `jobs` > 1 the subtries below the account root are split by first nibble
+    over forked processes, each writing its rows in order into a part file; the parts are
+    then appended in key order. Returns (rows, storage root by hashed address)."""
+    hash_db = _connect(hash_path, 256)
+    root_enc = hash_db.execute("SELECT node FROM nodes WHERE hash = ?", (account_root,)).fetchone()[0]
+    hash_db.close()
+    starts = _children(root_enc, "")
+    embedded: list[tuple[str, bytes]] = []
+    _leaves(root_enc, "", lambda path, value: embedded.append((path, value)))
+    groups = [[st for st in starts if int(st[0][0], 16) * jobs // 16 == k] for k in range(jobs)] if jobs > 1 and not embedded else [starts]
+    parts = [out.with_name(f"{out.stem}.part{k}.sqlite") for k in range(len(groups))]
+    for part in parts:
+        part.unlink(missing_ok=True)
+    if len(groups) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(len(groups)) as pool:
+            results = pool.starmap(_walk_part, [(hash_path, part, group, None) for part, group in zip(parts, groups)])
+    else:
+        results = [_walk_part(hash_path, parts[0], groups[0], progress)]
+    storage_roots: dict[bytes, bytes] = {}
+    for path, value in embedded:
+        _account_leaf(storage_roots, path, value)
+    count = 1
+    for _, roots in results:
+        storage_roots.update(roots)
     db = _connect(out, 64)
     db.execute("CREATE TABLE nodes (key BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
     db.execute("BEGIN")
+    db.execute("INSERT INTO nodes VALUES (?, ?)", (b"A", root_enc))
+    for k, part in enumerate(parts):
+        db.execute(f"ATTACH DATABASE ? AS p{k}", (str(part),))
+    for table in ("a", "o"):  # every b"A" key before every b"O" key; parts in nibble order
+        for k in range(len(parts)):
+            db.execute(f"INSERT INTO nodes SELECT key, node FROM p{k}.{table} ORDER BY key")
+    db.execute("COMMIT")
+    count = db.execute("SELECT count(*) FROM nodes").fetchone()[0]
+    for k in range(len(parts)):
+        db.execute(f"DETACH DATABASE p{k}")
+    db.close()
+    for part in parts:
+        part.unlink()
+    return int(count), storage_roots
+
+
+def _account_leaf(storage_roots: dict[bytes, bytes], path: str, value: bytes) -> None:
+    from state.layout import _account_from_rlp
+
+    root = _account_from_rlp(value).storage_root
+    if root != BLANK_ROOT:
+        storage_roots[bytes.fromhex(path)] = root
+
+
+def _walk_part(hash_path: Path, out: Path, starts: list[tuple[str, bytes]], progress: Callable[[int], None] | None) -> tuple[int, dict[bytes, bytes]]:
+    """The account subtries at `starts` (table a) and the storage tries of their
+    accounts (table o), each written in key order."""
+    hash_db = _connect(hash_path, 256)
     get = hash_db.execute
+    db = _connect(out, 64)
+    db.execute("CREATE TABLE a (key BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("CREATE TABLE o (key BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("BEGIN")
     rows: list[tuple[bytes, bytes]] = []
     count = 0
     storage_roots: dict[bytes, bytes] = {}
+    table = "a"
 
     def flush() -> None:
         nonlocal count
-        db.executemany("INSERT INTO nodes VALUES (?, ?)", rows)
+        db.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
         count += len(rows)
-        progress(count)
+        if progress is not None:
+            progress(count)
         rows.clear()
 
-    def walk(prefix: bytes, root: bytes, on_leaf: Callable[[str, bytes], None] | None) -> None:
-        stack = [("", root)]
+    def walk(prefix: bytes, stack: list[tuple[str, bytes]], accounts: bool) -> None:
+        stack = list(reversed(stack))
         while stack:
             path, node_hash = stack.pop()
             enc = get("SELECT node FROM nodes WHERE hash = ?", (node_hash,)).fetchone()[0]
             rows.append((prefix + path.encode(), enc))
             if len(rows) >= 20_000:
                 flush()
-            kids = _children(enc, path)
-            stack += reversed(kids)  # pop order = ascending path
-            if on_leaf is not None:
-                _leaves(enc, path, on_leaf)
+            stack += reversed(_children(enc, path))  # pop order = ascending path
+            if accounts:
+                _leaves(enc, path, lambda p, v: _account_leaf(storage_roots, p, v))
 
-    def account_leaf(path: str, value: bytes) -> None:
-        from state.layout import _account_from_rlp
-
-        root = _account_from_rlp(value).storage_root
-        if root != BLANK_ROOT:
-            storage_roots[bytes.fromhex(path)] = root
-
-    walk(b"A", account_root, account_leaf)
-    for owner in sorted(storage_roots):  # b"O" + owner: ascending after every b"A" key
-        walk(b"O" + owner, storage_roots[owner], None)
+    walk(b"A", starts, True)
+    flush()
+    table = "o"
+    for owner in sorted(storage_roots):
+        walk(b"O" + owner, [("", storage_roots[owner])], False)
     flush()
     db.execute("COMMIT")
     db.close()
+    hash_db.close()
     return count, storage_roots
 
 
@@ -343,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", action="store_true", help="do not evict the files before each block")
     parser.add_argument("--no-readahead", action="store_true", help="POSIX_FADV_RANDOM on the layout files (reads fetch their page, not 128 KiB)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2, help="processes laying out the path-keyed copy (default 2)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
@@ -369,7 +424,6 @@ def main(argv: list[str] | None = None) -> int:
         hash_rows = build_hash_layout(source, hash_path)
         print(f"hash layout: {hash_rows} nodes, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        hash_db = _connect(hash_path, 256)
         last = [time.perf_counter()]
 
         def progress(n: int) -> None:
@@ -377,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 last[0] = time.perf_counter()
                 print(f"path layout: {n} of {hash_rows} nodes", file=sys.stderr, flush=True)
 
-        path_rows, storage_roots = build_path_layout(hash_db, account_root, path_path, progress)
-        hash_db.close()
+        path_rows, storage_roots = build_path_layout(hash_path, account_root, path_path, progress, args.jobs)
         print(f"path layout: {path_rows} nodes, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         setup = {"root": account_root.hex(), "hash_nodes": hash_rows, "path_nodes": path_rows, "storage_roots": {k.hex(): v.hex() for k, v in storage_roots.items()}}
         done.write_text(json.dumps(setup))
