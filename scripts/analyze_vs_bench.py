@@ -37,7 +37,8 @@ def main() -> None:
         for r in data.get("bench", []):
             rows.append(r)
             print(f"| {_name(data)} | {r['strategy']} | {r['workers']} | {r['measured']:.2f} | {r['predicted']:.2f} | {r['error'] * 100:+.0f} % | {r['bench_sequential_cpu_share']:.2f} | {r['predicted_at_bench_load']:.2f} | {r['error_at_bench_load'] * 100:+.0f} % |")
-    for key in ("error", "error_at_bench_load"):
+    loaded = any(r["error_at_bench_load"] != r["error"] for r in rows)
+    for key in ("error", "error_at_bench_load") if loaded else ("error",):
         for workers in (1, 2):
             for strategy in (None, "optimistic", "declared", "auto"):
                 errors = sorted(r[key] for r in rows if r["workers"] == workers and strategy in (None, r["strategy"]))
