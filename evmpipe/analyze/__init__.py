@@ -3,8 +3,9 @@
 The blocks are replayed sequentially with every transaction timed and its read and
 write sets kept (`record`); the dependencies between transactions form a graph
 (`graph`) whose critical path bounds any parallel schedule; the conflicts are named
-(`conflicts`); evmpipe's strategies are simulated at 1 to 64 workers (`schedule`)
-with overheads measured on the same file (`calibrate`); the result is a terminal
+(`conflicts`); evmpipe's strategies are simulated at 1 to 64 workers, the whole file
+through a model of the pipeline (`schedule`, `flow`), with costs measured on the
+same file (`calibrate`); the result is a terminal
 table, JSON and a self-contained HTML page (`report`, `html`). docs/ANALYZE.md
 describes the model and the JSON keys.
 """
@@ -23,7 +24,7 @@ def add_analyze_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "analyze",
         help="how parallel a block file is: dependency graph, critical path, named conflicts, simulated speedup at 1-64 workers",
-        description="Replay FILE sequentially with every transaction timed; build each block's dependency graph (reads after writes; fee and value credits commute), its critical path, the conflicts that serialise it, and simulated schedules of evmpipe's optimistic and declared strategies and of an ideal scheduler at 1, 2, 4, ... 64 workers, with overheads measured on this file. The predictions are simulations, not measurements.",
+        description="Replay FILE sequentially with every transaction timed; build each block's dependency graph (reads after writes; fee and value credits commute), its critical path, the conflicts that serialise it, and simulated runs of the whole file through evmpipe's pipeline with the optimistic, declared and auto strategies (auto by its own decision rules) and an ideal scheduler at 1, 2, 4, ... 64 workers, with costs measured on this file at one worker. The predictions are simulations, not measurements.",
     )
     parser.add_argument("file", help="a native block file, or a BlockchainTest JSON file (.json or .json.gz) holding one test (see --test)")
     parser.add_argument("--state", metavar="DIR", help="a datadir to run on: the file's blocks up to its head are skipped; nothing is written to it (default: the file's genesis in a temporary datadir)")
