@@ -210,7 +210,7 @@ async def serve(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(front.report_counts)
         nursery.start_soon(front.load)
-        nursery.start_soon(partial_serve, front, listener, args.max_connections)
+        nursery.start_soon(_serve_http, front, listener, args.max_connections)
         try:
             await front.follow_node()
         except ControlClosed:
@@ -218,7 +218,7 @@ async def serve(args: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def partial_serve(front: Front, listener: trio.SocketListener, max_connections: int) -> None:
+async def _serve_http(front: Front, listener: trio.SocketListener, max_connections: int) -> None:
     await serve_listeners(front.route, [listener], oversized, max_connections=max_connections)
 
 
