@@ -296,7 +296,7 @@ try:  # keccak256 without eth_hash's dispatch (~2 us of ~4 us per hash; three ha
 
     def _keccak_fn() -> Callable[[bytes], bytes]:
         return lambda data: _k256(data).digest()
-except ImportError:  # pragma: no cover - pysha3 is a dependency of py-evm's install here
+except ImportError:  # pragma: no cover - safe-pysha3 is in our dependencies (pyproject.toml)
     def _keccak_fn() -> Callable[[bytes], bytes]:
         return keccak
 
