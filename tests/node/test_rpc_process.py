@@ -1,5 +1,6 @@
 """JSON-RPC served by RPC processes beside the pipeline's (evmpipe/rpc_process.py): a
-crashed one is restarted while the node goes on committing; none outlives the node;
+crashed one is restarted while the node goes on committing; none outlives the node,
+even one killed with SIGKILL;
 what they answer is the committed chain (`pending` is `latest`, the head they report
 is always readable)."""
 from __future__ import annotations
@@ -58,22 +59,7 @@ def test_a_killed_rpc_process_is_restarted_and_the_node_goes_on(tmp_path: Path) 
         node.kill()
 
 
-def test_rpc_processes_exit_with_a_killed_node(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:1])
-    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log")
-    try:
-        wait_until(lambda: node.head() == 1, what="head 1")
-        pid = node.logged("rpc_process_started")[0]["pid"]
-        node.process.kill()  # SIGKILL: no cleanup runs in the node
-        node.process.wait()
-        wait_until(lambda: not _alive(pid), timeout=30, what="the RPC process to exit (its control channel closed)")
-    finally:
-        node.kill()
-
-
-def test_rpc_serves_the_committed_chain(tmp_path: Path) -> None:
+def test_rpc_serves_the_committed_chain_and_dies_with_the_node(tmp_path: Path) -> None:
     header, records = sample()
     chain = tmp_path / "chain.blocks"
     write_chain(chain, header, records[:1])
@@ -94,6 +80,12 @@ def test_rpc_serves_the_committed_chain(tmp_path: Path) -> None:
             block = node.rpc("eth_getBlockByNumber", [tag, False])["result"]
             assert block["hash"] == health["hash"] and block["stateRoot"] == health["state_root"], tag
         assert node.rpc("eth_getBlockByNumber", [hex(health["number"] + 1), False])["result"] is None
+
+        # a node killed with SIGKILL runs no cleanup: its RPC process exits on its own
+        pid = node.logged("rpc_process_started")[0]["pid"]
+        node.process.kill()
+        node.process.wait()
+        wait_until(lambda: not _alive(pid), timeout=30, what="the RPC process to exit (its control channel closed)")
     finally:
         node.kill()
 
