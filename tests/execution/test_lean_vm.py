@@ -36,6 +36,7 @@ from execution.block import SpeculatedReceipt, execute_block, make_vm
 from execution.forks import FORKS, schedule_for_network, with_interpreter
 from execution.lean_vm import LeanCancunExecutor, LeanVM, lean_vm, log_bloom, logs_rlp
 from state.account import Account
+from tests.execution.interp_diff import DictState
 
 
 # sha256 (16 hex digits) of the source of each py-evm function the lean VM copies or
@@ -66,30 +67,16 @@ def test_copied_pyevm_source_unchanged(name: str) -> None:
     assert actual == digest, f"py-evm's {name} changed: review execution/lean_vm.py against it, then update the digest"
 
 
-class FixtureState:
+class FixtureState(DictState):
     """A generated fixture's pre-state as evmpipe's `StateReader`."""
 
     def __init__(self, pre: dict[str, Any]) -> None:
-        self.accounts: dict[bytes, Account] = {}
-        self.storage: dict[bytes, dict[int, int]] = {}
-        self.code: dict[bytes, bytes] = {}
+        super().__init__({}, {}, {})
         for address, fields in pre.items():
             raw, code = bytes.fromhex(address[2:]), bytes.fromhex(fields.get("code", "0x")[2:])
             self.accounts[raw] = Account(nonce=int(fields["nonce"], 16), balance=int(fields["balance"], 16), code_hash=keccak(code))
             self.code[keccak(code)] = code
             self.storage[raw] = {int(k, 16): int(v, 16) for k, v in fields.get("storage", {}).items()}
-
-    def get_account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def get_storage(self, address: bytes, slot: int) -> int:
-        return self.storage.get(address, {}).get(slot, 0)
-
-    def get_code(self, code_hash: bytes) -> bytes | None:
-        return self.code.get(code_hash)
-
-    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
-        return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
 
 
 @functools.lru_cache(maxsize=None)
