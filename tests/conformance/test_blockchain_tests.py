@@ -111,8 +111,38 @@ def test_fixture_file_parallel_strategies(path: str, strategy: str) -> None:
     assert not problems, "\n".join(problems)
 
 
+#: GeneralStateTests whose `declared --verify` run (each test executed twice, one
+#: worker process per transaction batch) took 19-123 s each in CI: 13 minutes of CPU
+#: in all, half of CI's wall time. CI still runs them sequentially (`test_fixture_file`)
+#: and `declared` on every other state test; these run with `-m slow`.
+DECLARED_HEAVY = (
+    "VMTests/vmPerformance/loopExp.json",
+    "stTimeConsuming/static_Call50000_sha256.json",
+    "stStaticCall/static_Call50000.json",
+    "stStaticCall/static_Call50000_ecrec.json",
+    "stStaticCall/static_Call50000_identity.json",
+    "stStaticCall/static_Call50000_identity2.json",
+    "stStaticCall/static_Call50000_rip160.json",
+    "stStaticCall/static_Call1024PreCalls.json",
+    "stStaticCall/static_Call1024PreCalls2.json",
+    "stStaticCall/static_Call1024PreCalls3.json",
+    "stStaticCall/static_LoopCallsThenRevert.json",
+    "stDelegatecallTestHomestead/Call1024PreCalls.json",
+    "stCallCreateCallCodeTest/Call1024PreCalls.json",
+    "stQuadraticComplexityTest/Call50000.json",
+    "stQuadraticComplexityTest/Return50000.json",
+    "stZeroKnowledge/pairingTest.json",
+)
+
+
+def _declared_param(path: str) -> object:
+    if path.endswith(DECLARED_HEAVY):
+        return pytest.param(path, id=path.removeprefix("BlockchainTests/"), marks=[pytest.mark.slow])
+    return _param(path)
+
+
 @pytest.mark.skipif(not FILES, reason="../shared/fixtures/blockchain-tests-dev.tar.gz is not present")
-@pytest.mark.parametrize("path", [_param(p) for p in FILES if not p.startswith(BLOCK_FOLDERS)] or ["none"])
+@pytest.mark.parametrize("path", [_declared_param(p) for p in FILES if not p.startswith(BLOCK_FOLDERS)] or ["none"])
 def test_fixture_file_declared(path: str) -> None:
     """The rest of the archive (GeneralStateTests) with `declared` and `--verify`:
     speculation, chains and in-order validation against sequential on every opcode
