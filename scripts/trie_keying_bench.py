@@ -8,7 +8,13 @@ SQLite files of one table each:
 - path.sqlite: (key -> node) with key = b"A" + nibble path for the account trie and
   b"O" + hashed address + nibble path for a storage trie, one byte per nibble, as geth's
   pathdb keys them. Nodes of one subtrie sit next to each other; an update overwrites a
-  path's row in place (no garbage), where the hash layout adds new rows and keeps the old.
+  path's row in place (no garbage), where the hash layout adds new rows and keeps the old;
+- halfpath.sqlite: (key -> node) with Nethermind's "HalfPath" key: a section byte (0: the
+  account trie's top levels, path length <= 5; 1: the rest of the account trie; 2: storage
+  tries, followed by the hashed address), the first 8 bytes of the packed nibble path
+  (zero-padded), the path length, and the node's hash. Neighbours on disk like path keys,
+  but content-addressed like hash keys: rows are only added (INSERT OR IGNORE), never
+  overwritten, so old roots stay readable.
 
 Then it replays the same dirty-key sets (`--blocks` blocks of `--accounts` accounts and
 `--slots` slots over `--contracts` contracts, a `--fresh` share of them new keys) on both,
@@ -102,6 +108,38 @@ def _children(enc: bytes, path: str) -> list[tuple[str, bytes]]:
         else:  # an embedded node: its hashed descendants hang below it
             out += _children(ref, child_path)
     return out
+
+
+def halfpath_key(owner: bytes, path: str, node_hash: bytes) -> bytes:
+    """Nethermind's HalfPath key of the node `node_hash` at nibble `path` of the trie of
+    `owner` (b"" for the account trie)."""
+    packed = bytes.fromhex(path[:16].ljust(16, "0")) + bytes((len(path),))
+    if owner:
+        return b"\x02" + owner + packed + node_hash
+    return (b"\x00" if len(path) <= 5 else b"\x01") + packed + node_hash
+
+
+def _path_to_halfpath(key: bytes, enc: bytes) -> bytes:
+    """The halfpath key of a row of the path layout."""
+    if key[:1] == b"A":
+        return halfpath_key(b"", key[1:].decode(), keccak(enc))
+    return halfpath_key(key[1:33], key[33:].decode(), keccak(enc))
+
+
+def build_halfpath_layout(path_path: Path, out: Path) -> int:
+    """Re-key the path layout (every node at its path) into halfpath keys, sorted."""
+    db = _connect(out, 256)
+    db.execute("CREATE TABLE nodes (key BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("CREATE TEMP TABLE staged (key BLOB, node BLOB)")
+    db.execute("ATTACH DATABASE ? AS src", (str(path_path),))
+    db.create_function("halfpath", 2, _path_to_halfpath, deterministic=True)
+    db.execute("BEGIN")
+    db.execute("INSERT INTO staged SELECT halfpath(key, node), node FROM src.nodes")
+    db.execute("INSERT OR IGNORE INTO nodes SELECT key, node FROM staged ORDER BY key")
+    db.execute("COMMIT")
+    count = db.execute("SELECT count(*) FROM nodes").fetchone()[0]
+    db.close()
+    return int(count)
 
 
 def build_path_layout(hash_path: Path, account_root: bytes, out: Path, progress: Callable[[int], None], jobs: int = 2) -> tuple[int, dict[bytes, bytes]]:
@@ -309,17 +347,31 @@ def path_block(db: sqlite3.Connection, block: dict, roots: dict, meter: Meter) -
     return roots["account"], time.perf_counter() - t
 
 
-def _path_update(db: sqlite3.Connection, prefix: bytes, root: bytes, changes: dict[bytes, bytes], meter: Meter, rows: dict[bytes, bytes]) -> bytes:
-    """Read the dirty paths by path, update with the shared code, write the new nodes by path."""
+def halfpath_block(db: sqlite3.Connection, block: dict, roots: dict, meter: Meter) -> tuple[bytes, float]:
+    rows: dict[bytes, bytes] = {}
+    for owner, changes in block["storage"].items():
+        roots["storage"][owner] = _path_update(db, owner, roots["storage"].get(owner, BLANK_ROOT), changes, meter, rows, halfpath=True)
+    roots["account"] = _path_update(db, b"", roots["account"], _account_changes(block, roots["storage"]), meter, rows, halfpath=True)
+    t = time.perf_counter()
+    db.execute("BEGIN")
+    db.executemany("INSERT OR IGNORE INTO nodes VALUES (?, ?)", rows.items())
+    db.execute("COMMIT")
+    return roots["account"], time.perf_counter() - t
+
+
+def _path_update(db: sqlite3.Connection, prefix: bytes, root: bytes, changes: dict[bytes, bytes], meter: Meter, rows: dict[bytes, bytes], halfpath: bool = False) -> bytes:
+    """Read the dirty paths by path, update with the shared code, write the new nodes by path.
+    With `halfpath`, `prefix` is the owner (b"" for the account trie) and keys hold the hash
+    too (a node read is found by its key, so it needs no check)."""
     known: dict[bytes, bytes] = {}
     keys = sorted(k.hex() for k in changes)
 
     def fetch(path: str, expect: bytes) -> bytes:
         t = time.perf_counter()
-        row = db.execute("SELECT node FROM nodes WHERE key = ?", (prefix + path.encode(),)).fetchone()
+        row = db.execute("SELECT node FROM nodes WHERE key = ?", (halfpath_key(prefix, path, expect) if halfpath else prefix + path.encode(),)).fetchone()
         meter.read_s += time.perf_counter() - t
         meter.reads += 1
-        if row is None or keccak(row[0]) != expect:
+        if row is None or (not halfpath and keccak(row[0]) != expect):
             raise RuntimeError(f"path layout: node at {prefix!r}/{path} missing or stale")
         return row[0]
 
@@ -365,7 +417,11 @@ def _path_update(db: sqlite3.Connection, prefix: bytes, root: bytes, changes: di
         return found
 
     new_root, nodes = update_root(get, root, changes)
-    if new_root != BLANK_ROOT:
+    if new_root != BLANK_ROOT and halfpath:
+        rows[halfpath_key(prefix, "", new_root)] = nodes[new_root]
+        for path, node_hash in _new_below(nodes[new_root], "", nodes):
+            rows[halfpath_key(prefix, path, node_hash)] = nodes[node_hash]
+    elif new_root != BLANK_ROOT:
         rows[prefix] = nodes[new_root]
         for path, node_hash in _new_below(nodes[new_root], "", nodes):
             rows[prefix + path.encode()] = nodes[node_hash]
@@ -416,9 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     hash_path, path_path, done = work / "hash.sqlite", work / "path.sqlite", work / "layouts.json"
+    halfpath_path = work / "halfpath.sqlite"
     setup: dict = json.loads(done.read_text()) if done.exists() else {}
     if setup.get("root") != account_root.hex():
-        for p in (hash_path, path_path):
+        for p in (hash_path, path_path, halfpath_path):
             p.unlink(missing_ok=True)
         t = time.perf_counter()
         hash_rows = build_hash_layout(source, hash_path)
@@ -435,20 +492,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"path layout: {path_rows} nodes, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         setup = {"root": account_root.hex(), "hash_nodes": hash_rows, "path_nodes": path_rows, "storage_roots": {k.hex(): v.hex() for k, v in storage_roots.items()}}
         done.write_text(json.dumps(setup))
+    if "halfpath_nodes" not in setup or not halfpath_path.exists():
+        t = time.perf_counter()
+        halfpath_path.unlink(missing_ok=True)
+        setup["halfpath_nodes"] = build_halfpath_layout(path_path, halfpath_path)
+        print(f"halfpath layout: {setup['halfpath_nodes']} nodes, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        done.write_text(json.dumps(setup))
     storage_roots = {bytes.fromhex(k): bytes.fromhex(v) for k, v in setup["storage_roots"].items()}
-    sizes = {"hash": hash_path.stat().st_size, "path": path_path.stat().st_size}
+    sources = {"hash": hash_path, "path": path_path, "halfpath": halfpath_path}
+    sizes = {name: p.stat().st_size for name, p in sources.items()}
     # the files are updated by each run: work on copies so that runs repeat
     import shutil
 
-    run_files = {"hash": work / "hash.run.sqlite", "path": work / "path.run.sqlite"}
-    shutil.copyfile(hash_path, run_files["hash"])
-    shutil.copyfile(path_path, run_files["path"])
+    run_files = {name: work / f"{name}.run.sqlite" for name in sources}
+    for name, p in sources.items():
+        shutil.copyfile(p, run_files[name])
     blocks = dirty_blocks(state_db, shape, storage_roots, args)
     state_db.close()
     roots = {name: {"account": account_root, "storage": dict(storage_roots)} for name in run_files}
-    per_block: dict[str, list[dict]] = {"hash": [], "path": []}
+    per_block: dict[str, list[dict]] = {name: [] for name in sources}
+    layouts = list(sources)
+    update = {"hash": hash_block, "path": path_block, "halfpath": halfpath_block}
     for number, block in enumerate(blocks):
-        order = ("hash", "path") if number % 2 == 0 else ("path", "hash")
+        order = layouts[number % 3:] + layouts[:number % 3]  # each layout goes first in turn
         for name in order:
             path = run_files[name]
             if not args.warm:
@@ -462,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             pages0 = sqlite_pages(db, str(path)) or {}
             size0 = path.stat().st_size
             t = time.perf_counter()
-            root, write_s = (hash_block if name == "hash" else path_block)(db, block, roots[name], meter)
+            root, write_s = update[name](db, block, roots[name], meter)
             total = time.perf_counter() - t
             pages1 = sqlite_pages(db, str(path)) or {}
             io1 = proc_io()
@@ -474,10 +540,10 @@ def main(argv: list[str] | None = None) -> int:
                 "page_misses": pages1.get("page_misses", 0) - pages0.get("page_misses", 0), "growth_bytes": path.stat().st_size - size0,
                 "root": root.hex(),
             })
-        if per_block["hash"][-1]["root"] != per_block["path"][-1]["root"]:
+        if len({per_block[n][-1]["root"] for n in layouts}) != 1:
             print(f"block {number}: the layouts disagree on the root", file=sys.stderr)
             return 1
-        print(f"block {number}: " + "; ".join(f"{n} {per_block[n][-1]['ms']} ms, {per_block[n][-1]['node_reads']} reads, {per_block[n][-1]['disk_read_bytes'] >> 10} KiB" for n in ("hash", "path")), file=sys.stderr, flush=True)
+        print(f"block {number}: " + "; ".join(f"{n} {per_block[n][-1]['ms']} ms, {per_block[n][-1]['node_reads']} reads, {per_block[n][-1]['disk_read_bytes'] >> 10} KiB" for n in layouts), file=sys.stderr, flush=True)
 
     def mean(name: str, key: str) -> float:
         rows = per_block[name]

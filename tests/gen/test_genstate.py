@@ -223,8 +223,9 @@ def test_reader_code_shape() -> None:
 
 @pytest.mark.slow  # ~10 s: a benchmark script's check, not needed on every CI run
 def test_trie_keying_bench_layouts_agree(small_state: tuple[Path, dict], tmp_path: Path) -> None:
-    """scripts/trie_keying_bench.py: the path-keyed copy holds every trie, and updating it
-    by path gives the same roots as the hash-keyed one (the script exits 1 otherwise)."""
+    """scripts/trie_keying_bench.py: the path- and halfpath-keyed copies hold every trie, and
+    updating them by path gives the same roots as the hash-keyed one (the script exits 1
+    otherwise)."""
     datadir, info = small_state
     out = tmp_path / "keying.json"
     command = [sys.executable, str(ROOT / "scripts" / "trie_keying_bench.py"), "--state", str(datadir), "--work", str(tmp_path / "w"),
@@ -232,8 +233,8 @@ def test_trie_keying_bench_layouts_agree(small_state: tuple[Path, dict], tmp_pat
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    assert data["setup"]["path_nodes"] >= data["setup"]["hash_nodes"] > 0
-    hash_blocks, path_blocks = data["blocks"]["hash"], data["blocks"]["path"]
-    assert [b["root"] for b in hash_blocks] == [b["root"] for b in path_blocks] and len(hash_blocks) == 2
-    assert all(b["node_reads"] > 0 for b in hash_blocks + path_blocks)
+    assert data["setup"]["halfpath_nodes"] == data["setup"]["path_nodes"] >= data["setup"]["hash_nodes"] > 0
+    hash_blocks, path_blocks, halfpath_blocks = data["blocks"]["hash"], data["blocks"]["path"], data["blocks"]["halfpath"]
+    assert [b["root"] for b in hash_blocks] == [b["root"] for b in path_blocks] == [b["root"] for b in halfpath_blocks] and len(hash_blocks) == 2
+    assert all(b["node_reads"] > 0 for b in hash_blocks + path_blocks + halfpath_blocks)
     assert "0x" + hash_blocks[0]["root"] != info["state_root"] != "0x" + hash_blocks[1]["root"]  # the blocks changed the state
