@@ -11,6 +11,14 @@ Setup (building genesis, converting the file) is not timed, for either engine.
 loop and py-evm's own, `execution/forks.py`), in the same run, alternating, with a
 worker pool per loop; the "× pyevm loop" columns are the lean loop's speed-up, in
 wall time and in CPU seconds (process and workers).
+
+With the sequential strategy a second table gives the cost per transaction, CPU
+microseconds (medians): "execute" is the CPU time of the thread that ran the block's
+transactions (`execution.strategies.execute_sequentially`: the EVM work, with block
+rewards and the state diff; not prefetch, sender recovery, merkleize or commit),
+per loop, and the lean loop's ratio; "import_block" is py-evm's whole import (sender
+recovery, validation, state root and all) per transaction; "pipeline" is the whole
+sequential run's process CPU per transaction, per loop.
 """
 from __future__ import annotations
 
@@ -53,6 +61,10 @@ class Measurement:
     execute_cpu: list[float] = field(default_factory=list)  # CPU/wall of the execute stage (parallel blocks)
     loop: str | None = None  # the interpreter loop (evmpipe engines)
     strategy: str | None = None
+    # per run: CPU seconds of the threads that ran blocks' transactions in order
+    # (None in a run where some block ran otherwise), and the execute stage's busy time
+    tx_cpu: list[float | None] = field(default_factory=list)
+    execute_busy: list[float] = field(default_factory=list)
 
     @property
     def wall(self) -> float:
@@ -65,6 +77,18 @@ class Measurement:
     @property
     def execute_cpu_over_wall(self) -> float | None:
         return statistics.median(self.execute_cpu) if self.execute_cpu else None
+
+    @property
+    def execute_us_per_tx(self) -> float | None:
+        """Median CPU µs per transaction of executing them (every block in order)."""
+        if not self.tx_cpu or any(c is None for c in self.tx_cpu) or not self.txs:
+            return None
+        return statistics.median(self.tx_cpu) / self.txs * 1e6  # type: ignore[type-var]
+
+    @property
+    def cpu_us_per_tx(self) -> float:
+        """Median CPU µs per transaction of the whole run (py-evm: import_block)."""
+        return statistics.median(self.cpu) / self.txs * 1e6 if self.txs else 0.0
 
     @property
     def tx_per_s(self) -> float:
@@ -117,9 +141,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         finally:
             set_interpreter(chosen)
     _print_table(results)
+    per_tx = per_tx_rows(results)
+    if per_tx:
+        _print_per_tx(per_tx, loops)
     if args.json:
         workers = next(iter(pools.values())).size if needs_pool else 0  # type: ignore[union-attr]
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "workers": workers, "loops": loops, "results": [_as_json(m) for m in results]}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "workers": workers, "loops": loops, "results": [_as_json(m) for m in results], "per_tx": per_tx}, indent=2))
     return 0
 
 
@@ -153,11 +180,13 @@ def _time_variant(engines: dict[str, Measurement], path: str, native: Path, tmp:
                   loop: str, pool: WorkerPool | None, txs: int, gas: int, labelled: bool) -> None:
     """One evmpipe run of one strategy with one loop, added to its measurement."""
     variant = strategy + (" 1-in-flight" if in_flight else "")
-    wall, cpu, execute_cpu = _time_evmpipe(native, tmp / f"db-{strategy}-{in_flight}-{loop}-{run}", strategy, pool, in_flight)
+    wall, cpu, execute_cpu, tx_cpu, execute_busy = _time_evmpipe(native, tmp / f"db-{strategy}-{in_flight}-{loop}-{run}", strategy, pool, in_flight)
     name = f"evmpipe {variant}" + (f" ({loop} loop)" if labelled else "")
     measurement = engines.setdefault(name, Measurement(path, name, [], [], txs, gas, loop=loop, strategy=variant))
     measurement.runs.append(wall)
     measurement.cpu.append(cpu)
+    measurement.tx_cpu.append(tx_cpu)
+    measurement.execute_busy.append(execute_busy)
     if execute_cpu is not None:
         measurement.execute_cpu.append(execute_cpu)
 
@@ -190,15 +219,19 @@ def _time_pyevm(test: dict[str, Any]) -> tuple[float, float]:
     return time.perf_counter() - wall0, cpu_time() - cpu0
 
 
-def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None, max_in_flight: int | None = None) -> tuple[float, float, float | None]:
-    """Wall, CPU (with the workers') and the execute stage's CPU over wall time on
-    blocks that ran in parallel (None when none did)."""
+def _time_evmpipe(native: Path, datadir: Path, strategy: str, pool: WorkerPool | None,
+                  max_in_flight: int | None = None) -> tuple[float, float, float | None, float | None, float]:
+    """Wall, CPU (with the workers'), the execute stage's CPU over wall time on blocks
+    that ran in parallel (None when none did), the CPU of executing the transactions
+    when every block ran them in order (None otherwise), the execute stage's busy time."""
     outcome = replay_file(str(native), str(datadir), synchronous="OFF", strategy=strategy, pool=pool, max_in_flight=max_in_flight)
     if outcome.rejected is not None or outcome.input_error is not None:
         raise SystemExit(f"evmpipe bench: replay failed: {outcome.rejected.error if outcome.rejected else outcome.input_error}")
     summary = summarize(outcome.events.events, outcome.wall_seconds)
     execute_cpu = summary.parallel_cpu / summary.parallel_wall if summary.parallel_wall else None
-    return outcome.wall_seconds, outcome.cpu_seconds, execute_cpu
+    executed = [e for e in outcome.events.events if e.stage == "execute" and e.ok]
+    tx_cpu = sum(float(e.counts["tx_cpu"]) for e in executed) if all("tx_cpu" in e.counts for e in executed) else None
+    return outcome.wall_seconds, outcome.cpu_seconds, execute_cpu, tx_cpu, summary.stage_busy.get("execute", 0.0)
 
 
 def _print_table(results: list[Measurement]) -> None:
@@ -229,9 +262,69 @@ def _print_table(results: list[Measurement]) -> None:
     Console(width=160).print(table)  # wide enough for file names when not on a terminal
 
 
+def per_tx_rows(results: list[Measurement]) -> list[dict[str, Any]]:
+    """Per file, CPU µs per transaction: executing them (sequential, per loop), py-evm's
+    import_block, the whole sequential pipeline (per loop), and the ratios."""
+    rows: list[dict[str, Any]] = []
+    for file in dict.fromkeys(m.file for m in results):
+        sequential = {m.loop: m for m in results if m.file == file and m.strategy == "sequential"}
+        pyevm = next((m for m in results if m.file == file and m.engine == "py-evm"), None)
+        if not sequential:
+            continue
+        row: dict[str, Any] = {"file": file, "txs": next(iter(sequential.values())).txs}
+        for loop, m in sequential.items():
+            row[f"execute_us_per_tx_{loop}"] = m.execute_us_per_tx
+            row[f"pipeline_us_per_tx_{loop}"] = m.cpu_us_per_tx
+        row["import_block_us_per_tx"] = pyevm.cpu_us_per_tx if pyevm else None
+        lean, stock = sequential.get("lean"), sequential.get("pyevm")
+        if lean and stock and lean.execute_us_per_tx and stock.execute_us_per_tx:
+            row["execute_lean_x_pyevm_loop"] = stock.execute_us_per_tx / lean.execute_us_per_tx
+        if lean and stock:
+            row["pipeline_lean_x_pyevm_loop"] = stock.cpu_us_per_tx / lean.cpu_us_per_tx
+        for loop, m in sequential.items():
+            if pyevm and m.execute_us_per_tx:
+                row[f"import_block_over_execute_{loop}"] = pyevm.cpu_us_per_tx / m.execute_us_per_tx
+            if pyevm:
+                row[f"import_block_over_pipeline_{loop}"] = pyevm.cpu_us_per_tx / m.cpu_us_per_tx
+        rows.append(row)
+    return rows
+
+
+def _print_per_tx(rows: list[dict[str, Any]], loops: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(value: float | None, ratio: bool = False) -> str:
+        return "–" if value is None else (f"{value:.2f}" if ratio else f"{value:,.0f}")
+
+    table = Table(title="per transaction, CPU µs (medians)",
+                  caption="execute: the CPU of the thread that ran the transactions in order (sequential; no prefetch, sender recovery, merkleize or commit); "
+                          "import_block: py-evm's whole import; pipeline: the whole sequential run's process CPU")
+    columns = ["file", "txs"] + [f"execute µs ({loop} loop)" for loop in loops]
+    if {"lean", "pyevm"} <= set(loops):
+        columns.append("execute × pyevm loop")
+    columns += ["import_block µs"] + [f"import_block ÷ execute ({loop})" for loop in loops]
+    columns += [f"pipeline µs ({loop} loop)" for loop in loops]
+    if {"lean", "pyevm"} <= set(loops):
+        columns.append("pipeline × pyevm loop")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for row in rows:
+        cells = [Path(row["file"]).name, f"{row['txs']:,}"] + [fmt(row.get(f"execute_us_per_tx_{loop}")) for loop in loops]
+        if {"lean", "pyevm"} <= set(loops):
+            cells.append(fmt(row.get("execute_lean_x_pyevm_loop"), ratio=True))
+        cells += [fmt(row["import_block_us_per_tx"])] + [fmt(row.get(f"import_block_over_execute_{loop}"), ratio=True) for loop in loops]
+        cells += [fmt(row.get(f"pipeline_us_per_tx_{loop}")) for loop in loops]
+        if {"lean", "pyevm"} <= set(loops):
+            cells.append(fmt(row.get("pipeline_lean_x_pyevm_loop"), ratio=True))
+        table.add_row(*cells)
+    Console(width=200).print(table)
+
+
 def _as_json(m: Measurement) -> dict[str, Any]:
     record = asdict(m)
-    record.update(wall_median=m.wall, tx_per_s=m.tx_per_s, mgas_per_s=m.mgas_per_s, cpu_over_wall=m.cpu_over_wall, execute_cpu_over_wall=m.execute_cpu_over_wall)
+    record.update(wall_median=m.wall, tx_per_s=m.tx_per_s, mgas_per_s=m.mgas_per_s, cpu_over_wall=m.cpu_over_wall, execute_cpu_over_wall=m.execute_cpu_over_wall,
+                  execute_us_per_tx=m.execute_us_per_tx, cpu_us_per_tx=m.cpu_us_per_tx)
     return record
 
 

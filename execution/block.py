@@ -68,6 +68,9 @@ class BlockExecution:
     system_writes: list[dict[tuple, Any]] = field(default_factory=list)
     requests: list[bytes] = field(default_factory=list)  # EIP-7685, type byte first
     requests_hash: bytes | None = None  # None before Prague
+    # CPU seconds of the thread that ran the transactions (`execute_sequentially`):
+    # the execution's own cost, whatever the pipeline's other threads did meanwhile
+    cpu_seconds: float | None = field(default=None, compare=False)
 
 
 @lru_cache(maxsize=None)

@@ -70,6 +70,8 @@ class ExecuteStage(BaseStage):
             # the CPU over wall time of the execute stage
             master_cpu=round(time.process_time() - cpu_before, 6),
             **report.counts(),
+            # the CPU of the thread that ran the transactions, when they ran here in order
+            **({"tx_cpu": round(execution.cpu_seconds, 6)} if execution.cpu_seconds is not None else {}),
         )
 
     async def _switch_to_parent(self, parent_hash: bytes) -> None:
