@@ -35,6 +35,7 @@ from evmpipe.httpd import MAX_CONNECTIONS
 from evmpipe.metrics import NodeEvents, NodeStats, render_metrics
 from evmpipe.replay import add_strategy_arguments
 from execution.workers import REQUEST_DEADLINE
+from evmpipe.rpc_deadline import DEFAULT_EVM_TIMEOUT
 from evmpipe.rpc_supervisor import RpcProcessOptions, RpcSupervisor, rpc_metrics
 from pipeline.block import BlockInput, InFlightBlock
 from pipeline.chain import ChainState
@@ -61,6 +62,7 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rpc-processes", type=int, default=DEFAULT_RPC_PROCESSES, help=f"processes serving HTTP and JSON-RPC beside the pipeline's (default {DEFAULT_RPC_PROCESSES}); a crashed one is restarted")
     parser.add_argument("--http-host", action="append", default=[], metavar="NAME", help="also accept this Host header (default: localhost, 127.0.0.1 and [::1] only; against DNS rebinding); repeatable")
     parser.add_argument("--http-origin", action="append", default=[], metavar="ORIGIN", help="accept browser requests from this Origin, e.g. http://localhost:3000 (default: none); repeatable")
+    parser.add_argument("--rpc-evm-timeout", type=float, default=DEFAULT_EVM_TIMEOUT, metavar="SECONDS", help=f"stop an eth_call or eth_estimateGas that runs longer (default {DEFAULT_EVM_TIMEOUT:g}, as geth; 0: no limit)")
     parser.add_argument("--lookahead", type=int, default=4, help="blocks consensus may hand out ahead of execution (K, default 4)")
     parser.add_argument("--capacity", type=int, default=2, help="buffer of each channel between stages (default 2)")
     parser.add_argument("--fsync", choices=["normal", "full", "off"], default="normal", help="SQLite synchronous mode (default normal; full: survive power loss)")
@@ -93,6 +95,7 @@ class NodeOptions:
     log_file: str | None = None
     http_hosts: tuple[str, ...] = ()  # Host names accepted beside the loopback ones
     http_origins: tuple[str, ...] = ()  # browser Origins accepted (none by default)
+    rpc_evm_timeout: float = DEFAULT_EVM_TIMEOUT  # seconds an eth_call / eth_estimateGas may run (0: no limit)
     state: StateOptions = StateOptions()  # --cold, --cache-mb, --mmap-mb, --layout
 
 
@@ -161,7 +164,8 @@ class Node:
         self.lock = lock = DatadirLock(options.datadir)  # first: a second node on the datadir exits at once
         if options.http_port is not None:  # before the source: /health answers while the node waits for it
             rpc_options = RpcProcessOptions(
-                options.http_port, options.rpc_processes, options.http_max_connections, options.http_hosts, options.http_origins, options.log_level, options.log_file
+                options.http_port, options.rpc_processes, options.http_max_connections, options.http_hosts, options.http_origins, options.log_level, options.log_file,
+                options.rpc_evm_timeout,
             )
             self.rpc = RpcSupervisor(rpc_options, state=self._state, metrics=self._metrics_text, count=self._count_requests)
             try:
@@ -346,6 +350,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         http_hosts=tuple(args.http_host),
         http_origins=tuple(args.http_origin),
+        rpc_evm_timeout=args.rpc_evm_timeout,
         state=StateOptions.from_args(args),
     )
     if options.http_port is not None and options.rpc_processes < 1:

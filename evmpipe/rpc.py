@@ -30,6 +30,7 @@ from eth._utils.address import generate_contract_address
 from eth_hash.auto import keccak
 
 from evmpipe.rpc_call import DEFAULT_CALL_GAS, CallFailed, Message, Reverted, estimate_gas, run_call
+from evmpipe.rpc_deadline import DEFAULT_EVM_TIMEOUT, EvmTimeout, run_with_deadline
 from evmpipe.rpc_format import block_parts, log_json, percentile_rewards, priority_fee, receipt_logs, transaction_hashes, transaction_json
 from evmpipe.rpc_proof import account_fields, trie_proof
 from evmpipe.rpc_view import ReadStore, ReadView, read_view
@@ -57,6 +58,7 @@ TIP_BLOCKS = 20  # blocks the suggested tip looks back on
 DEFAULT_TIP = 10**9  # 1 gwei, the suggestion when recent blocks hold no transaction
 BLOCK_CACHE = 256  # block JSON answers kept (cleared when full)
 _MISS = object()  # a fast path's "not cached: take the thread"
+EVM_METHODS = frozenset({"eth_call", "eth_estimateGas"})  # run the EVM: bounded in time (evmpipe/rpc_deadline.py)
 HEAVY_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_getLogs", "eth_getProof", "eth_feeHistory", "eth_gasPrice", "eth_maxPriorityFeePerGas"})
 INLINE_METHODS = frozenset({  # index lookups of bounded cost: run on the RPC process's own loop when `inline`
     "eth_blockNumber", "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt",
@@ -201,8 +203,9 @@ class Batcher:
 class RpcHandler:
     """Dispatches JSON-RPC bodies to methods that read the store on worker threads."""
 
-    def __init__(self, store: StateStore | ReadStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None, head: Callable[[], Head | None] | None = None, inline: bool = False) -> None:
+    def __init__(self, store: StateStore | ReadStore, schedule: ForkSchedule, *, on_call: Callable[[bool], None] | None = None, head: Callable[[], Head | None] | None = None, inline: bool = False, evm_timeout: float = DEFAULT_EVM_TIMEOUT) -> None:
         self.store = store
+        self.evm_timeout = evm_timeout  # seconds an eth_call / eth_estimateGas may run (0: no limit)
         # inline: light calls (INLINE_METHODS) read SQLite on the event loop itself. Right
         # in the RPC process, whose loop serves nothing else and where a thread hop
         # costs more than the read; never on the pipeline's loop.
@@ -307,6 +310,11 @@ class RpcHandler:
         full_block = name.startswith("eth_getBlockBy") and isinstance(params, list) and len(params) > 1 and params[1] is True
         if self.inline and name in INLINE_METHODS and not full_block:
             return method(params)
+        if name in EVM_METHODS and self.evm_timeout > 0:
+            try:
+                return await run_with_deadline(partial(method, params), self.evm_timeout, self.limiter)
+            except EvmTimeout:
+                raise RpcError(SERVER_ERROR, f"execution aborted (timeout = {self.evm_timeout:g}s)") from None
         if name in HEAVY_METHODS or full_block:
             return await trio.to_thread.run_sync(method, params, limiter=self.limiter)
         return await self.batcher.run(method, params)

@@ -35,6 +35,7 @@ import trio
 
 from evmpipe.httpd import Request, Response, serve_listeners
 from evmpipe.rpc_control import HEARTBEAT, ControlChannel, ControlClosed
+from evmpipe.rpc_deadline import DEFAULT_EVM_TIMEOUT
 from pipeline.events import configure_logging
 from state.store import Head
 
@@ -50,8 +51,9 @@ class Front:
     """Routes HTTP requests: JSON-RPC to an `RpcHandler` over the read-only datadir,
     /health from the node's last report, /metrics by asking the node."""
 
-    def __init__(self, control: ControlChannel, *, hosts: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> None:
+    def __init__(self, control: ControlChannel, *, hosts: tuple[str, ...] = (), origins: tuple[str, ...] = (), evm_timeout: float = DEFAULT_EVM_TIMEOUT) -> None:
         self.control = control
+        self.evm_timeout = evm_timeout
         self.allowed_hosts = frozenset(LOOPBACK_HOSTS + tuple(h.lower() for h in hosts))
         self.origins = frozenset(origins)
         self.rpc: Any = None  # an RpcHandler once the node reports its store open and it is loaded
@@ -101,7 +103,7 @@ class Front:
         from execution.forks import ForkSchedule
 
         path, schedule = self.opened
-        self.rpc = RpcHandler(ReadStore(path), ForkSchedule.from_dict(schedule), on_call=self._count_call, head=lambda: self.head, inline=True)
+        self.rpc = RpcHandler(ReadStore(path), ForkSchedule.from_dict(schedule), on_call=self._count_call, head=lambda: self.head, inline=True, evm_timeout=self.evm_timeout)
         self.ready.set()
         _log.info("rpc_process_serving", path=path)
 
@@ -206,7 +208,7 @@ def oversized(length: int) -> Response:
 async def serve(args: argparse.Namespace) -> None:
     control = ControlChannel(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=args.control_fd))))
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=args.listen_fd)))
-    front = Front(control, hosts=tuple(args.http_host), origins=tuple(args.http_origin))
+    front = Front(control, hosts=tuple(args.http_host), origins=tuple(args.http_origin), evm_timeout=args.evm_timeout)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(front.report_counts)
         nursery.start_soon(front.load)
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, required=True)
     parser.add_argument("--http-host", action="append", default=[])
     parser.add_argument("--http-origin", action="append", default=[])
+    parser.add_argument("--evm-timeout", type=float, default=DEFAULT_EVM_TIMEOUT)
     parser.add_argument("--log", default="info")
     parser.add_argument("--log-file")
     args = parser.parse_args(argv)

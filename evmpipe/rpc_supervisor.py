@@ -31,6 +31,7 @@ import trio
 
 from evmpipe.httpd import connection_cap
 from evmpipe.rpc_control import HEARTBEAT, ControlChannel, ControlClosed
+from evmpipe.rpc_deadline import DEFAULT_EVM_TIMEOUT
 from state.store import Head
 
 STOP_WAIT = 2.0  # seconds between SIGTERM and SIGKILL at shutdown
@@ -51,6 +52,7 @@ class RpcProcessOptions:
     origins: tuple[str, ...] = ()
     log_level: str = "info"
     log_file: str | None = None
+    evm_timeout: float = DEFAULT_EVM_TIMEOUT
 
 
 class RpcSupervisor:
@@ -114,6 +116,7 @@ class RpcSupervisor:
             sys.executable, "-m", "evmpipe.rpc_process",
             "--listen-fd", str(listener.fileno()), "--control-fd", str(theirs.fileno()),
             "--max-connections", str(connection_cap(share)), "--log", options.log_level,
+            "--evm-timeout", repr(options.evm_timeout),
         ]
         command += [f"--http-host={h}" for h in options.hosts] + [f"--http-origin={o}" for o in options.origins]
         if options.log_file:
