@@ -21,8 +21,9 @@ import json
 import math
 import re
 import sys
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import rlp
 import trio
@@ -354,6 +355,14 @@ class RpcHandler:
         if head is None:
             raise RpcError(SERVER_ERROR, "no block committed yet")
         return head.number, head.hash
+
+    @contextmanager
+    def _head_view(self) -> Iterator[ReadView]:
+        """A read snapshot of the store that has a committed head."""
+        with read_view(self.store.path) as view:
+            if view.head is None:
+                raise RpcError(SERVER_ERROR, "no block committed yet")
+            yield view
 
     def _check_head_state(self, tag: Any, view: ReadView | None = None) -> None:
         """Account state exists for the head only (flat state keeps no history)."""
@@ -744,9 +753,7 @@ class RpcHandler:
         if not isinstance(topics, list) or len(topics) > 4:
             raise _params_error("topics must be a list of at most 4 entries")
         wanted = [_list_of(t, lambda v: parse_data(v, "topic", 32), "topic") for t in topics]
-        with read_view(self.store.path) as view:
-            if view.head is None:
-                raise RpcError(SERVER_ERROR, "no block committed yet")
+        with self._head_view() as view:
             head = view.head.number
             if "blockHash" in query:
                 if "fromBlock" in query or "toBlock" in query:
@@ -818,9 +825,7 @@ class RpcHandler:
         call, tag = _arguments(params, 1, 1)
         message = self._message(call)
         self._check_head_state(tag)
-        with read_view(self.store.path) as view:
-            if view.head is None:
-                raise RpcError(SERVER_ERROR, "no block committed yet")
+        with self._head_view() as view:
             try:
                 result = run_call(view, self.schedule, message, message.gas or DEFAULT_CALL_GAS)
             except CallFailed as failure:
@@ -835,9 +840,7 @@ class RpcHandler:
         call, tag = _arguments(params, 1, 1)
         message = self._message(call)
         self._check_head_state(tag)
-        with read_view(self.store.path) as view:
-            if view.head is None:
-                raise RpcError(SERVER_ERROR, "no block committed yet")
+        with self._head_view() as view:
             try:
                 return quantity(estimate_gas(view, self.schedule, message))
             except Reverted as reverted:
@@ -852,9 +855,7 @@ class RpcHandler:
             raise _params_error(f"storage keys must be a list of at most {MAX_PROOF_SLOTS}")
         keys = [_slot_key(slot) for slot in slots]
         self._check_head_state(tag)
-        with read_view(self.store.path) as view:
-            if view.head is None:
-                raise RpcError(SERVER_ERROR, "no block committed yet")
+        with self._head_view() as view:
             account_proof, leaf = trie_proof(view.trie_node, view.head.state_root, address)
             fields = account_fields(leaf)
             nonce, balance, storage_root, code_hash = fields or (0, 0, BLANK_ROOT, EMPTY_CODE_HASH)
