@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.state_options import StateOptions
+from pipeline.state_options import PREFETCH_RUN, StateOptions
 from state.layout import LAYOUTS
 from state.readers import DEFAULT_THREADS
 
-PREFETCH_MODES = ("on", "off", "notrie")
+PREFETCH_MODES = ("on", "off", "notrie", "run", "norun")
 
 
 def add_bench_state_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def add_bench_state_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mmap-mb", type=int, default=None, help="--mmap-mb for every run (default: the store's)")
     group.add_argument("--no-readahead", action="store_true", help="POSIX_FADV_RANDOM on the database files for every run")
     group.add_argument("--scratch", metavar="DIR", help="where the copy goes (default: beside D)")
-    group.add_argument("--prefetch", default="on", help="prefetch modes to run, comma-separated: on, off (--no-prefetch), notrie (--no-trie-prefetch); default on")
+    group.add_argument("--prefetch", default="on", help="prefetch modes to run, comma-separated: on (replay's defaults), off (--no-prefetch), notrie (--no-trie-prefetch), run (--prefetch-run), norun (--no-prefetch-run); default on")
     group.add_argument("--prefetch-threads", type=int, default=None, help="--prefetch-threads for every run (default: replay's)")
 
 
@@ -76,7 +76,8 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
         for layout, mode, temp in runs:
             options = StateOptions(
                 cold=temp == "cold", cache_mb=args.cache_mb, mmap_mb=args.mmap_mb, layout=layout, no_readahead=args.no_readahead,
-                prefetch=mode != "off", prefetch_threads=args.prefetch_threads or DEFAULT_THREADS, trie_prefetch=mode == "on",
+                prefetch=mode != "off", prefetch_threads=args.prefetch_threads or DEFAULT_THREADS, trie_prefetch=mode not in ("off", "notrie"),
+                prefetch_run={"run": True, "norun": False}.get(mode, PREFETCH_RUN),
             )
             try:
                 outcome = replay_file(args.files[0], str(copy), synchronous="OFF", state_options=options)
@@ -96,7 +97,8 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
         shutil.rmtree(copy, ignore_errors=True)
     hidden = io_hidden(results)
     for row in hidden:
-        print(f"{row['layout']:<11} I/O hidden by prefetch {row['io_hidden']}  merkleize with/without trie-path prefetch {row['merkleize_ratio']}", flush=True)
+        extra = "".join(f"  I/O hidden with {mode} {row[f'io_hidden_{mode}']}" for mode in ("run", "norun") if f"io_hidden_{mode}" in row)
+        print(f"{row['layout']:<11} I/O hidden by prefetch {row['io_hidden']}  merkleize with/without trie-path prefetch {row['merkleize_ratio']}{extra}", flush=True)
     if args.json:
         from evmpipe.bench import machine_info
 
@@ -190,6 +192,11 @@ def io_hidden(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             wall = cold_off["block_ms_median"] - warm["block_ms_median"]
             row["io_hidden"] = round((cold_off["block_ms_median"] - cold_on["block_ms_median"]) / wall, 3) if wall > 0 else None
             row.update(cold_off_ms=cold_off["block_ms_median"], cold_on_ms=cold_on["block_ms_median"], warm_ms=warm["block_ms_median"])
+        for mode in ("run", "norun"):  # the pre-run on or off (the other is "on")
+            cold_mode = runs.get((mode, "cold"))
+            if cold_off and cold_mode and warm and "io_hidden" in row and cold_off["block_ms_median"] - warm["block_ms_median"] > 0:
+                row[f"io_hidden_{mode}"] = round((cold_off["block_ms_median"] - cold_mode["block_ms_median"]) / (cold_off["block_ms_median"] - warm["block_ms_median"]), 3)
+                row[f"cold_{mode}_ms"] = cold_mode["block_ms_median"]
         no_trie = runs.get(("notrie", "cold"))
         if cold_on and no_trie and no_trie["merkleize_ms_median"]:
             row["merkleize_ratio"] = round(cold_on["merkleize_ms_median"] / no_trie["merkleize_ms_median"], 3)

@@ -44,12 +44,14 @@ class SpecResult:
     logs_rlp: bytes = b"\xc0"  # the logs, RLP-encoded as in the receipt
 
 
-def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI, int | None]], chains: dict[int, RecordingAccountDB] | None = None) -> list[SpecResult]:
+def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTransactionAPI, int | None]], chains: dict[int, RecordingAccountDB] | None = None, *, hints: bool = False) -> list[SpecResult]:
     """Run each transaction on the pre-block view of `vm`'s state.
 
     A transaction with chain None runs alone; one with a chain id runs after the
     earlier transactions of its chain (`declared` strategy), on a database kept in
-    `chains` between calls, so that it sees their writes."""
+    `chains` between calls, so that it sees their writes. With `hints` (prefetch's
+    pre-run, whose results are only the keys they touch) the sender's nonce is
+    taken from the transaction: the view may lag the sender's transactions in flight."""
     state = vm.state
     reader = state._account_db._reader
     chains = {} if chains is None else chains
@@ -70,6 +72,8 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
         db.begin_transaction()
         code_before = len(db._new_code)
         try:
+            if hints:
+                db.set_nonce(sender, tx.nonce)
             check_transaction_state(state, header, tx, index)
             computation = state.apply_transaction(tx)
         except (InvalidBlock, ValidationError):

@@ -71,10 +71,11 @@ class BlockRequest:
     header_rlp: bytes
     prev_hashes: list[bytes]
     txs: list[tuple[int, bytes, bytes | None, int | None]]  # index, encoded tx, sender if known, chain
+    op: str = "speculate"  # or "prerun": prefetch's, for the keys only (`speculate(hints=True)`)
 
     def pack(self) -> bytes:
         return msgpack.packb(
-            ["speculate", [self.db_path, self.db_id, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
+            [self.op, [self.db_path, self.db_id, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
             use_bin_type=True,
         )
 
@@ -99,8 +100,8 @@ def worker_main(conn: Any) -> None:
         if data == b"stop":
             break
         op, payload = msgpack.unpackb(data, raw=False)
-        if op == "speculate":
-            reply = pack_results(worker.run(payload))
+        if op in ("speculate", "prerun"):
+            reply = pack_results(worker.run(payload, hints=op == "prerun"))
         elif op == "senders":
             reply = msgpack.packb(worker.senders(payload), use_bin_type=True)
         else:
@@ -158,7 +159,7 @@ class _Worker:
         key = json.dumps(schedule, sort_keys=True)
         return self.schedules.get(key) or self.schedules.setdefault(key, ForkSchedule.from_dict(schedule))
 
-    def run(self, payload: list) -> list:
+    def run(self, payload: list, hints: bool = False) -> list:
         from execution.block import make_vm
         from execution.decode import decode_header, mark_sender, skip_signature_check
         from execution.senders import recover_sender
@@ -184,7 +185,7 @@ class _Worker:
             decoded.append((index, tx, chain))
         self._warm(header, decoded)
         vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
-        return speculate(vm, header, decoded, self.chains)
+        return speculate(vm, header, decoded, self.chains, hints=hints)
 
     def senders(self, payload: list) -> list[bytes | None]:
         """Recover the senders of encoded transactions (None: the signature does not

@@ -15,7 +15,10 @@ Every source is cheap (no EVM run); each key says which source predicted it firs
   address: every token deployed from one code shares what any of them taught, so
   the long tail of rarely called tokens is predicted too;
 - ``hot``: keys that at least two of the last few blocks read (a pool's reserves,
-  a token's total supply, the system contracts' slots).
+  a token's total supply, the system contracts' slots);
+- ``prerun`` (``--prefetch-run``): the keys the transactions no template covers
+  (creations, calls of functions not learned yet) read and wrote when run ahead on
+  a worker against the committed state (`pipeline.prerun`).
 
 A prediction only decides what is read early: a wrong key costs one wasted read, a
 missed key one read on demand; no result depends on it.
@@ -149,6 +152,22 @@ def add_templates(reads: ReadSet, block: Any, senders: Sequence[bytes | None], p
                 reads.slot(key[1], key[2], "template", written=key in prediction.writes)
             elif key[0] in ("nonce", "balance", "code", "exists"):
                 reads.account(key[1], "template", written=key in prediction.writes)
+
+
+#: the keys of a pre-run's results that name an account (the rest: slots, and the
+#: warm/wipe markers, which read nothing)
+_ACCOUNT_KINDS = frozenset({"nonce", "balance", "code", "exists", "has_storage", "credit", "account"})
+
+
+def add_prerun(reads: ReadSet, results: Iterable[Any]) -> None:
+    """The keys pre-run transactions (`pipeline.prerun`) read and wrote."""
+    for result in results:
+        for keys, written in ((result.reads, False), (result.writes, True)):
+            for key in keys:
+                if key[0] == "slot":
+                    reads.slot(key[1], key[2], "prerun", written=written)
+                elif key[0] in _ACCOUNT_KINDS:
+                    reads.account(key[1], "prerun", written=written)
 
 
 def predict_reads(block: Any, senders: Sequence[bytes | None], hot: HotKeys | None) -> ReadSet:

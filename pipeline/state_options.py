@@ -23,6 +23,8 @@ from state.tiers import KINDS, ReadCounts, advise_random, delta, evict, snapshot
 
 DEFAULT_CACHE_MB = None  # keep the store's own sizes (100k entries per cache, 64 MiB SQLite cache)
 DEFAULT_MMAP_MB = None  # keep the store's 256 MiB map
+#: `--prefetch-run`'s default (measured at 10M accounts on 2 cores: docs/BENCHMARKS.md)
+PREFETCH_RUN = False
 
 
 def add_state_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,7 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefetch", action="store_true", help="read nothing ahead: every state read waits on SQLite when execution or merkleization needs it (for comparison)")
     parser.add_argument("--prefetch-threads", type=int, default=DEFAULT_THREADS, help=f"reader threads, each with its own SQLite connection, that read the predicted keys and trie paths ahead (default {DEFAULT_THREADS})")
     parser.add_argument("--no-trie-prefetch", action="store_true", help="prefetch accounts, slots and code but not the trie nodes merkleization reads (for comparison)")
+    parser.add_argument("--prefetch-run", action=argparse.BooleanOptionalAction, default=PREFETCH_RUN, help=f"pre-run the transactions no cheap prediction covers (creations, calls of functions not learned yet) on a worker process against the committed state, and prefetch the keys they touch (default {'on' if PREFETCH_RUN else 'off'}: see docs/BENCHMARKS.md)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class StateOptions:
     prefetch: bool = True
     prefetch_threads: int = DEFAULT_THREADS
     trie_prefetch: bool = True
+    prefetch_run: bool = PREFETCH_RUN
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StateOptions:
@@ -58,14 +62,14 @@ class StateOptions:
             raise SystemExit("--prefetch-threads must be at least 1")
         return cls(
             getattr(args, "cold", False), getattr(args, "cache_mb", None), getattr(args, "mmap_mb", None), getattr(args, "layout", "flat"), getattr(args, "no_readahead", False),
-            not getattr(args, "no_prefetch", False), threads, not getattr(args, "no_trie_prefetch", False),
+            not getattr(args, "no_prefetch", False), threads, not getattr(args, "no_trie_prefetch", False), getattr(args, "prefetch_run", PREFETCH_RUN),
         )
 
     def prefetch_options(self) -> Any:
         """What the prefetch stage takes (`stages.prefetch.PrefetchOptions`)."""
         from stages.prefetch import PrefetchOptions
 
-        return PrefetchOptions(self.prefetch, self.prefetch_threads, self.trie_prefetch)
+        return PrefetchOptions(self.prefetch, self.prefetch_threads, self.trie_prefetch, self.prefetch_run)
 
     def prepare(self, datadir: str | Path) -> int:
         """Before the datadir is opened: evict it when cold (returns the bytes its files hold)."""
@@ -84,7 +88,7 @@ class StateOptions:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cold": self.cold, "cache_mb": self.cache_mb, "mmap_mb": self.mmap_mb, "layout": self.layout, "no_readahead": self.no_readahead,
-            "prefetch": self.prefetch, "prefetch_threads": self.prefetch_threads, "trie_prefetch": self.trie_prefetch,
+            "prefetch": self.prefetch, "prefetch_threads": self.prefetch_threads, "trie_prefetch": self.trie_prefetch, "prefetch_run": self.prefetch_run,
         }
 
 

@@ -11,7 +11,9 @@ access lists, EIP-7702 authorities, the learned templates of contract calls, key
 recent blocks read) and their code, then the trie nodes on the paths of the keys it
 is predicted to write (`state.warm`), on a pool of reader threads with their own
 SQLite connections (`state.readers`), while the blocks before it execute (the
-channels between stages let prefetch run `capacity` blocks ahead). Every read that
+channels between stages let prefetch run `capacity` blocks ahead). With
+`--prefetch-run` the transactions no cheap source predicts run ahead on a worker
+process meanwhile (`pipeline.prerun`), and the keys they touched are read too. Every read that
 can reach SQLite runs on a thread; the event loop only awaits. Predictions only
 choose what is read early: a wrong one wastes a read, a missing one leaves a read
 to execution; results never depend on them.
@@ -45,7 +47,8 @@ from pipeline.block import InFlightBlock, Prefetched
 from pipeline.chain import ChainState
 from pipeline.events import EventLog, StageEvent
 from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
-from pipeline.read_sets import CodePredictor, HotKeys, add_templates, executed_keys, predict_reads
+from pipeline.prerun import PreRun, chosen
+from pipeline.read_sets import CodePredictor, HotKeys, ReadSet, add_prerun, add_templates, executed_keys, predict_reads
 from pipeline.stage import BaseStage, StageId
 from state.account import BLANK_ROOT
 from state.readers import DEFAULT_THREADS, ReaderPool
@@ -67,11 +70,13 @@ LEARN_BEHIND = 8
 @dataclass(frozen=True)
 class PrefetchOptions:
     """`--no-prefetch` (enabled False: nothing is read ahead, every read on demand),
-    `--prefetch-threads`, and whether trie paths are warmed too."""
+    `--prefetch-threads`, whether trie paths are warmed too, and `--prefetch-run`
+    (the transactions no cheap source predicts pre-run on a worker process)."""
 
     enabled: bool = True
     threads: int = DEFAULT_THREADS
     trie_paths: bool = True
+    run: bool = False
 
 
 def open_reader_pool(chain: ChainState, options: PrefetchOptions) -> ReaderPool | None:
@@ -85,6 +90,16 @@ def open_reader_pool(chain: ChainState, options: PrefetchOptions) -> ReaderPool 
     return pool
 
 
+def open_prerun(chain: ChainState, options: PrefetchOptions, pool: ReaderPool | None) -> PreRun | None:
+    """The pre-run's worker process (`--prefetch-run`), stopped with the store; None
+    without a reader pool (prefetch off, or an in-memory store no worker can open)."""
+    if not options.run or pool is None:
+        return None
+    prerun = PreRun().open()
+    chain.store.closers.append(prerun.close)
+    return prerun
+
+
 class PrefetchStage(BaseStage):
     id = StageId.PREFETCH
 
@@ -93,6 +108,7 @@ class PrefetchStage(BaseStage):
         self.strategy = strategy
         self.options = options
         self.pool = pool
+        self.prerun = open_prerun(chain, options, pool)
         self.predictor = CodePredictor()  # taught by every executed block, whatever the strategy
         self.hot = HotKeys()
         self._behind: deque[InFlightBlock] = deque()
@@ -119,7 +135,7 @@ class PrefetchStage(BaseStage):
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
         prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
         transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
-        counts = await self._warm(block, senders) if self.options.enabled else {}
+        counts = await self._warm(block, senders, encoded_txs, prev_hashes) if self.options.enabled else {}
         item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0))
         item.count("prefetch", txs=len(block.transactions), **counts)
         self._behind.append(item)
@@ -142,9 +158,10 @@ class PrefetchStage(BaseStage):
         mark_senders(block.transactions, recovered)
         return recovered
 
-    async def _warm(self, block: BlockAPI, senders: list[bytes | None]) -> dict[str, Any]:
+    async def _warm(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> dict[str, Any]:
         """Predict the block's reads and writes, read what is not cached on the reader
-        pool, then the trie paths of the predicted writes; the counts for its event."""
+        pool (and what the pre-run touched, when it runs), then the trie paths of the
+        predicted writes; the counts for its event."""
         started = time.perf_counter()
         store = self.chain.store
         store.prefetch.expire(self.chain.head_number)  # keys for committed blocks never read: wasted
@@ -156,19 +173,24 @@ class PrefetchStage(BaseStage):
         if pool is None:  # an in-memory store: its own connection, on a thread
             await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
             return {"predicted": len(reads)}
-        known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
-        # Then what the called code's templates name (their code hashes are known now).
-        code_of: dict[bytes, bytes] = {}
-        for tx in block.transactions:
-            called = known.get(tx.to) if tx.to else None
-            if called is not None:
-                code_of[tx.to] = called.code_hash
-        before = (set(reads.accounts), set(reads.slots))
-        add_templates(reads, block, senders, self.predictor, code_of)
-        more_accounts, more_slots = reads.accounts - before[0], reads.slots - before[1]
-        if more_accounts or more_slots:
-            known.update(await warm_state(pool, store, number, more_accounts, more_slots, counts))
-        out: dict[str, Any] = dict(counts.as_counts())
+        ran: list[Any] = []
+        out: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            if self.prerun is not None:  # on the worker while the cheap predictions are read
+                nursery.start_soon(self._prerun, block, senders, encoded_txs, prev_hashes, ran, out)
+            known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
+            # Then what the called code's templates name (their code hashes are known now).
+            code_of: dict[bytes, bytes] = {}
+            for tx in block.transactions:
+                called = known.get(tx.to) if tx.to else None
+                if called is not None:
+                    code_of[tx.to] = called.code_hash
+            await self._read_more(reads, known, counts, number, add_templates, block, senders, self.predictor, code_of)
+            waited = time.perf_counter()
+        if ran:
+            out["prerun_wait_ms"] = round((time.perf_counter() - waited) * 1000, 3)
+            await self._read_more(reads, known, counts, number, add_prerun, ran)
+        out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
         if self.options.trie_paths and store.layout.layout == "flat":
             paths = WarmCounts()
@@ -184,6 +206,24 @@ class PrefetchStage(BaseStage):
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
         out["lead_blocks"] = number - self.chain.head_number - 1
         return out
+
+    async def _read_more(self, reads: ReadSet, known: dict[bytes, Any], counts: WarmCounts, number: int, add: Callable[..., None], *args: Any) -> None:
+        """Add keys to `reads` (`add(reads, *args)`) and read those it did not hold."""
+        assert self.pool is not None
+        before = (set(reads.accounts), set(reads.slots))
+        add(reads, *args)
+        more_accounts, more_slots = reads.accounts - before[0], reads.slots - before[1]
+        if more_accounts or more_slots:
+            known.update(await warm_state(self.pool, self.chain.store, number, more_accounts, more_slots, counts))
+
+    async def _prerun(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes], ran: list[Any], out: dict[str, Any]) -> None:
+        """The chosen transactions' pre-run results, into `ran`; its counts into `out`."""
+        assert self.prerun is not None
+        started = time.perf_counter()
+        indices = chosen(block.transactions, self.predictor)
+        ran.extend(await self.prerun.run(self.chain, block.header, encoded_txs, senders, prev_hashes, indices))
+        out["prerun_txs"] = len(indices)
+        out["prerun_ms"] = round((time.perf_counter() - started) * 1000, 3)
 
     async def _learn(self) -> None:
         """Teach the predictor (when it is this stage's) and the hot set from the

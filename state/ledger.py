@@ -38,8 +38,7 @@ class PrefetchLedger:
     def expire(self, number: int) -> None:
         """Keys prefetched for blocks up to `number` and never read: wasted."""
         for kind, pending in self.pending.items():
-            # A copy first: execution threads take keys off meanwhile.
-            old = [key for key, tag in list(pending.items()) if tag <= number]
+            old = [key for key, tag in _items(pending) if tag <= number]
             self.wasted[kind] += sum(1 for key in old if pending.pop(key, None) is not None)
 
     def snapshot(self) -> dict[str, Any]:
@@ -50,3 +49,14 @@ class PrefetchLedger:
             "stale": self.stale,
             "stall_s": dict(self.stall_s),
         }
+
+
+def _items(pending: dict[Hashable, int]) -> list[tuple[Hashable, int]]:
+    """A copy of `pending`'s items. Reader and execution threads add and take keys
+    meanwhile: the copy holds the GIL, unless a garbage collection inside it lets
+    another thread run, and then the copy is made again."""
+    while True:
+        try:
+            return list(pending.items())
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue

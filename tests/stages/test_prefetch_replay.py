@@ -47,8 +47,8 @@ def _replay(state: tuple[Path, Path], tmp_path: Path, options: StateOptions) -> 
 
 @pytest.mark.parametrize(
     "flags",
-    [[], ["--no-prefetch"], ["--prefetch-threads", "1", "--no-trie-prefetch"], ["--layout", "trie", "--cold"]],
-    ids=["prefetch", "no-prefetch", "one-thread", "trie-cold"],
+    [[], ["--no-prefetch"], ["--prefetch-threads", "1", "--no-trie-prefetch", "--prefetch-run", "--cold"], ["--layout", "trie", "--cold"]],
+    ids=["prefetch", "no-prefetch", "one-thread-prerun-cold", "trie-cold"],
 )
 def test_replay_reaches_every_root(state_and_blocks: tuple[Path, Path], tmp_path: Path, flags: list[str]) -> None:
     datadir, blocks = state_and_blocks
@@ -70,6 +70,10 @@ def test_replay_reaches_every_root(state_and_blocks: tuple[Path, Path], tmp_path
         assert any(s.stage.startswith("reader ") for s in load_slices(trace))  # the pool's tracks
     per_block = summary["state_reads_per_block"]
     assert len(per_block) == BLOCKS and all("prefetch" in b for b in per_block)
+    if "--prefetch-run" in flags:  # the creations and first calls were pre-run, and their keys read ahead
+        payload = json.loads(trace.read_text())
+        counts = [e["args"] for e in (payload["traceEvents"] if isinstance(payload, dict) else payload) if isinstance(e.get("args"), dict) and "prerun_txs" in e["args"]]
+        assert sum(c["prerun_txs"] for c in counts) > 0 and sum(c.get("from_prerun", 0) for c in counts) > 0
 
 
 def test_bad_thread_count_is_refused() -> None:
@@ -86,13 +90,14 @@ def test_bad_thread_count_is_refused() -> None:
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(drop=st.floats(0.0, 1.0), extra=st.integers(0, 300), seed=st.integers(0, 2**32 - 1), threads=st.integers(1, 4))
+@given(drop=st.floats(0.0, 1.0), extra=st.integers(0, 300), seed=st.integers(0, 2**32 - 1), threads=st.integers(1, 4), prerun=st.booleans())
 def test_wrong_missing_and_extra_predictions_change_nothing(
-    state_and_blocks: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: float, extra: int, seed: int, threads: int
+    state_and_blocks: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: float, extra: int, seed: int, threads: int, prerun: bool
 ) -> None:
     """Predictions are perturbed where they are made: a share dropped (missing), keys
     of other accounts and made-up slots added (wrong, extra), and written keys
-    shuffled (trie paths of the wrong keys). Every root is still reached."""
+    shuffled (trie paths of the wrong keys); with the pre-run too, its keys. Every
+    root is still reached."""
     rng = random.Random(seed)
     seen_accounts: list[bytes] = []
     real_predict, real_templates = prefetch_stage.predict_reads, prefetch_stage.add_templates
@@ -120,8 +125,15 @@ def test_wrong_missing_and_extra_predictions_change_nothing(
         real_templates(reads, *args)
         perturb(reads)
 
+    real_prerun = prefetch_stage.add_prerun
+
+    def prerun_keys(reads: ReadSet, *args: Any) -> None:
+        real_prerun(reads, *args)
+        perturb(reads)
+
     monkeypatch.setattr(prefetch_stage, "predict_reads", predict)
     monkeypatch.setattr(prefetch_stage, "add_templates", templates)
-    outcome = _replay(state_and_blocks, tmp_path, StateOptions(prefetch_threads=threads))
+    monkeypatch.setattr(prefetch_stage, "add_prerun", prerun_keys)
+    outcome = _replay(state_and_blocks, tmp_path, StateOptions(prefetch_threads=threads, prefetch_run=prerun))
     assert outcome.rejected is None and outcome.input_error is None
     assert outcome.last == BLOCKS

@@ -184,7 +184,7 @@ def test_path_walk_finds_what_a_single_walk_finds() -> None:
         paths.advance({h: nodes[h] for h in paths.wanted()})
     assert levels < 8
     for key in keys:
-        value, _ = walk(nodes.__getitem__, root, key, LayoutStats())
+        value, _ = walk(lambda h, owner, path: nodes[h], root, key, LayoutStats())
         assert paths.values[(root, key)] == value
     partial = PathWalk()
     partial.add(root, keys[0])
@@ -294,3 +294,34 @@ def test_authority_is_the_signer_of_the_authorization() -> None:
     auth = SimpleNamespace(chain_id=1, address=A, nonce=0, y_parity=signature.v, r=signature.r, s=signature.s)
     assert authority(auth) == key.public_key.to_canonical_address()
     assert authority(SimpleNamespace(chain_id=1, address=A, nonce=0, y_parity=0, r=0, s=0)) is None
+
+
+def test_prerun_chooses_creations_and_unlearned_calls_and_their_senders_earlier_transactions() -> None:
+    from pipeline.prerun import chosen, with_earlier
+
+    token = addr(9)
+    txs = [
+        SimpleNamespace(to=addr(1), data=b"", value=1),  # a transfer: predicted without a pre-run
+        SimpleNamespace(to=b"", data=b"\x60\x00", value=0),  # a creation
+        SimpleNamespace(to=token, data=b"\xa9\x05\x9c\xbb" + bytes(64), value=0),  # a call no template knows
+    ]
+    assert chosen(txs, CodePredictor()) == [1, 2]
+    a, b = addr(20), addr(21)
+    # b's creation at 3 needs b's transfer at 1 first (its nonce); a's later transaction is not needed
+    ran, chains = with_earlier([3], [a, b, a, b, a])
+    assert ran == [1, 3] and chains == {1: 1, 3: 1}
+    ran, chains = with_earlier([0, 2], [a, b, None])
+    assert ran == [0, 2] and chains == {}
+
+
+def test_prerun_keys_are_read_and_written_predictions() -> None:
+    from execution.speculate import SpecResult
+    from pipeline.read_sets import add_prerun
+
+    token, holder = addr(9), addr(10)
+    result = SpecResult(0, True, reads={("code", token): b"h", ("slot", token, 5): 0, ("warm", holder): True}, writes={("slot", token, 6): 1, ("nonce", holder): 2})
+    reads = ReadSet()
+    add_prerun(reads, [result])
+    assert reads.accounts == {token, holder} and reads.slots == {(token, 5), (token, 6)}
+    assert reads.written_slots == {(token, 6)} and reads.written_accounts == {token, holder}
+    assert reads.sources["prerun"] == 4
