@@ -21,6 +21,7 @@ latency, no CPU.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: prefetch's lookahead in `pipeline.runner.PipelineConfig` (the bench's default).
@@ -51,9 +52,15 @@ class _Task:
     phase: str = "cpu"  # pre: cpu, senders; exec: head, validate
 
 
-def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, lookahead: int = LOOKAHEAD, trace: list[tuple[str, int, float, float]] | None = None) -> float:
+def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, lookahead: int = LOOKAHEAD, trace: list[tuple[str, int, float, float]] | None = None,
+        at_prefetch: Callable[[int, int], BlockPlan] | None = None) -> float:
     """Seconds until the last block's `post` is done. `trace`: gets (stage, block,
-    start, end) of each stage of each block."""
+    start, end) of each stage of each block. `at_prefetch(block, executed)`: the
+    block's plan, decided when its prefetch starts with `executed` blocks through
+    execution (`auto` decides there whether the workers recover the senders ahead,
+    from the reports of the blocks run so far: with prefetch ahead, not all of the
+    blocks before this one)."""
+    plans = list(plans)
     n = len(plans)
     if not n:
         return 0.0
@@ -84,6 +91,8 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
             changed = False
             pre = tasks["pre"]
             if pre is None and pre_done < n and pre_done < exec_done + lookahead:
+                if at_prefetch is not None:
+                    plans[pre_done] = at_prefetch(pre_done, exec_done)
                 tasks["pre"] = _Task("pre", pre_done, plans[pre_done].pre)
                 started[("pre", pre_done)] = now
                 changed = True

@@ -89,7 +89,7 @@ def reexecuted(graph: Graph, chains: list[int] | None = None) -> list[bool]:
     dependency on an earlier transaction (or on the system writes) that their
     speculation did not see. With `chains`, a dependency inside a chain is seen,
     unless the transaction depended on was itself executed again."""
-    out = []
+    out: list[str] = []
     for i, preds in enumerate(graph.preds):
         if chains is None:
             again = bool(preds) or bool(graph.system[i])
@@ -265,17 +265,20 @@ def predicted_dependent(chains: list[int]) -> int:
     return sum(size for size in sizes.values() if size > 1)
 
 
-def auto_choices(blocks: list[BlockModel], workers: int) -> list[tuple[str, bool]]:
+def auto_decisions(blocks: list[BlockModel], workers: int) -> tuple[list[str], list[bool]]:
     """What `auto` runs each block as, in order: `execution.strategies.AutoPolicy`
     itself, fed what the recorded blocks would report (declared's and optimistic's
     re-executions from the graph, the predictor's chains and what it learned).
     `sequential:serial`: scheduled, then run sequentially (a long predicted chain).
-    With each choice, whether prefetch had the workers recover the senders ahead."""
+    With the choices, the policy's `independent` after each number of blocks run
+    (index 0: before any): prefetch reads it to decide whether the workers recover
+    a block's senders ahead, and with blocks in flight it decides before the
+    blocks just ahead of that one have run (`senders_ahead_at`)."""
     policy = AutoPolicy()
     out = []
+    independent = [policy.independent]
     for block in blocks:
         n = block.graph.size
-        ahead = policy.senders_ahead(workers, block.gas, n)
         choice = policy.choose(workers, block.gas, n, False)
         if choice == "optimistic":
             policy.optimistic_ran(n, sum(reexecuted(block.graph)))
@@ -288,8 +291,25 @@ def auto_choices(blocks: list[BlockModel], workers: int) -> list[tuple[str, bool
                 choice = "sequential:serial"
             else:
                 policy.declared_ran(n, sum(reexecuted(block.graph, chains)), block.learned, predicted_dependent(chains))
-        out.append((choice, ahead))
-    return out
+        out.append(choice)
+        independent.append(policy.independent)
+    return out, independent
+
+
+def senders_ahead_at(block: BlockModel, workers: int, independent: bool) -> bool:
+    """`AutoPolicy.senders_ahead` for `block`, with the policy's `independent` as
+    prefetch sees it when it reaches the block."""
+    policy = AutoPolicy()
+    policy.independent = independent
+    return policy.senders_ahead(workers, block.gas, block.graph.size)
+
+
+def auto_choices(blocks: list[BlockModel], workers: int) -> list[tuple[str, bool]]:
+    """`auto_decisions`' choices, each with whether prefetch had the workers recover
+    the senders ahead when it reached the block right after the one before had run
+    (the pipeline's prefetch runs further ahead: `file_time` plays that)."""
+    choices, independent = auto_decisions(blocks, workers)
+    return [(choice, senders_ahead_at(block, workers, independent[k])) for k, (choice, block) in enumerate(zip(choices, blocks))]
 
 
 def auto_block_time(choice: str, block: BlockModel, workers: int, cores: float, overheads: Overheads, senders_ahead: bool) -> float:
@@ -336,7 +356,8 @@ def block_time(strategy: str, block: BlockModel, workers: int, cores: float | No
 def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overheads, senders_ahead: bool = False) -> flow.BlockPlan:
     """The block's work as the pipeline runs it (`evmpipe.analyze.flow`):
     `sequential`, `optimistic`, `declared`, `ideal`, or one of `auto`'s choices
-    (`sequential:...`, with `senders_ahead` when its workers recovered the senders)."""
+    (`sequential:...`, `optimistic`, with `senders_ahead` when prefetch had its
+    workers recover the senders)."""
     graph, n = block.graph, block.graph.size
     if strategy.startswith("sequential") and (strategy == "sequential" or not senders_ahead):
         return flow.BlockPlan(pre=block.pre + block.recover, head=block.system + graph.total, post=block.post)
@@ -353,10 +374,12 @@ def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overhe
     seconds = graph.seconds
     if strategy == "optimistic":
         again = reexecuted(graph)
-        per_tx = overheads.worker_per_tx + block.recover / n  # the workers recover the senders while they speculate
         parts = _parts_round_robin(n, workers)
-        senders = 0.0
         setup = overheads.block_head
+        if senders_ahead:  # auto: prefetch had the workers recover them; the chunks carry them
+            per_tx, senders = overheads.worker_per_tx, _senders(block, workers, overheads)
+        else:  # the workers recover the senders while they speculate
+            per_tx, senders = overheads.worker_per_tx + block.recover / n, 0.0
     elif strategy == "declared":
         chains = block.chains or list(range(n))
         again = reexecuted(graph, chains)
@@ -384,9 +407,15 @@ def file_time(strategy: str, blocks: list[BlockModel], workers: int, cores: floa
     cores = float(workers) if cores is None else cores
     per = overheads if isinstance(overheads, dict) else {"optimistic": overheads, "declared": overheads}
     if strategy == "auto":
-        plans = [plan_block(choice, b, workers, _overheads_for(per, "optimistic" if choice == "optimistic" else "declared"), ahead) for (choice, ahead), b in zip(auto_choices(blocks, workers), blocks)]
-    else:
-        plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy)) for b in blocks]
+        choices, independent = auto_decisions(blocks, workers)
+
+        def plan(k: int, ahead: bool) -> flow.BlockPlan:
+            return plan_block(choices[k], blocks[k], workers, _overheads_for(per, "optimistic" if choices[k] == "optimistic" else "declared"), ahead)
+
+        # prefetch decides on the senders when it reaches a block, from the blocks
+        # executed by then
+        return flow.run([plan(k, True) for k in range(len(blocks))], workers, cores, load, at_prefetch=lambda k, executed: plan(k, senders_ahead_at(blocks[k], workers, independent[executed])))
+    plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy)) for b in blocks]
     return flow.run(plans, workers if strategy != "sequential" else 1, cores, load)
 
 

@@ -7,7 +7,7 @@ import pytest
 from evmpipe.analyze.calibrate import _dispatch_gaps, worker_spans
 from evmpipe.analyze.flow import BlockPlan, run
 from evmpipe.analyze.graph import build_graph
-from evmpipe.analyze.schedule import BlockModel, Overheads, auto_choices, file_time, plan_block, predict
+from evmpipe.analyze.schedule import BlockModel, Overheads, auto_choices, auto_decisions, file_time, plan_block, predict
 from execution.strategies import AUTO_MIN_TXS
 from pipeline.events import StageEvent
 from tests.evmpipe.analyze.test_graph_schedule import chain_of, independent
@@ -113,6 +113,33 @@ def test_auto_choices_are_its_own_rules() -> None:
     # a pool: one predicted chain of the whole block runs sequentially
     pool = _block(30, 100_000, chains=[0] * 30, dependent=True)
     assert auto_choices([pool], 2) == [("sequential:serial", True)]
+
+
+def test_prefetch_decides_a_blocks_plan_before_the_blocks_ahead_of_it_have_run() -> None:
+    seen = []
+    plan = BlockPlan(pre=0.1, head=1.0, post=0.1)
+
+    def at_prefetch(block: int, executed: int) -> BlockPlan:
+        seen.append((block, executed))
+        return plan
+
+    run([plan] * 6, 1, 1, at_prefetch=at_prefetch)
+    # lookahead 4: blocks 0-3 are prefetched before block 0 has run, block 4 after it
+    assert seen == [(0, 0), (1, 0), (2, 0), (3, 0), (4, 1), (5, 2)]
+
+
+def test_auto_optimistic_blocks_prefetched_before_the_first_block_ran_have_senders_ahead() -> None:
+    calls = _block(30, 50_000)
+    blocks = [calls, calls, calls]
+    choices, independent = auto_decisions(blocks, 2)
+    assert choices == ["declared", "optimistic", "optimistic"]
+    assert independent == [False, True, True, True]
+    ov = Overheads(worker_per_tx=0.01, senders_per_tx=0.02, message=0.001)
+    ahead = [plan_block(c, b, 2, ov, True) for c, b in zip(choices, blocks)]
+    assert ahead[1].senders > 0 and plan_block("optimistic", calls, 2, ov, False).senders == 0
+    # all three blocks reach prefetch before the first has run: all three recover
+    # their senders on the workers ahead, as the pipeline does
+    assert file_time("auto", blocks, 2, 2, ov) == pytest.approx(run(ahead, 2, 2))
 
 
 def test_auto_goes_back_to_declared_after_an_optimistic_block_conflicts() -> None:
