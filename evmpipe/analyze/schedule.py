@@ -89,7 +89,7 @@ def reexecuted(graph: Graph, chains: list[int] | None = None) -> list[bool]:
     dependency on an earlier transaction (or on the system writes) that their
     speculation did not see. With `chains`, a dependency inside a chain is seen,
     unless the transaction depended on was itself executed again."""
-    out: list[str] = []
+    out: list[bool] = []
     for i, preds in enumerate(graph.preds):
         if chains is None:
             again = bool(preds) or bool(graph.system[i])
@@ -275,7 +275,7 @@ def auto_decisions(blocks: list[BlockModel], workers: int) -> tuple[list[str], l
     a block's senders ahead, and with blocks in flight it decides before the
     blocks just ahead of that one have run (`senders_ahead_at`)."""
     policy = AutoPolicy()
-    out = []
+    out: list[str] = []
     independent = [policy.independent]
     for block in blocks:
         n = block.graph.size
