@@ -112,6 +112,8 @@ class PrefetchStage(BaseStage):
         self.predictor = CodePredictor()  # taught by every executed block, whatever the strategy
         self.hot = HotKeys()
         self._behind: deque[InFlightBlock] = deque()
+        self._paths: trio.Event | None = None  # the trie-path walk in the background
+        self.path_failures = 0
 
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
@@ -135,7 +137,7 @@ class PrefetchStage(BaseStage):
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
         prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
         transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
-        counts = await self._warm(block, senders, encoded_txs, prev_hashes) if self.options.enabled else {}
+        counts = await self._warm(item, block, senders, encoded_txs, prev_hashes) if self.options.enabled else {}
         item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0))
         item.count("prefetch", txs=len(block.transactions), **counts)
         self._behind.append(item)
@@ -158,7 +160,7 @@ class PrefetchStage(BaseStage):
         mark_senders(block.transactions, recovered)
         return recovered
 
-    async def _warm(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> dict[str, Any]:
+    async def _warm(self, item: InFlightBlock, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> dict[str, Any]:
         """Predict the block's reads and writes, read what is not cached on the reader
         pool (and what the pre-run touched, when it runs), then the trie paths of the
         predicted writes; the counts for its event."""
@@ -193,7 +195,6 @@ class PrefetchStage(BaseStage):
         out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
         if self.options.trie_paths and store.layout.layout == "flat":
-            paths = WarmCounts()
             root = await trio.to_thread.run_sync(store._head_root)
             slots = []
             for address, slot in reads.written_slots:
@@ -201,11 +202,30 @@ class PrefetchStage(BaseStage):
                 storage_root = account.storage_root if account is not None else BLANK_ROOT
                 if storage_root != BLANK_ROOT:
                     slots.append((address, storage_root, slot))
-            await warm_paths(pool, store, number, root, reads.written_accounts, slots, memory_nodes(self.chain.overlay), paths)
-            out.update(paths.as_counts("path_"))
+            if self._paths is not None:  # one walk at a time: the one before must end first
+                await self._paths.wait()
+            done = self._paths = trio.Event()
+            trio.lowlevel.spawn_system_task(self._walk_paths, item, number, root, set(reads.written_accounts), slots, done)
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
         out["lead_blocks"] = number - self.chain.head_number - 1
         return out
+
+    async def _walk_paths(self, item: InFlightBlock, number: int, root: bytes, accounts: set[bytes], slots: list[tuple[bytes, bytes, int]], done: trio.Event) -> None:
+        """The trie paths of the predicted writes, read while the block is handed on:
+        the walk is a round of reads per level and decodes every node in Python, so
+        prefetch does not hold the block for it (it would set the pace of the whole
+        pipeline). Merkleize warms the exact paths anyway; this walk only makes it
+        find them in memory sooner. Its counts go on the merkleize event when it
+        ended before merkleize did (`prefetch_path_*`)."""
+        assert self.pool is not None
+        paths = WarmCounts()
+        try:
+            await warm_paths(self.pool, self.chain.store, number, root, accounts, slots, memory_nodes(self.chain.overlay), paths)
+            item.count("merkleize", **paths.as_counts("prefetch_path_"))
+        except Exception:  # a hint: a failed walk leaves the nodes to merkleize's own
+            self.path_failures += 1
+        finally:
+            done.set()
 
     async def _read_more(self, reads: ReadSet, known: dict[bytes, Any], counts: WarmCounts, number: int, add: Callable[..., None], *args: Any) -> None:
         """Add keys to `reads` (`add(reads, *args)`) and read those it did not hold."""
