@@ -28,6 +28,7 @@ from pipeline.events import EventLog
 from pipeline.node import build_stages
 from pipeline.runner import PipelineConfig, run_pipeline
 from state.genesis import genesis_commit
+from state.nodekeys import DEFAULT_SCHEME
 from state.store import StateStore
 
 ENGINE = "pipeline"
@@ -65,7 +66,7 @@ def run_blockchain_test(path: str, name: str, test: dict[str, Any], *, events: E
 def _run(test: dict[str, Any], outcomes: list[BlockOutcome], events: EventLog, strategy: ExecutionStrategy, pool: WorkerPool | None) -> str | None:
     schedule = schedule_for_network(test["network"])
     with tempfile.TemporaryDirectory(prefix="evmpipe-bt-") as tmp:
-        store = StateStore(Path(tmp) / "state.sqlite", synchronous="OFF")
+        store = StateStore(Path(tmp) / "state.sqlite", synchronous="OFF", trie_scheme=DEFAULT_SCHEME)
         try:
             genesis_rlp = hex_bytes(test["genesisRLP"])
             header, _ = decode_header(schedule, rlp.encode(rlp.decode(genesis_rlp)[0]))

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from state.account import Account
 from state.codec import decode_account, decode_int, encode_slot
+from state.nodekeys import HASH, META_KEY, NodePlaces
 from state.store import Head
 
 _local = threading.local()
@@ -29,6 +30,9 @@ class ReadView:
         self.db = db
         row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
         self.head = None if row is None else Head(int.from_bytes(row[0][:8], "big"), row[0][8:40], row[0][40:72])
+        scheme = db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
+        # eth_getProof walks from the head's root down: where each node sits is learnt on the way
+        self._places = NodePlaces(HASH if scheme is None else bytes(scheme[0]).decode(), None if self.head is None else self.head.state_root)
 
     # -- state (the StateReader protocol) --------------------------------------------
 
@@ -51,10 +55,14 @@ class ReadView:
         return False
 
     def trie_node(self, node_hash: bytes) -> bytes:
-        row = self.db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+        """A node of the head's tries, read after its parent (state.nodekeys.NodePlaces)."""
+        key = self._places.key(node_hash)
+        row = None if key is None else self.db.execute("SELECT node FROM trie_nodes WHERE hash=?", (key,)).fetchone()
         if row is None:
             raise KeyError(node_hash)
-        return row[0]
+        self._places.served(node_hash, row[0])
+        node: bytes = row[0]
+        return node
 
     # -- chain -----------------------------------------------------------------------
 

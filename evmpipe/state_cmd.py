@@ -12,8 +12,9 @@ verify: recomputes every root from the flat tables, as geth's `snapshot
 verify-state` does: each contract's storage root from its slots, then the account
 root from the accounts, and compares them with the stored roots (each account's
 storage root, the head's state root). With `--nodes` (default) it also checks that
-every node of the recomputed tries is in `trie_nodes`, so the stored trie can be
-walked for every key. Memory stays bounded: leaves are sorted by SQLite in a
+every node of the recomputed tries is in `trie_nodes` (under the datadir's key
+scheme, state.nodekeys: by hash, or at its place), so the stored trie can be walked
+for every key. Memory stays bounded: leaves are sorted by SQLite in a
 temporary file, and a contract's slots are held in memory only up to a limit.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from eth_hash.auto import keccak
 from state.account import BLANK_ROOT
 from state.bulk import prefix_for, root_from_sorted
 from state.codec import decode_account
+from state.nodekeys import HASH, META_KEY
 from state.trie import encode_account as rlp_account, rlp_str, root_from_items
 
 DB_NAME = "state.sqlite"
@@ -68,6 +70,12 @@ def _open(datadir: str) -> sqlite3.Connection:
     except sqlite3.DatabaseError as error:
         raise StateError(f"{path}: not a datadir database ({error})") from None
     return db
+
+
+def trie_scheme(db: sqlite3.Connection) -> str:
+    """The datadir's trie-node key scheme (absent: hash)."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
+    return HASH if row is None else bytes(row[0]).decode()
 
 
 def _head_root(db: sqlite3.Connection) -> bytes:
@@ -150,6 +158,8 @@ def verify_state(datadir: str, *, nodes: bool = True, progress: bool = False) ->
     started = time.perf_counter()
     check = _NodeCheck(db, nodes)
     head_root = _head_root(db)
+    scheme = trie_scheme(db)
+    placed = scheme != HASH  # nodes are looked up at their places
     bad_storage: list[str] = []
     counts = {"accounts": 0, "contracts_with_storage": 0, "slots": 0}
     with tempfile.TemporaryDirectory(prefix="evmpipe-verify-", dir=os.environ.get("TMPDIR")) as tmp:
@@ -172,7 +182,7 @@ def verify_state(datadir: str, *, nodes: bool = True, progress: bool = False) ->
                 leaves.append((keccak(pending[1]), rlp_str(pending[2])))
                 pending = slots.fetchone()
             counts["slots"] += len(leaves)
-            root = _storage_root(leaves, check, sort_db) if leaves else BLANK_ROOT
+            root = _storage_root(leaves, check, sort_db, keccak(address) if placed else None) if leaves else BLANK_ROOT
             counts["contracts_with_storage"] += bool(leaves)
             if root != account.storage_root:
                 bad_storage.append(f"0x{address.hex()}: storage root 0x{account.storage_root.hex()} stored, 0x{root.hex()} from its slots")
@@ -188,12 +198,13 @@ def verify_state(datadir: str, *, nodes: bool = True, progress: bool = False) ->
             bad_storage.append(f"0x{pending[0].hex()}: storage without an account")
             pending = _skip(slots, pending[0])
         cursor = sort_db.execute("SELECT key, value FROM leaves ORDER BY key")
-        root = root_from_sorted(_rows(cursor), check, prefix=prefix_for(counts["accounts"]))
+        root = root_from_sorted(_rows(cursor), check, prefix=prefix_for(counts["accounts"]), owner=b"" if placed else None)
         sort_db.close()
     db.close()
     ok = root == head_root and not bad_storage and check.missing == 0
     return {
         "ok": ok,
+        "trie_scheme": scheme,
         "state_root": "0x" + root.hex(),
         "head_state_root": "0x" + head_root.hex(),
         "storage_mismatches": len(bad_storage),
@@ -217,17 +228,17 @@ def _rows(cursor: sqlite3.Cursor) -> Iterator[tuple[bytes, bytes]]:
         yield from batch
 
 
-def _storage_root(leaves: list[tuple[bytes, bytes]], check: _NodeCheck, sort_db: sqlite3.Connection) -> bytes:
+def _storage_root(leaves: list[tuple[bytes, bytes]], check: _NodeCheck, sort_db: sqlite3.Connection, owner: bytes | None) -> bytes:
     if len(leaves) <= IN_MEMORY_SLOTS:
         if not check.enabled:
             return root_from_items(leaves)
         leaves.sort()
-        return root_from_sorted(leaves, check, prefix=prefix_for(len(leaves)))
+        return root_from_sorted(leaves, check, prefix=prefix_for(len(leaves)), owner=owner)
     sort_db.execute("CREATE TEMP TABLE big (key BLOB NOT NULL, value BLOB NOT NULL)")
     sort_db.executemany("INSERT INTO big VALUES (?, ?)", leaves)
     count = len(leaves)
     leaves.clear()
-    root = root_from_sorted(_rows(sort_db.execute("SELECT key, value FROM big ORDER BY key")), check, prefix=prefix_for(count))
+    root = root_from_sorted(_rows(sort_db.execute("SELECT key, value FROM big ORDER BY key")), check, prefix=prefix_for(count), owner=owner)
     sort_db.execute("DROP TABLE big")
     return root
 

@@ -23,6 +23,7 @@ from execution.decode import decode_header
 from execution.forks import ForkSchedule
 from pipeline.errors import BadInput
 from state.genesis import genesis_commit
+from state.nodekeys import DEFAULT_SCHEME
 from state.store import Head, StateStore
 
 DB_NAME = "state.sqlite"
@@ -68,7 +69,7 @@ def open_datadir(datadir: str | Path, schedule: ForkSchedule, genesis_header_rlp
     store: StateStore | None = None
     try:
         check_database_file(path)
-        store = StateStore(path, synchronous=synchronous)
+        store = StateStore(path, synchronous=synchronous, trie_scheme=DEFAULT_SCHEME)  # a new datadir's node keys
         genesis, _ = decode_header(schedule, genesis_header_rlp)
         stored = store.get_meta("genesis_hash")
         if stored is None:

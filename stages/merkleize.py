@@ -26,6 +26,7 @@ from state.account import BLANK_ROOT, Account
 from state.diff import StateDiff
 from state.merkle import merkleize
 from state.readers import ReaderPool
+from state.nodekeys import HASH
 from state.warm import WarmCounts, memory_nodes, warm_commit, warm_paths
 
 
@@ -54,7 +55,10 @@ class MerkleizeStage(BaseStage):
             warm = counts.as_counts("warm_")
         result = await trio.to_thread.run_sync(merkleize, diff, item.pre.parent.state_root, account_before, overlay.get_trie_node)
         if self.pool is not None:
-            await warm_commit(self.pool, number, result.nodes, [tx.hash for tx in item.pre.block.transactions])
+            # hash keys: probe where the new rows go (pages spread over the table); keyed by
+            # place, the new rows sit beside the nodes warm_paths just read
+            new_rows = result.nodes if self.chain.store.trie_scheme == HASH else ()
+            await warm_commit(self.pool, number, new_rows, [tx.hash for tx in item.pre.block.transactions])
         item.merkleized = Merkleized(result.root, result.nodes, result.accounts)
         self.chain.merkleized(number, result.nodes, result.accounts)
         item.count("merkleize", keys=diff.count_keys(), nodes=len(result.nodes), **warm)

@@ -7,12 +7,17 @@ trie module's builder (every node encoded and hashed once, as geth's StackTrie d
 and its nodes handed to `emit`; only the bucket's top node is kept. The levels above
 the buckets are then put together from those top nodes, which gives byte for byte the
 root `root_from_items` gives for the same leaves.
+
+`owner` (None: rows keyed by hash) keys the emitted rows by place (state.nodekeys,
+halfpath): b"" for the account trie, the hashed address for a storage trie. Paths are
+known while building: each bucket's nodes are walked down from its top node.
 """
 from __future__ import annotations
 
 from itertools import groupby
 from typing import Any, Callable, Iterable, Optional
 
+from state.nodekeys import halfpath_key, placed_below, placements
 from state.trie import BLANK_ROOT, _build, _encode, _keccak, _ref
 
 Emit = Callable[[dict[bytes, bytes]], None]
@@ -29,14 +34,14 @@ def prefix_for(expected_leaves: int) -> int:
     return prefix
 
 
-def root_from_sorted(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int = 0, on_leaf: Callable[[int], None] | None = None) -> bytes:
+def root_from_sorted(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int = 0, on_leaf: Callable[[int], None] | None = None, owner: bytes | None = None) -> bytes:
     """Root of the trie of `leaves` ((key, RLP value) pairs, sorted by key, keys unique
     and of one length, values non-empty). Every hashed node, and the root node even
     when it is shorter than 32 bytes, goes to `emit` in batches."""
-    return join_buckets(build_buckets(leaves, emit, prefix=prefix, on_leaf=on_leaf), emit, prefix=prefix)
+    return join_buckets(build_buckets(leaves, emit, prefix=prefix, on_leaf=on_leaf, owner=owner), emit, prefix=prefix, owner=owner)
 
 
-def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int, on_leaf: Callable[[int], None] | None = None) -> dict[str, Node]:
+def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: int, on_leaf: Callable[[int], None] | None = None, owner: bytes | None = None) -> dict[str, Node]:
     """The top node (unencoded) of each bucket of `leaves` (sorted), by its hex prefix.
     Buckets of disjoint key ranges may be built apart (other processes) and joined."""
     tops: dict[str, Node] = {}
@@ -52,13 +57,16 @@ def build_buckets(leaves: Iterable[tuple[bytes, bytes]], emit: Emit, *, prefix: 
             raise ValueError("leaves are not sorted by key")
         store: dict[bytes, bytes] = {}
         tops[bucket] = _build(ks, vs, 0, len(ks), prefix, store)
-        emit(store)
+        if owner is None:
+            emit(store)
+        else:
+            emit({halfpath_key(owner, p, h): store[h] for p, h in placed_below(store, bucket, _encode(tops[bucket]))})
         if on_leaf is not None:
             on_leaf(len(ks))
     return tops
 
 
-def join_buckets(tops: dict[str, Node], emit: Emit, *, prefix: int) -> bytes:
+def join_buckets(tops: dict[str, Node], emit: Emit, *, prefix: int, owner: bytes | None = None) -> bytes:
     """The root over the bucket top nodes (`build_buckets`); emits the nodes above them."""
     store: dict[bytes, bytes] = {}
     top = _join(tops, "", prefix, store)
@@ -67,7 +75,7 @@ def join_buckets(tops: dict[str, Node], emit: Emit, *, prefix: int) -> bytes:
     encoded = _encode(top)
     root = _keccak(encoded)
     store[root] = encoded
-    emit(store)
+    emit(store if owner is None else {halfpath_key(owner, p, h): store[h] for _, p, h in placements(store, [(owner, root)])})
     return root
 
 

@@ -37,7 +37,7 @@ def genesis_commit(alloc: dict[bytes, dict[str, Any]], header_hash: bytes, heade
     """Block 0 as one commit; raises `GenesisMismatch` if the roots differ."""
     diff = alloc_diff(alloc)
 
-    def no_node(node_hash: bytes) -> bytes:
+    def no_node(node_hash: bytes, owner: bytes = b"", path: str = "") -> bytes:
         raise KeyError(node_hash)
 
     result = merkleize(diff, BLANK_ROOT, lambda address: None, no_node)

@@ -50,9 +50,13 @@ class LayoutStats:
         }
 
 
-def walk(get_node: Callable[[bytes], bytes], root: bytes, key: bytes, stats: LayoutStats, depth_pinned: int = 0) -> tuple[bytes | None, int]:
+GetNode = Callable[[bytes, bytes, str], bytes]  # (hash, owner, nibble path): state.nodekeys
+
+
+def walk(get_node: GetNode, root: bytes, key: bytes, stats: LayoutStats, depth_pinned: int = 0, owner: bytes = b"") -> tuple[bytes | None, int]:
     """The value at `key` in the trie with root `root` (None: absent), and how many
-    node lookups the walk made (pinned nodes are free and counted apart)."""
+    node lookups the walk made (pinned nodes are free and counted apart). `owner`:
+    the hashed address for a storage trie, b"" for the account trie."""
     if root == BLANK_ROOT:
         return None, 0
     path = key.hex()
@@ -64,7 +68,7 @@ def walk(get_node: Callable[[bytes], bytes], root: bytes, key: bytes, stats: Lay
             node_hash = ref[1:]
             encoded = stats.pinned.get(node_hash) if depth < depth_pinned else None
             if encoded is None:
-                encoded = get_node(node_hash)
+                encoded = get_node(node_hash, owner, path[:depth])
                 lookups += 1
                 if depth < depth_pinned:
                     stats.pinned[node_hash] = encoded
@@ -101,7 +105,7 @@ def _account_from_rlp(value: bytes) -> Account:
     return Account(int.from_bytes(fields[0], "big"), int.from_bytes(fields[1], "big"), fields[3], fields[2])
 
 
-def read_account(get_node: Callable[[bytes], bytes], state_root: bytes, address: bytes, stats: LayoutStats) -> Account | None:
+def read_account(get_node: GetNode, state_root: bytes, address: bytes, stats: LayoutStats) -> Account | None:
     pinned = PINNED_DEPTH if stats.layout == "trie-pinned" else 0
     value, lookups = walk(get_node, state_root, keccak(address), stats, pinned)
     stats.account_reads += 1
@@ -109,14 +113,15 @@ def read_account(get_node: Callable[[bytes], bytes], state_root: bytes, address:
     return None if value is None else _account_from_rlp(value)
 
 
-def read_slot(get_node: Callable[[bytes], bytes], state_root: bytes, address: bytes, slot: int, stats: LayoutStats) -> int:
+def read_slot(get_node: GetNode, state_root: bytes, address: bytes, slot: int, stats: LayoutStats) -> int:
     pinned = PINNED_DEPTH if stats.layout == "trie-pinned" else 0
-    value, lookups = walk(get_node, state_root, keccak(address), stats, pinned)
+    owner = keccak(address)
+    value, lookups = walk(get_node, state_root, owner, stats, pinned)
     total = lookups
     result = 0
     if value is not None:
         storage_root = _account_from_rlp(value).storage_root
-        leaf, lookups = walk(get_node, storage_root, keccak(slot.to_bytes(32, "big")), stats, pinned)
+        leaf, lookups = walk(get_node, storage_root, keccak(slot.to_bytes(32, "big")), stats, pinned, owner)
         total += lookups
         if leaf:
             start, end = rlp_item(leaf, 0)

@@ -15,7 +15,7 @@ from state.diff import StateDiff
 from state.trie import encode_account, encode_storage_value, update_root
 
 GetAccount = Callable[[bytes], Account | None]
-GetNode = Callable[[bytes], bytes]
+GetNode = Callable[[bytes, bytes, str], bytes]  # (hash, owner, nibble path): state.nodekeys
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,20 @@ class MerkleResult:
 def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_node: GetNode) -> MerkleResult:
     """The state after applying `diff` on `parent_root`; `diff` is left as it is.
 
-    `get_account` reads the pre-block account (for its storage root). The result's
+    `get_account` reads the pre-block account (for its storage root); `get_node` reads
+    a stored node by hash and where it sits (owner: b"" for the account trie, the
+    hashed address for a storage trie; nibble path). The result's
     `accounts` are what the commit writes (`sealed`) and what the next block's
     merkleization reads as its pre-state.
     """
     nodes: dict[bytes, bytes] = {}
 
-    def node(node_hash: bytes) -> bytes:
-        found = nodes.get(node_hash)
-        return found if found is not None else get_node(node_hash)
+    def reader(owner: bytes) -> Callable[[bytes, str], bytes]:
+        def node(node_hash: bytes, path: str) -> bytes:
+            found = nodes.get(node_hash)
+            return found if found is not None else get_node(node_hash, owner, path)
+
+        return node
 
     account_changes: dict[bytes, bytes | None] = {}
     accounts: dict[bytes, Account | None] = {}
@@ -61,13 +66,13 @@ def merkleize(diff: StateDiff, parent_root: bytes, get_account: GetAccount, get_
         slots = diff.storage.get(address)
         if slots:
             changes = {keccak(slot.to_bytes(32, "big")): (encode_storage_value(v) if v else None) for slot, v in slots.items()}
-            storage_root, new_nodes = update_root(node, storage_root, changes)
+            storage_root, new_nodes = update_root(reader(keccak(address)), storage_root, changes, paths=True)
             nodes.update(new_nodes)
         if account.storage_root != storage_root:
             account = replace(account, storage_root=storage_root)
         accounts[address] = account
         account_changes[keccak(address)] = encode_account(account.nonce, account.balance, account.storage_root, account.code_hash)
-    root, new_nodes = update_root(node, parent_root, account_changes)
+    root, new_nodes = update_root(reader(b""), parent_root, account_changes, paths=True)
     nodes.update(new_nodes)
     return MerkleResult(root, nodes, accounts)
 

@@ -47,12 +47,13 @@ class Overlay:
         self.nodes = {n: d for n, d in self.nodes.items() if n <= number}
         self.sealed = {n: d for n, d in self.sealed.items() if n <= number}
 
-    def get_trie_node(self, node_hash: bytes) -> bytes:
+    def get_trie_node(self, node_hash: bytes, owner: bytes = b"", path: str = "") -> bytes:
+        """A trie node by hash; where it sits (state.nodekeys) finds it in the store."""
         for nodes in self.nodes.values():
             node = nodes.get(node_hash)
             if node is not None:
                 return node
-        return self.store.get_trie_node(node_hash)
+        return self.store.get_trie_node(node_hash, owner, path)
 
     def get_account(self, address: bytes) -> Account | None:
         for _, diff in reversed(self.diffs):

@@ -22,23 +22,30 @@ class PathWalk:
     """Cursors (root, key, depth, node hash) that `advance` moves down their tries."""
 
     def __init__(self) -> None:
-        self._cursors: dict[bytes, list[tuple[bytes, bytes, str, int]]] = {}  # node hash -> (root, key, path, depth)
+        self._cursors: dict[bytes, list[tuple[bytes, bytes, str, int, bytes]]] = {}  # node hash -> (root, key, path, depth, owner)
         self.values: dict[tuple[bytes, bytes], bytes | None] = {}  # (root, key) -> leaf value (None: absent)
         self.missing: set[bytes] = set()  # nodes no one had: their paths stopped
 
-    def add(self, root: bytes, key: bytes) -> None:
-        """Walk to `key` (a 32-byte hashed key) in the trie with root hash `root`."""
+    def add(self, root: bytes, key: bytes, owner: bytes = b"") -> None:
+        """Walk to `key` (a 32-byte hashed key) in the trie with root hash `root`
+        (`owner`: the hashed address of a storage trie, b"" for the account trie)."""
         if (root, key) in self.values:
             return
         if root == BLANK_ROOT:
             self.values[(root, key)] = None
             return
         self.values[(root, key)] = None
-        self._cursors.setdefault(root, []).append((root, key, key.hex(), 0))
+        self._cursors.setdefault(root, []).append((root, key, key.hex(), 0, owner))
 
     def wanted(self) -> set[bytes]:
         """The nodes the walk needs next (empty: done)."""
         return set(self._cursors)
+
+    def place(self, node_hash: bytes) -> tuple[bytes, str]:
+        """(owner, nibble path) where a wanted node sits (one of its places, if
+        several paths wait on it): what a store keyed by place needs (state.nodekeys)."""
+        _, _, path, depth, owner = self._cursors[node_hash][0]
+        return owner, path[:depth]
 
     def advance(self, nodes: Mapping[bytes, bytes]) -> None:
         """Move every path whose next node is in `nodes`; a path whose node is not
@@ -49,10 +56,10 @@ class PathWalk:
             if encoded is None:
                 self.missing.add(node_hash)
                 continue
-            for root, key, path, depth in waiting:
-                self._step(encoded, root, key, path, depth)
+            for root, key, path, depth, owner in waiting:
+                self._step(encoded, root, key, path, depth, owner)
 
-    def _step(self, encoded: bytes, root: bytes, key: bytes, path: str, depth: int) -> None:
+    def _step(self, encoded: bytes, root: bytes, key: bytes, path: str, depth: int, owner: bytes) -> None:
         while True:
             node = _decode(encoded)
             kind = node[0]
@@ -72,7 +79,7 @@ class PathWalk:
                 ref = node[1][_NIB[path[depth]]]
                 depth += 1
             if len(ref) == 33 and ref[0] == 0xA0:
-                self._cursors.setdefault(ref[1:], []).append((root, key, path, depth))
+                self._cursors.setdefault(ref[1:], []).append((root, key, path, depth, owner))
                 return
             if ref == b"\x80" or not ref:
                 return

@@ -180,10 +180,11 @@ def fetch_code(db: sqlite3.Connection, hashes: list[bytes]) -> dict[bytes, bytes
     return dict(db.execute(sql, hashes))
 
 
-def fetch_nodes(db: sqlite3.Connection, hashes: list[bytes]) -> dict[bytes, bytes]:
-    """Trie nodes by hash (a hash not stored is left out)."""
-    sql = f"SELECT hash, node FROM trie_nodes WHERE hash IN ({','.join('?' * len(hashes))})"
-    return dict(db.execute(sql, hashes))
+def fetch_nodes(db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, bytes]:
+    """Trie nodes by their `trie_nodes` keys (state.nodekeys), returned by hash (a key
+    ends with its node's hash); a key not stored is left out."""
+    sql = f"SELECT hash, node FROM trie_nodes WHERE hash IN ({','.join('?' * len(keys))})"
+    return {key[-32:]: node for key, node in db.execute(sql, keys)}
 
 
 def probe_transactions(db: sqlite3.Connection, hashes: list[bytes]) -> int:

@@ -7,6 +7,8 @@ Tables (WAL mode, one SQLite transaction per block):
 - ``code(hash, code)``: contract code by hash.
 - ``trie_nodes(hash, node)``: content-addressed trie nodes for merkleization; never
   deleted, so the root of any committed block can still be walked (unwind, reorgs).
+  The key column holds the node's hash or, in a datadir whose meta `trie_scheme` is
+  "halfpath", where the node sits followed by its hash (state.nodekeys).
 - ``headers(hash, number, parent_hash, rlp, td)``: every block ever accepted.
 - ``bodies(hash, rlp)``: every accepted block's RLP; ``blocks(number, hash)``: the
   canonical chain.
@@ -32,11 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar, Iterable, Iterator
 
+from eth_hash.auto import keccak
+
 from state.account import BLANK_ROOT, Account
 from state.cache import MISSING, LRUCache
 from state.codec import decode_account, decode_int, encode_account, encode_int, encode_slot, pack_diff, unpack_diff
 from state.diff import StateDiff
 from state.logindex import LOG_SCHEMA, log_rows
+from state.nodekeys import HASH, META_KEY, SCHEMES, keyed_rows, node_key
 from state.layout import LayoutStats, read_account, read_slot
 from state.ledger import PrefetchLedger
 from state.tiers import StoreReads, sqlite_pages
@@ -95,7 +100,7 @@ class StateStore:
     cache: commits bump an epoch under the cache lock, and a read caches what it
     found only if the epoch did not move while it read."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", cache_size: int = 100_000, readonly: bool = False, trie_scheme: str | None = None) -> None:
         self.path = str(path)
         self._lock = threading.RLock()  # the writer connection
         self._read_lock = self._lock  # the reader connection (its own, below, when writing)
@@ -128,8 +133,16 @@ class StateStore:
         self._changes: deque[tuple[int, frozenset[bytes] | None, frozenset[tuple[bytes, int]] | None]] = deque(maxlen=256)
         self.prefetch = PrefetchLedger()
         self.closers: list[Callable[[], None]] = []
-        if not readonly and self.get_meta("schema_version") is None:
+        if not readonly and self.get_meta("schema_version") is None:  # a new database
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+            if trie_scheme not in (None, HASH):
+                if trie_scheme not in SCHEMES:
+                    raise ValueError(f"unknown trie scheme {trie_scheme!r} (one of {', '.join(SCHEMES)})")
+                self.set_meta(META_KEY, trie_scheme.encode())
+        # How trie nodes are keyed (state.nodekeys): fixed when the database is made.
+        self.trie_scheme = (self.get_meta(META_KEY) or HASH.encode()).decode()
+        if self.trie_scheme not in SCHEMES:
+            raise ValueError(f"{self.path}: unknown trie scheme {self.trie_scheme!r}")
         if not readonly and self.get_meta("database_id") is None:
             self.set_meta("database_id", os.urandom(16))
         # Random, set when the database is created: which database this is, whatever
@@ -294,7 +307,9 @@ class StateStore:
         for address, data in rows:
             yield address, decode_account(data)
 
-    def get_trie_node(self, node_hash: bytes) -> bytes:
+    def get_trie_node(self, node_hash: bytes, owner: bytes = b"", path: str = "") -> bytes:
+        """A trie node by hash; `owner` (b"": the account trie; else the hashed address)
+        and nibble `path` say where it sits, which a halfpath datadir keys by."""
         cached = self.nodes.get(node_hash)
         if cached is not MISSING:
             self.reads.add("node", "hot")
@@ -304,7 +319,7 @@ class StateStore:
         self.reads.add("node", "db")
         started = time.perf_counter()
         with self._read_lock:
-            row = self._reader.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_hash,)).fetchone()
+            row = self._reader.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_key(self.trie_scheme, owner, path, node_hash),)).fetchone()
         self.prefetch.stall_s["node"] += time.perf_counter() - started
         if row is None:
             raise KeyError(node_hash)
@@ -398,7 +413,7 @@ class StateStore:
             with self._write_transaction() as db:
                 reverse = self._reverse_diff(commit.diff)
                 self._apply_diff(commit.diff)
-                db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", commit.trie_nodes.items())
+                db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", self.node_rows(commit).items())
                 db.execute(
                     "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
                     (commit.hash, commit.number, commit.parent_hash, commit.header_rlp, encode_int(commit.total_difficulty)),
@@ -423,6 +438,15 @@ class StateStore:
             self.update_cache(commit.diff)
             for node_hash, node in commit.trie_nodes.items():
                 self.nodes.put(node_hash, node)
+
+    def node_rows(self, commit: BlockCommit) -> dict[bytes, bytes]:
+        """The `trie_nodes` rows of a commit's new nodes in this datadir's scheme: under
+        halfpath, each new node keyed at every place the new roots reach it."""
+        if self.trie_scheme == HASH:
+            return commit.trie_nodes
+        roots = [(b"", commit.state_root)]
+        roots += ((keccak(a), account.storage_root) for a, account in commit.diff.accounts.items() if account is not None and account.storage_root in commit.trie_nodes)
+        return keyed_rows(self.trie_scheme, commit.trie_nodes, roots)
 
     def unwind_block(self) -> Head:
         """Undo the head block from its change set, in one transaction; returns the new head.

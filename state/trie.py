@@ -29,6 +29,7 @@ from eth_hash.auto import keccak
 __all__ = [
     "BLANK_ROOT",
     "NodeGetter",
+    "PathNodeGetter",
     "encode_account",
     "encode_storage_value",
     "ordered_trie_root",
@@ -45,6 +46,9 @@ BLANK_ROOT: bytes = bytes.fromhex(
 )
 
 NodeGetter = Callable[[bytes], bytes]
+# (hash, nibble path where the node sits, as a hex string): for stores keyed by place
+# (state.nodekeys); internally every read passes the path.
+PathNodeGetter = Callable[[bytes, str], bytes]
 
 
 def _keccak(data: bytes) -> bytes:
@@ -327,7 +331,7 @@ def _update(
     vs: list[Optional[bytes]],
     lo: int,
     hi: int,
-    get_node: NodeGetter,
+    get_node: PathNodeGetter,
     store: dict[bytes, bytes],
 ) -> Optional[_Node]:
     """Apply changes ks[lo:hi] (sharing their first d nibbles) to the subtree
@@ -339,7 +343,7 @@ def _update(
     elif slot is None or slot == _EMPTY:
         node = None
     elif len(slot) == 33:  # b"\xa0" + hash (embedded nodes are < 32 bytes)
-        node = _decode(get_node(slot[1:]))  # type: ignore[arg-type]
+        node = _decode(get_node(slot[1:], ks[lo][:d]))  # type: ignore[arg-type]
     else:
         node = _decode(slot)  # type: ignore[arg-type]
     if node is None:
@@ -389,7 +393,7 @@ def _update_branch(
     vs: list[Optional[bytes]],
     lo: int,
     hi: int,
-    get_node: NodeGetter,
+    get_node: PathNodeGetter,
     store: dict[bytes, bytes],
     split: bool,
 ) -> Optional[_Node]:
@@ -433,7 +437,7 @@ def _update_branch(
     if type(slot) is tuple:
         child: _Node = slot
     elif len(slot) == 33:  # type: ignore[arg-type]
-        child = _decode(get_node(slot[1:]))  # type: ignore[arg-type, index]
+        child = _decode(get_node(slot[1:], ks[lo][:d] + _HEX[n]))  # type: ignore[arg-type, index]
     else:
         child = _decode(slot)  # type: ignore[arg-type]
     if child[0] == 2:
@@ -443,10 +447,15 @@ def _update_branch(
 
 
 def update_root(
-    get_node: NodeGetter, root: bytes, changes: Mapping[bytes, Optional[bytes]]
+    get_node: Union[NodeGetter, PathNodeGetter],
+    root: bytes,
+    changes: Mapping[bytes, Optional[bytes]],
+    *,
+    paths: bool = False,
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """Apply a batch of changes (key -> new value, None/b"" to delete) to the
-    trie with root `root`, reading its nodes through get_node.
+    trie with root `root`, reading its nodes through get_node (by hash; with
+    `paths`, by hash and the nibble path where the node sits).
 
     Returns (new_root, new_nodes): new_nodes maps hash -> encoding for every
     hashed node this update created, plus the root node even when its
@@ -459,8 +468,16 @@ def update_root(
     keys = sorted(changes)
     ks = [k.hex() for k in keys]
     vs = [changes[k] for k in keys]
-    node = None if root == BLANK_ROOT else _decode(get_node(root))
-    new = _update(node, 0, ks, vs, 0, len(ks), get_node, store)
+    if paths:
+        get: PathNodeGetter = get_node  # type: ignore[assignment]
+    else:
+        by_hash: NodeGetter = get_node  # type: ignore[assignment]
+
+        def get(node_hash: bytes, path: str) -> bytes:
+            return by_hash(node_hash)
+
+    node = None if root == BLANK_ROOT else _decode(get(root, ""))
+    new = _update(node, 0, ks, vs, 0, len(ks), get, store)
     if new is None:
         return BLANK_ROOT, store
     enc = _encode(new)

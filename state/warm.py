@@ -21,6 +21,7 @@ from state.account import BLANK_ROOT, EMPTY_CODE_HASH, Account
 from state.cache import MISSING
 from state.layout import _account_from_rlp
 from state.overlay import Overlay
+from state.nodekeys import HASH, node_key
 from state.paths import PathWalk
 from state.readers import ReaderPool, batches, fetch_accounts, fetch_code, fetch_nodes, fetch_slots, probe_transactions
 from state.store import StateStore
@@ -111,7 +112,7 @@ async def _walk_state(pool: ReaderPool, store: StateStore, epoch: int, tag: int,
     walk = PathWalk()
     for address, slot in slots:
         account = found.get(address)
-        walk.add(account.storage_root if account is not None else BLANK_ROOT, keccak(slot.to_bytes(32, "big")))
+        walk.add(account.storage_root if account is not None else BLANK_ROOT, keccak(slot.to_bytes(32, "big")), keccak(address))
     await _run_walk(pool, store, tag, walk, _store_nodes(store), counts)
     for address, slot in slots:
         account = found.get(address)
@@ -134,8 +135,8 @@ async def warm_paths(pool: ReaderPool, store: StateStore, tag: int, root: bytes,
     walk = PathWalk()
     for address in accounts:
         walk.add(root, keccak(address))
-    for _, storage_root, slot in slots:
-        walk.add(storage_root, keccak(slot.to_bytes(32, "big")))
+    for address, storage_root, slot in slots:
+        walk.add(storage_root, keccak(slot.to_bytes(32, "big")), keccak(address))
     await _run_walk(pool, store, tag, walk, lookup, counts)
 
 
@@ -156,6 +157,8 @@ async def _run_walk(pool: ReaderPool, store: StateStore, tag: int, walk: PathWal
                 nodes[node_hash] = node
         counts.predicted += len(wanted)
         counts.cached += len(nodes)
+        if store.trie_scheme != HASH:  # keyed by place: the walk knows where each node sits
+            missing = [node_key(store.trie_scheme, *walk.place(h), h) for h in missing]
         await pool.map(_filler(store, 0, tag, "node", fetch_nodes, counts), batches(missing, pool.size), nodes.update, tag)
         await trio.to_thread.run_sync(walk.advance, nodes)
 

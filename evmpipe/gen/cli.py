@@ -49,6 +49,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     big.add_argument("--gas-limit", type=int, default=30_000_000, help="gen state: the genesis gas limit, which workloads keep (default 30M)")
     big.add_argument("--jobs", type=int, default=None, help="gen state: processes that build (default: 2, or 1 on one core)")
     big.add_argument("--quiet", action="store_true", help="gen state: no progress output")
+    big.add_argument("--trie-scheme", choices=("hash", "halfpath"), default=None, help="gen state: how trie nodes are keyed (default: what new datadirs get; docs/STATE.md)")
     big.add_argument("--slot-reads", type=int, default=None, help="with --state: extra storage reads per block, by reader transactions (default 1200 for amm and mixed, 0 otherwise; docs/STATE.md)")
     big.add_argument("--reads-per-tx", type=int, default=40, help="with --state: balanceOf reads per reader transaction (default 40)")
     big.add_argument("--absent-reads", type=float, default=0.5, help="with --state: share of those reads that probe an absent slot (default 0.5)")
@@ -120,7 +121,8 @@ def cmd_gen_state(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        info = build_state(args.datadir, shape, progress=not args.quiet, jobs=args.jobs)
+        scheme = {} if args.trie_scheme is None else {"trie_scheme": args.trie_scheme}
+        info = build_state(args.datadir, shape, progress=not args.quiet, jobs=args.jobs, **scheme)
     except KeyboardInterrupt:
         print(f"evmpipe gen state: interrupted; nothing was written to {args.datadir}", file=sys.stderr)
         return 130

@@ -36,6 +36,7 @@ from evmpipe.gen import contracts as C
 from evmpipe.gen.shape import BEACON_ROOTS_ADDRESS, HISTORY_BUFFER_LENGTH, OTHER_CODES, StateShape
 from state.account import Account
 from state.bulk import build_buckets, join_buckets, prefix_for, root_from_sorted
+from state.nodekeys import DEFAULT_SCHEME, HASH, META_KEY, SCHEMES
 from state.codec import encode_account, encode_int
 from state.store import SCHEMA_VERSION, _SCHEMA
 from state.trie import encode_account as rlp_account, rlp_str
@@ -110,8 +111,13 @@ class BuildProgress:
             self._bar.stop()
 
 
-def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True, jobs: int | None = None) -> dict:
-    """Build the datadir; return what was built (counts, root, seconds). Raises BuildError."""
+def build_state(datadir: str | Path, shape: StateShape, *, progress: bool = True, jobs: int | None = None, trie_scheme: str = DEFAULT_SCHEME) -> dict:
+    """Build the datadir; return what was built (counts, root, seconds). Raises BuildError.
+    `trie_scheme`: how its trie nodes are keyed (state.nodekeys)."""
+    global _SCHEME
+    if trie_scheme not in SCHEMES:
+        raise BuildError(f"unknown trie scheme {trie_scheme!r} (one of {', '.join(SCHEMES)})")
+    _SCHEME = trie_scheme  # read by the forked jobs
     shape = shape.resolved()
     target = Path(datadir).absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -187,6 +193,7 @@ def _fsync_dir(path: Path) -> None:
 IN_MEMORY_SLOTS = 500_000
 _EOAS = bytearray()  # the EOA address table, inherited by forked jobs
 _COUNTER = None  # a shared progress counter (multiprocessing.Value), inherited too
+_SCHEME = DEFAULT_SCHEME  # the trie-node key scheme of the build (state.nodekeys), inherited too
 
 
 def _job_init() -> None:
@@ -256,7 +263,7 @@ def _build(work: Path, shape: StateShape, bar: BuildProgress, jobs: int) -> dict
         db.execute("INSERT INTO accounts SELECT * FROM flat.accounts")
         db.execute("INSERT INTO storage SELECT * FROM flat.storage")
         before = db.total_changes
-        root = join_buckets(tops, lambda nodes: db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", nodes.items()), prefix=prefix)
+        root = join_buckets(tops, lambda nodes: db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", nodes.items()), prefix=prefix, owner=_owner(b""))
         counts["trie_nodes"] += db.total_changes - before  # the nodes above the buckets
         _codes(db)
         header_rlp, header_hash = _genesis(db, shape, root)
@@ -433,11 +440,11 @@ def _storage_job(work: Path, k: int, shape: StateShape, cids: list[int]) -> int:
             db.executemany("INSERT INTO temp.big VALUES (?, ?)", leaves)
             count = spilled + len(leaves)
             leaves.clear()
-            root = root_from_sorted(_iter_rows(db.execute("SELECT key, value FROM temp.big ORDER BY key")), emit, prefix=prefix_for(count))
+            root = root_from_sorted(_iter_rows(db.execute("SELECT key, value FROM temp.big ORDER BY key")), emit, prefix=prefix_for(count), owner=_owner(keccak(address)))
             db.execute("DROP TABLE temp.big")
         else:
             leaves.sort()
-            root = root_from_sorted(leaves, emit, prefix=prefix_for(len(leaves)))
+            root = root_from_sorted(leaves, emit, prefix=prefix_for(len(leaves)), owner=_owner(keccak(address)))
         accounts.append((keccak(address), address, encode_account(Account(1, 0, code_hash, root))))
         if len(accounts) >= _ROWS:
             db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", accounts)
@@ -448,6 +455,12 @@ def _storage_job(work: Path, k: int, shape: StateShape, cids: list[int]) -> int:
     db.execute("COMMIT")
     db.close()
     return len(cids)
+
+
+def _owner(owner: bytes) -> bytes | None:
+    """The owner argument of state.bulk: None (rows keyed by hash) unless the build keys
+    nodes by place."""
+    return None if _SCHEME == HASH else owner
 
 
 def _iter_rows(cursor: sqlite3.Cursor) -> Iterator[tuple]:
@@ -507,7 +520,7 @@ def _account_trie_job(work: Path, k: int, jobs: int, lo: int, hi: int, prefix: i
         for hkey, data in _iter_rows(cursor):
             yield hkey, rlp_account(int.from_bytes(data[:8], "big"), int.from_bytes(data[72:], "big"), data[40:72], data[8:40])
 
-    tops = build_buckets(leaves(), _node_writer(db), prefix=prefix, on_leaf=_tick)
+    tops = build_buckets(leaves(), _node_writer(db), prefix=prefix, on_leaf=_tick, owner=_owner(b""))
     db.execute("COMMIT")
     db.close()
     return tops
@@ -592,6 +605,8 @@ def _genesis(db: sqlite3.Connection, shape: StateShape, root: bytes) -> tuple[by
         "head": (0).to_bytes(8, "big") + block_hash + root,
         "gen_state": shape.to_json().encode(),
     }
+    if _SCHEME != HASH:
+        meta[META_KEY] = _SCHEME.encode()
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
     return header_rlp, block_hash
 

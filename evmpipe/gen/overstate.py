@@ -11,7 +11,11 @@ state itself, read through the trie.
 Sealing: py-evm's CancunVM runs over the datadir without loading it. `DatadirDB`
 answers py-evm's key-value reads from the datadir's `trie_nodes` and `code` tables
 (both keyed by keccak, as py-evm's own database is) and keeps every write in memory, so
-the datadir is opened read-only and left byte for byte as it was.
+the datadir is opened read-only and left byte for byte as it was. py-evm asks for nodes
+by hash only; where a datadir keys them by place (state.nodekeys, halfpath), `DatadirDB`
+follows py-evm's walks: every node it serves tells it where that node's children sit
+(and an account leaf, where its storage trie's root sits), and py-evm only ever reads a
+node after its parent (from the head's root down), so every node it asks for is placed.
 
 Kinds: transfers-independent (ETH transfers), erc20 (token transfers), amm (swaps on
 the state's pools), mixed (ETH 45 %, ERC-20 35 %, swaps 20 %). A swap needs the pool
@@ -53,6 +57,7 @@ from evmpipe.gen.genstate import DB_NAME, GENESIS_TIMESTAMP, genesis_header
 from evmpipe.gen.keys import derive_hash, fresh_address, keyed_account
 from evmpipe.gen.shape import ShapeError, StateShape
 from evmpipe.gen.workloads import BlockPlan, GenerationError, Intent, Withdrawal
+from state.nodekeys import HASH, META_KEY, NodePlaces
 
 OVER_STATE_KINDS = ("transfers-independent", "erc20", "amm", "mixed")
 GWEI = 10**9
@@ -94,6 +99,9 @@ class DatadirDB(BaseDB):
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
+        head = self._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        self._places = NodePlaces(HASH if row is None else bytes(row[0]).decode(), None if head is None else head[0][40:72])
         self._writes: dict[bytes, bytes] = {}
         self._deleted: set[bytes] = set()
         self.reads = 0
@@ -104,8 +112,11 @@ class DatadirDB(BaseDB):
         if key in self._deleted or len(key) != 32:
             raise KeyError(key)
         self.reads += 1
-        row = self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (key,)).fetchone()
-        if row is None:
+        node_key = self._places.key(key)
+        row = None if node_key is None else self._db.execute("SELECT node FROM trie_nodes WHERE hash=?", (node_key,)).fetchone()
+        if row is not None:
+            self._places.served(key, row[0])
+        else:
             row = self._db.execute("SELECT code FROM code WHERE hash=?", (key,)).fetchone()
         if row is None:
             raise KeyError(key)
