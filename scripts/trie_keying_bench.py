@@ -84,7 +84,11 @@ def build_hash_layout(source: Path, out: Path) -> int:
     db.execute("CREATE TABLE nodes (hash BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID")
     db.execute("ATTACH DATABASE ? AS src", (str(source),))
     db.execute("BEGIN")
-    db.execute("INSERT INTO nodes SELECT * FROM src.trie_nodes")  # SQLite's transfer: in key order, as stored
+    scheme = db.execute("SELECT value FROM src.meta WHERE key = 'trie_scheme'").fetchone()
+    if scheme is None:  # a hash-keyed datadir: SQLite's transfer, in key order, as stored
+        db.execute("INSERT INTO nodes SELECT * FROM src.trie_nodes")
+    else:  # keyed by place (state.nodekeys): a key ends with the node's hash
+        db.execute("INSERT OR IGNORE INTO nodes SELECT substr(hash, -32) AS h, node FROM src.trie_nodes ORDER BY h")
     db.execute("COMMIT")
     count = db.execute("SELECT count(*) FROM nodes").fetchone()[0]
     db.close()
