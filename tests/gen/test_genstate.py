@@ -24,6 +24,7 @@ from evmpipe.gen.workloads import GenerationError
 from evmpipe.state_cmd import dump_lines, verify_state
 from pipeline.errors import BadInput
 from pipeline.required_state import check_required_state
+from state.nodekeys import DEFAULT_SCHEME, HALFPATH, HASH
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = StateShape(accounts=3000, seed=7)
@@ -182,7 +183,7 @@ def test_workload_over_state(small_state: tuple[Path, dict], tmp_path: Path) -> 
 def test_replay_over_generated_state(small_state: tuple[Path, dict], tmp_path: Path) -> None:
     """Replay reaches every sealed root (ETH, ERC-20, approvals, swaps, reader
     transactions); verify passes after it; another state is refused."""
-    datadir, _ = small_state
+    datadir, info = small_state
     out = tmp_path / "mixed.blocks"
     stats = generate_over_state(datadir, "mixed", 2, 40, 2, out, BlockShape(slot_reads=60, reads_per_tx=20, swap_share=0.4))
     done = {k: sum(block[k] for block in stats["per_block"]) for k in ("eth", "erc20", "swap", "approve", "reader", "slot_reads")}
@@ -197,6 +198,16 @@ def test_replay_over_generated_state(small_state: tuple[Path, dict], tmp_path: P
     assert head["number"] == 2
     verify = _run("state", "verify", "--datadir", str(copy), "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"], verify.stdout + verify.stderr
+    assert json.loads(verify.stdout)["trie_scheme"] == DEFAULT_SCHEME
+    # the same state keyed the other way (a hash-keyed datadir from before halfpath keys,
+    # or a halfpath one): same root, so the same blocks replay over it and it verifies
+    other_scheme = HASH if DEFAULT_SCHEME != HASH else HALFPATH
+    keyed = tmp_path / "keyed"
+    assert build_state(keyed, SMALL, progress=False, trie_scheme=other_scheme)["state_root"] == info["state_root"]
+    result = _run("replay", str(out), "--datadir", str(keyed))
+    assert result.returncode == 0, result.stderr
+    verify = _run("state", "verify", "--datadir", str(keyed), "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] and json.loads(verify.stdout)["trie_scheme"] == other_scheme, verify.stdout
     other = tmp_path / "other"
     build_state(other, StateShape(accounts=3000, seed=9), progress=False)
     refused = _run("replay", str(out), "--datadir", str(other))
