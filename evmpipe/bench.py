@@ -108,7 +108,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated evmpipe strategies (default {','.join(STRATEGIES)})")
     parser.add_argument("--workers", type=int, help="worker processes for optimistic/auto (default: the number of cores)")
     parser.add_argument("--one-at-a-time", action="store_true", help="also run sequential with one block in flight (no pipelining across blocks)")
-    parser.add_argument("--loops", help=f"comma-separated interpreter loops to run each strategy with, e.g. lean,pyevm (default: --interpreter's; one of {', '.join(INTERPRETERS)})")
+    parser.add_argument("--loops", help=f"comma-separated interpreter loops to run each strategy with, e.g. lean,pyevm (default: --interpreter's; one of {', '.join(INTERPRETERS)}); "
+                        "with sequential, a second table gives CPU µs per transaction: the thread that executed them, per loop, beside import_block and the whole pipeline")
     from evmpipe.bench_state import add_bench_state_arguments
 
     add_bench_state_arguments(parser)
