@@ -78,8 +78,24 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
         if trace is not None:
             trace.append((kind, block, started.pop((kind, block), now), now))
 
-    def deliver(block: int, number: int) -> None:
+    # a worker takes one request at a time, in the order they wait for it (the
+    # pool's lock per worker is fair): a block's next chunk is sent once the reply
+    # to its last one is taken, so prefetch's sender recovery for a later block,
+    # asked meanwhile, goes before it
+    pending: dict[tuple[int, int], list[int]] = {}
+
+    def send_next(block: int, worker: int) -> None:
+        numbers = pending[(block, worker)]
+        if numbers:
+            number = numbers.pop(0)
+            _, cpu, members = plans[block].parts[number]
+            queues[worker].append(["delay", plans[block].message, None])
+            queues[worker].append(["cpu", cpu, None])
+            queues[worker].append(["delay", plans[block].reply_per_tx * len(members), (deliver, block, number, worker)])
+
+    def deliver(block: int, number: int, worker: int) -> None:
         delivered[block][number] = True
+        send_next(block, worker)
 
     def senders_back(block: int) -> None:
         senders_left[block] -= 1
@@ -138,12 +154,14 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
             else:
                 task.phase = "senders"  # nothing asked: done at once
         elif task.kind == "exec" and task.phase == "setup":
-            for number, (worker, cpu, members) in enumerate(plan.parts):
+            mine: dict[int, list[int]] = {}
+            for number, (worker, _, members) in enumerate(plan.parts):
                 for i in members:
                     part_of[task.block][i] = number
-                queues[worker].append(["delay", plan.message, None])
-                queues[worker].append(["cpu", cpu, None])
-                queues[worker].append(["delay", plan.reply_per_tx * len(members), (deliver, task.block, number)])
+                mine.setdefault(worker, []).append(number)
+            for worker, numbers in mine.items():
+                pending[(task.block, worker)] = numbers
+                send_next(task.block, worker)
             task.phase, task.left = "head", plan.head
         elif task.kind == "exec" and task.phase == "head":
             task.phase = "validate"

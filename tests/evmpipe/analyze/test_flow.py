@@ -60,6 +60,17 @@ def test_execution_waits_for_the_senders_the_workers_recover() -> None:
     assert run([plan], 2, 2) == pytest.approx(3.0)
 
 
+def test_a_worker_serves_senders_asked_meanwhile_before_the_blocks_next_chunk() -> None:
+    # one request at a time per worker, in the order asked (the pool's fair lock):
+    # block 1's sender recovery, asked by prefetch at 0.5 s while block 0's first
+    # chunk runs, goes before block 0's second chunk
+    plans = [BlockPlan(parts=[(0, 1.0, [0]), (0, 1.0, [1])], validate=[0.0, 0.0]), BlockPlan(pre=0.5, senders=0.5, parts=[(0, 1.0, [0])], validate=[0.0])]
+    trace: list[tuple[str, int, float, float]] = []
+    assert run(plans, 1, 2, trace=trace) == pytest.approx(3.5)
+    assert [end for stage, block, _, end in trace if (stage, block) == ("pre", 1)] == [pytest.approx(1.5)]
+    assert [end for stage, block, _, end in trace if (stage, block) == ("exec", 0)] == [pytest.approx(2.5)]
+
+
 def test_validation_follows_the_chunks_in_block_order() -> None:
     # chunk 0 (tx 0) on worker 0 takes 3 s, chunk 1 (tx 1) on worker 1 1 s; the
     # master validates tx 0 (1 s) once it is back, then tx 1
