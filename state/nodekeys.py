@@ -26,7 +26,7 @@ from state.trie import BLANK_ROOT, _decode
 HASH = "hash"
 HALFPATH = "halfpath"
 SCHEMES = (HASH, HALFPATH)
-DEFAULT_SCHEME = HASH  # what new datadirs get (pipeline.datadir, gen state)
+DEFAULT_SCHEME = HALFPATH  # what new datadirs get (pipeline.datadir, gen state, the fixture runner): docs/STATE.md
 META_KEY = "trie_scheme"
 _HEX = "0123456789abcdef"
 
