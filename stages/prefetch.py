@@ -175,63 +175,68 @@ class PrefetchStage(BaseStage):
         if pool is None:  # an in-memory store: its own connection, on a thread
             await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
             return {"predicted": len(reads)}
-        known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
-        # Then what the called code's templates name (their code hashes are known now).
-        code_of: dict[bytes, bytes] = {}
-        for tx in block.transactions:
-            called = known.get(tx.to) if tx.to else None
-            if called is not None:
-                code_of[tx.to] = called.code_hash
-        await self._read_more(reads, known, counts, number, add_templates, block, senders, self.predictor, code_of)
-        out: dict[str, Any] = dict(counts.as_counts())
+        ran: list[Any] = []
+        out: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            if self.prerun is not None:  # on the worker while the cheap predictions are read
+                nursery.start_soon(self._prerun, block, senders, encoded_txs, prev_hashes, ran, out)
+            known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
+            # Then what the called code's templates name (their code hashes are known now).
+            code_of: dict[bytes, bytes] = {}
+            for tx in block.transactions:
+                called = known.get(tx.to) if tx.to else None
+                if called is not None:
+                    code_of[tx.to] = called.code_hash
+            await self._read_more(reads, known, counts, number, add_templates, block, senders, self.predictor, code_of)
+            waited = time.perf_counter()
+        if self.prerun is not None:
+            out["prerun_wait_ms"] = round((time.perf_counter() - waited) * 1000, 3)
+            await self._read_more(reads, known, counts, number, add_prerun, ran)
+        out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
         walk = self.options.trie_paths and store.layout.layout == "flat"
-        if self.prerun is not None or walk:
+        if walk:
             if self._behind_task is not None:  # one at a time: the block before's must end first
                 await self._behind_task.wait()
             done = self._behind_task = trio.Event()
-            trio.lowlevel.spawn_system_task(self._after_handing_on, item, block, senders, encoded_txs, prev_hashes, reads, known, walk, done)
+            trio.lowlevel.spawn_system_task(self._walk_paths, item, number, reads, known, done)
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
         out["lead_blocks"] = number - self.chain.head_number - 1
         return out
 
-    async def _after_handing_on(self, item: InFlightBlock, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes], reads: ReadSet, known: dict[bytes, Any], walk: bool, done: trio.Event) -> None:
-        """What prefetch does for a block once it has handed it on: the pre-run (when
-        on) and reading the keys it touched, then the trie paths of the predicted
-        writes. Both take a block's time or more (an EVM run on the worker; a round of
-        reads per trie level, every node decoded in Python): holding the block for
-        them would make prefetch set the pace of the whole pipeline. Execution reads
-        on demand what has not arrived yet; merkleize warms the exact paths anyway.
-        The counts go on the merkleize event when this ended before merkleize did."""
+    async def _walk_paths(self, item: InFlightBlock, number: int, reads: ReadSet, known: dict[bytes, Any], done: trio.Event) -> None:
+        """The trie paths of the predicted writes, walked after the block is handed on:
+        a round of reads per trie level, every node decoded in Python, about a block's
+        time — holding the block for it made prefetch the slowest stage, setting the
+        pace of the whole pipeline. Merkleize warms the exact paths anyway; this walk
+        makes it find them in memory sooner. Its counts go on the merkleize event when
+        it ended before merkleize did (`prefetch_path_*`)."""
         assert self.pool is not None
-        number = block.header.block_number
         store = self.chain.store
-        out: dict[str, Any] = {}
         try:
-            if self.prerun is not None:
-                started = time.perf_counter()
-                indices = chosen(block.transactions, self.predictor)
-                ran = await self.prerun.run(self.chain, block.header, encoded_txs, senders, prev_hashes, indices)
-                counts = WarmCounts()
-                await self._read_more(reads, known, counts, number, add_prerun, ran)
-                out.update(counts.as_counts("prerun_"))
-                out.update(prerun_txs=len(indices), prerun_ms=round((time.perf_counter() - started) * 1000, 3), from_prerun=reads.sources.get("prerun", 0))
-            if walk:
-                root = await trio.to_thread.run_sync(store._head_root)
-                slots = []
-                for address, slot in reads.written_slots:
-                    account = known.get(address)
-                    storage_root = account.storage_root if account is not None else BLANK_ROOT
-                    if storage_root != BLANK_ROOT:
-                        slots.append((address, storage_root, slot))
-                paths = WarmCounts()
-                await warm_paths(self.pool, store, number, root, set(reads.written_accounts), slots, memory_nodes(self.chain.overlay), paths)
-                out.update(paths.as_counts("prefetch_path_"))
-            item.count("merkleize", **out)
-        except Exception:  # hints only: what failed is left to execution and merkleize
+            root = await trio.to_thread.run_sync(store._head_root)
+            slots = []
+            for address, slot in reads.written_slots:
+                account = known.get(address)
+                storage_root = account.storage_root if account is not None else BLANK_ROOT
+                if storage_root != BLANK_ROOT:
+                    slots.append((address, storage_root, slot))
+            paths = WarmCounts()
+            await warm_paths(self.pool, store, number, root, set(reads.written_accounts), slots, memory_nodes(self.chain.overlay), paths)
+            item.count("merkleize", **paths.as_counts("prefetch_path_"))
+        except Exception:  # a hint: what failed is left to merkleize's own walk
             self.background_failures += 1
         finally:
             done.set()
+
+    async def _prerun(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes], ran: list[Any], out: dict[str, Any]) -> None:
+        """The chosen transactions' pre-run results, into `ran`; its counts into `out`."""
+        assert self.prerun is not None
+        started = time.perf_counter()
+        indices = chosen(block.transactions, self.predictor)
+        ran.extend(await self.prerun.run(self.chain, block.header, encoded_txs, senders, prev_hashes, indices))
+        out["prerun_txs"] = len(indices)
+        out["prerun_ms"] = round((time.perf_counter() - started) * 1000, 3)
 
     async def _read_more(self, reads: ReadSet, known: dict[bytes, Any], counts: WarmCounts, number: int, add: Callable[..., None], *args: Any) -> None:
         """Add keys to `reads` (`add(reads, *args)`) and read those it did not hold."""
