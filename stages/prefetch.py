@@ -195,9 +195,9 @@ class PrefetchStage(BaseStage):
         out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
         walk = self.options.trie_paths and store.layout.layout == "flat"
-        if walk:
-            if self._behind_task is not None:  # one at a time: the block before's must end first
-                await self._behind_task.wait()
+        if walk and self._behind_task is not None and not self._behind_task.is_set():
+            out["path_walk_skipped"] = 1  # the block before's is still walking: merkleize walks this one's
+        elif walk:
             done = self._behind_task = trio.Event()
             trio.lowlevel.spawn_system_task(self._walk_paths, item, number, reads, known, done)
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -207,9 +207,10 @@ class PrefetchStage(BaseStage):
     async def _walk_paths(self, item: InFlightBlock, number: int, reads: ReadSet, known: dict[bytes, Any], done: trio.Event) -> None:
         """The trie paths of the predicted writes, walked after the block is handed on:
         a round of reads per trie level, every node decoded in Python, about a block's
-        time — holding the block for it made prefetch the slowest stage, setting the
-        pace of the whole pipeline. Merkleize warms the exact paths anyway; this walk
-        makes it find them in memory sooner. Its counts go on the merkleize event when
+        time — holding the block for it (or the next block until it ended) made
+        prefetch the slowest stage, setting the pace of the whole pipeline. So a block
+        whose predecessor's walk is still running gets none. Merkleize warms the exact
+        paths anyway; this walk makes it find them in memory sooner. Its counts go on the merkleize event when
         it ended before merkleize did (`prefetch_path_*`)."""
         assert self.pool is not None
         store = self.chain.store
