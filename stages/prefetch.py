@@ -8,9 +8,10 @@ Header checks and stateless transaction checks run here, before execution, so th
 an invalid block costs no EVM time. The warm-up reads what the block is predicted
 to read (`pipeline.read_sets`: senders, recipients, fee recipient, withdrawals,
 access lists, EIP-7702 authorities, the learned templates of contract calls, keys
-recent blocks read) and their code, then the trie nodes on the paths of the keys it
-is predicted to write (`state.warm`), on a pool of reader threads with their own
-SQLite connections (`state.readers`), while the blocks before it execute (the
+recent blocks read) and their code on a pool of reader threads with their own
+SQLite connections (`state.readers`), then, once the block is handed on, the trie
+nodes on the paths of the keys it is predicted to write (`state.warm`), while the
+blocks before it execute (the
 channels between stages let prefetch run `capacity` blocks ahead). With
 `--prefetch-run` the transactions no cheap source predicts run ahead on a worker
 process meanwhile (`pipeline.prerun`), and the keys they touched are read too. Every read that
