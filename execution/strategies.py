@@ -37,9 +37,8 @@ from execution.report import ExecutionReport
 from execution.speculate import SpecResult
 from execution.workers import BlockRequest, SpeculationStream, WorkerFailure, WorkerPool
 from pipeline.block import Prefetched
-from pipeline.chain import ChainState
+from pipeline.chain import ChainState, PackedOverlay
 from pipeline.errors import FatalError, InvalidBlock
-from state.codec import pack_diff
 from state.diff import StateDiff
 from state.merkle import merkleize
 
@@ -151,7 +150,7 @@ class OptimisticStrategy:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
+        self._packed = PackedOverlay()
 
     async def recover_senders(self, chain: ChainState, header: BlockHeaderAPI, encoded_txs: list[bytes]) -> Senders | None:
         return None
@@ -202,21 +201,13 @@ class OptimisticStrategy:
 
     def _request(self, chain: ChainState, pre: Prefetched, chains: list[int | None], senders: Senders | None = None) -> BlockRequest:
         """What the workers need: the overlay of uncommitted diffs, the block."""
-        committed = chain.head_number
-        generation = chain.generation
-        diffs = []
-        for number, diff in chain.overlay.diffs:
-            key = (generation, number)
-            if key not in self._packed:
-                self._packed[key] = pack_diff(diff)
-            diffs.append((number, self._packed[key]))
-        self._packed = {key: self._packed[key] for key in self._packed if key[0] == generation and key[1] > committed}
+        diffs = self._packed.diffs(chain)
         known = senders or pre.senders or [None] * len(pre.encoded_txs)
         return BlockRequest(
             db_path=chain.store.path,
             db_id=chain.store.database_id,
-            generation=generation,
-            committed=committed,
+            generation=chain.generation,
+            committed=chain.head_number,
             diffs=diffs,
             schedule=chain.schedule.to_dict(),
             header_rlp=rlp.encode(pre.header),

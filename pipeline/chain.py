@@ -33,6 +33,7 @@ from execution.decode import decode_header
 from execution.forks import ForkSchedule, VMClass
 from pipeline.errors import InvalidAncestor, InvalidBlock
 from state.account import Account
+from state.codec import pack_diff
 from state.diff import StateDiff
 from state.overlay import Overlay
 from state.store import Head, StateStore
@@ -267,3 +268,24 @@ class ChainState:
 
     async def wait_drained(self) -> None:
         await self.wait_in_flight_below(1)
+
+
+class PackedOverlay:
+    """The overlay's uncommitted diffs packed for a worker request: each diff packed once
+    per (generation, block) and dropped once its block commits, since consecutive
+    requests (blocks, chunks, pre-runs) carry the same diffs."""
+
+    def __init__(self) -> None:
+        self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
+
+    def diffs(self, chain: ChainState) -> list[tuple[int, bytes]]:
+        """(block number, packed diff) of every uncommitted diff, oldest first."""
+        generation, committed = chain.generation, chain.head_number
+        diffs = []
+        for number, diff in chain.overlay.diffs:
+            key = (generation, number)
+            if key not in self._packed:
+                self._packed[key] = pack_diff(diff)
+            diffs.append((number, self._packed[key]))
+        self._packed = {key: packed for key, packed in self._packed.items() if key[0] == generation and key[1] > committed}
+        return diffs

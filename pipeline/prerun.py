@@ -27,9 +27,8 @@ import trio
 
 from execution.speculate import SpecResult
 from execution.workers import BlockRequest, WorkerFailure, WorkerPool
-from pipeline.chain import ChainState
+from pipeline.chain import ChainState, PackedOverlay
 from pipeline.read_sets import CodePredictor
-from state.codec import pack_diff
 
 #: a pre-run request slower than this is given up (the worker is replaced); prefetch
 #: goes on without its keys
@@ -73,7 +72,7 @@ class PreRun:
         self.pool = WorkerPool(1, request_deadline=deadline)
         self._run: object = None  # the trio run whose session the pool holds
         self.failures = 0
-        self._packed: dict[tuple[int, int], bytes] = {}  # (generation, block) -> packed diff
+        self._packed = PackedOverlay()
 
     def open(self) -> PreRun:
         self.pool.__enter__()
@@ -98,19 +97,12 @@ class PreRun:
             return []
         await self._session()
         ran, chain_of = with_earlier(indices, senders if len(senders) == len(encoded_txs) else [None] * len(encoded_txs))
-        generation, committed = chain.generation, chain.head_number
-        diffs = []
-        for number, diff in chain.overlay.diffs:
-            key = (generation, number)
-            if key not in self._packed:
-                self._packed[key] = pack_diff(diff)
-            diffs.append((number, self._packed[key]))
-        self._packed = {key: packed for key, packed in self._packed.items() if key[0] == generation and key[1] > committed}
+        diffs = self._packed.diffs(chain)
         request = BlockRequest(
             db_path=str(chain.store.path),
             db_id=chain.store.database_id,
-            generation=generation,
-            committed=committed,
+            generation=chain.generation,
+            committed=chain.head_number,
             diffs=diffs,
             schedule=chain.schedule.to_dict(),
             header_rlp=rlp.encode(header),
