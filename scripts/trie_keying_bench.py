@@ -43,6 +43,7 @@ from eth_hash.auto import keccak
 
 from evmpipe.gen.shape import StateShape
 from state.codec import decode_account
+from state.nodekeys import halfpath_key
 from state.tiers import proc_io, sqlite_pages
 from state.trie import BLANK_ROOT, _decode, encode_account, rlp_int, update_root
 
@@ -112,15 +113,6 @@ def _children(enc: bytes, path: str) -> list[tuple[str, bytes]]:
         else:  # an embedded node: its hashed descendants hang below it
             out += _children(ref, child_path)
     return out
-
-
-def halfpath_key(owner: bytes, path: str, node_hash: bytes) -> bytes:
-    """Nethermind's HalfPath key of the node `node_hash` at nibble `path` of the trie of
-    `owner` (b"" for the account trie)."""
-    packed = bytes.fromhex(path[:16].ljust(16, "0")) + bytes((len(path),))
-    if owner:
-        return b"\x02" + owner + packed + node_hash
-    return (b"\x00" if len(path) <= 5 else b"\x01") + packed + node_hash
 
 
 def _path_to_halfpath(key: bytes, enc: bytes) -> bytes:
