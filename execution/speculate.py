@@ -27,6 +27,7 @@ from eth_utils import ValidationError
 from execution.account_db import RecordingAccountDB
 from execution.checks import check_transaction_state
 from state.cache import MISSING
+from state.overlay import Overlay
 from pipeline.errors import InvalidBlock
 
 
@@ -57,7 +58,7 @@ def speculate(vm: Any, header: BlockHeaderAPI, txs: Iterable[tuple[int, SignedTr
     calls need the real values more (a zero balance reverts a transfer early)."""
     state = vm.state
     reader = state._account_db._reader
-    from_memory = SlotsFromMemory(reader) if hints and hasattr(reader, "diffs") and hasattr(reader, "store") else reader
+    from_memory = SlotsFromMemory(reader) if hints and isinstance(reader, Overlay) else reader
     chains = {} if chains is None else chains
     results = []
     for index, tx, chain in txs:
@@ -108,12 +109,9 @@ class SlotsFromMemory:
         self._overlay = overlay
 
     def get_storage(self, address: bytes, slot: int) -> int:
-        for _, diff in reversed(self._overlay.diffs):
-            slots = diff.storage.get(address)
-            if slots is not None and slot in slots:
-                return int(slots[slot])
-            if address in diff.wiped:
-                return 0
+        value = self._overlay.storage_in_diffs(address, slot)
+        if value is not None:
+            return int(value)
         cached = self._overlay.store.slots.peek((address, slot))
         return 0 if cached is MISSING else int(cached)
 

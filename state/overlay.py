@@ -76,13 +76,18 @@ class Overlay:
         return self.store.get_account(address)
 
     def get_storage(self, address: bytes, slot: int) -> int:
+        value = self.storage_in_diffs(address, slot)
+        return self.store.get_storage(address, slot) if value is None else value
+
+    def storage_in_diffs(self, address: bytes, slot: int) -> int | None:
+        """A slot's value as the in-flight diffs leave it (None: no diff decides it)."""
         for _, diff in reversed(self.diffs):
             slots = diff.storage.get(address)
             if slots is not None and slot in slots:
                 return slots[slot]
             if address in diff.wiped:
                 return 0
-        return self.store.get_storage(address, slot)
+        return None
 
     def get_code(self, code_hash: bytes) -> bytes | None:
         for _, diff in reversed(self.diffs):

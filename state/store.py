@@ -409,11 +409,12 @@ class StateStore:
     def commit_block(self, commit: BlockCommit) -> None:
         """Write a block's diff, trie nodes, block, receipts, change set and new head in
         one SQLite transaction: after a crash either all of it is there or none."""
+        node_rows = self.node_rows(commit)  # decoding and keying, before the write lock is taken
         with self._lock:
             with self._write_transaction() as db:
                 reverse = self._reverse_diff(commit.diff)
                 self._apply_diff(commit.diff)
-                db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", self.node_rows(commit).items())
+                db.executemany("INSERT OR IGNORE INTO trie_nodes VALUES (?, ?)", node_rows.items())
                 db.execute(
                     "INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)",
                     (commit.hash, commit.number, commit.parent_hash, commit.header_rlp, encode_int(commit.total_difficulty)),
