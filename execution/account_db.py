@@ -50,6 +50,26 @@ class StateReader(Protocol):
     def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool: ...
 
 
+class DictState:
+    """A `StateReader` over plain dicts: a fixture's pre-state for the interpreter
+    bench and the differential tests, with no store behind it."""
+
+    def __init__(self, accounts: dict[bytes, Account], storage: dict[bytes, dict[int, int]], code: dict[bytes, bytes]) -> None:
+        self.accounts, self.storage, self.code = accounts, storage, code
+
+    def get_account(self, address: bytes) -> Account | None:
+        return self.accounts.get(address)
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        return self.storage.get(address, {}).get(slot, 0)
+
+    def get_code(self, code_hash: bytes) -> bytes | None:
+        return self.code.get(code_hash)
+
+    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
+        return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
+
+
 class RecordingAccountDB:
     """py-evm `AccountDatabaseAPI` over a `StateReader`; one instance per block.
 

@@ -36,37 +36,25 @@ sys.path.insert(0, str(ROOT))
 import execution  # noqa: E402,F401  (keccak backend first)
 from consensus_stub.fixture import hex_bytes  # noqa: E402
 from evmpipe.bench import _load_single_test  # noqa: E402
+from execution.account_db import DictState  # noqa: E402
 from execution.block import execute_block, make_vm  # noqa: E402
 from execution.decode import mark_sender  # noqa: E402
 from execution.forks import INTERPRETERS, schedule_for_network, set_interpreter  # noqa: E402
 from state.account import Account  # noqa: E402
 
 
-class MemoryState:
+def memory_state(pre: dict[str, Any]) -> DictState:
     """The fixture's pre-state as evmpipe's `StateReader` (read-only)."""
-
-    def __init__(self, pre: dict[str, Any]) -> None:
-        self.accounts: dict[bytes, Account] = {}
-        self.storage: dict[bytes, dict[int, int]] = {}
-        self.code: dict[bytes, bytes] = {}
-        for address, fields in pre.items():
-            raw = hex_bytes(address)
-            code = hex_bytes(fields.get("code", "0x"))
-            self.accounts[raw] = Account(nonce=int(fields["nonce"], 16), balance=int(fields["balance"], 16), code_hash=keccak(code))
-            self.code[keccak(code)] = code
-            self.storage[raw] = {int(k, 16): int(v, 16) for k, v in fields.get("storage", {}).items()}
-
-    def get_account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def get_storage(self, address: bytes, slot: int) -> int:
-        return self.storage.get(address, {}).get(slot, 0)
-
-    def get_code(self, code_hash: bytes) -> bytes | None:
-        return self.code.get(code_hash)
-
-    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
-        return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
+    accounts: dict[bytes, Account] = {}
+    storage: dict[bytes, dict[int, int]] = {}
+    code: dict[bytes, bytes] = {}
+    for address, fields in pre.items():
+        raw = hex_bytes(address)
+        body = hex_bytes(fields.get("code", "0x"))
+        accounts[raw] = Account(nonce=int(fields["nonce"], 16), balance=int(fields["balance"], 16), code_hash=keccak(body))
+        code[keccak(body)] = body
+        storage[raw] = {int(k, 16): int(v, 16) for k, v in fields.get("storage", {}).items()}
+    return DictState(accounts, storage, code)
 
 
 #: The lean loop on py-evm's own VM, without the lean VM's per-transaction steps.
@@ -96,7 +84,7 @@ def _first_block(test: dict[str, Any], loop: str) -> tuple[Any, Any, list[bytes]
     return vm_class, block, [hex_bytes(test["genesisBlockHeader"]["hash"])], schedule.chain_id
 
 
-def time_block(test: dict[str, Any], reader: MemoryState, loop: str) -> float:
+def time_block(test: dict[str, Any], reader: DictState, loop: str) -> float:
     """CPU seconds of this process to execute the first block's transactions with
     `loop` (VM setup untimed). CPU, not wall: on a shared machine the wall clock also
     counts the time other processes held the core."""
@@ -125,7 +113,7 @@ GROUPS = (
 )
 
 
-def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int) -> str:
+def profile_block(test: dict[str, Any], reader: DictState, loop: str, top: int) -> str:
     """cProfile of one block: the `top` costliest functions, and shares by group."""
     vm_class, block, prev, chain_id = _first_block(test, loop)
     vm = make_vm(vm_class, block.header, reader, prev, chain_id)
@@ -149,7 +137,7 @@ def profile_block(test: dict[str, Any], reader: MemoryState, loop: str, top: int
     return out.getvalue()
 
 
-def time_message(test: dict[str, Any], reader: MemoryState, loop: str, runs: int) -> float:
+def time_message(test: dict[str, Any], reader: DictState, loop: str, runs: int) -> float:
     """Best CPU seconds of the first transaction's call alone (`apply_message`: the
     loop, its child calls and storage, no transaction or receipt work)."""
     from eth.vm.message import Message
@@ -183,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.files:
         _, test = _load_single_test(path)
-        reader = MemoryState(test["pre"])
+        reader = memory_state(test["pre"])
         txs = len(test["blocks"][0].get("transactions", []))
         loops = (*INTERPRETERS, LOOP_ONLY) if args.split else INTERPRETERS
         times: dict[str, list[float]] = {loop: [] for loop in loops}
@@ -216,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         for path in args.files:
             _, test = _load_single_test(path)
-            reader = MemoryState(test["pre"])
+            reader = memory_state(test["pre"])
             time_block(test, reader, "lean")  # warm
             print(f"-- {Path(path).name}, lean loop --")
             print(profile_block(test, reader, "lean", args.profile))

@@ -15,6 +15,7 @@ from eth.vm.forks import BerlinVM
 from eth.vm.message import Message
 from eth_hash.auto import keccak
 
+from execution.account_db import DictState
 from execution.block import make_vm
 from execution.forks import FORKS, with_interpreter
 from state.account import Account
@@ -22,25 +23,6 @@ from state.account import Account
 CONTRACT = bytes.fromhex("c0de") * 10
 CALLER = bytes.fromhex("ca11e4") + bytes(17)
 OTHER = bytes.fromhex("0be4") * 10  # a second contract the program may call
-
-
-class DictState:
-    """A pre-block state view over plain dicts (evmpipe's `StateReader`)."""
-
-    def __init__(self, accounts: dict[bytes, Account], storage: dict[bytes, dict[int, int]], code: dict[bytes, bytes]) -> None:
-        self.accounts, self.storage, self.code = accounts, storage, code
-
-    def get_account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def get_storage(self, address: bytes, slot: int) -> int:
-        return self.storage.get(address, {}).get(slot, 0)
-
-    def get_code(self, code_hash: bytes) -> bytes | None:
-        return self.code.get(code_hash)
-
-    def has_storage(self, address: bytes, ignoring: frozenset[int] = frozenset()) -> bool:
-        return any(v for s, v in self.storage.get(address, {}).items() if s not in ignoring)
 
 
 def world(codes: dict[bytes, bytes], storage: dict[bytes, dict[int, int]] | None = None, balances: dict[bytes, int] | None = None) -> DictState:
