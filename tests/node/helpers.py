@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -137,3 +139,19 @@ def start_node(datadir: Path, source: str, log: Path, *extra: str, nofile: int |
         node.kill()
         raise
     return node
+
+
+@contextmanager
+def node_on_sample(tmp_path: Path, blocks: int, *extra: str, nofile: int | None = None) -> Iterator[tuple[NodeProcess, Path, list[BlockRecord]]]:
+    """A node following a block file that holds the sample's first `blocks` blocks,
+    once it has committed them: the node, the file (to append to) and every sample
+    record. Killed on the way out, whatever happened."""
+    header, records = sample()
+    chain = tmp_path / "chain.blocks"
+    write_chain(chain, header, records[:blocks])
+    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log", *extra, nofile=nofile)
+    try:
+        wait_until(lambda: node.head() == blocks, what=f"head {blocks}")
+        yield node, chain, records
+    finally:
+        node.kill()

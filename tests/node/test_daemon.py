@@ -11,7 +11,7 @@ from pathlib import Path
 import msgpack
 
 from state.store import StateStore
-from tests.node.helpers import append, sample, start_node, wait_until, with_bad_state_root, write_chain
+from tests.node.helpers import append, sample, start_node, wait_until, with_bad_state_root, write_chain, node_on_sample
 
 
 def test_follows_stops_resumes_and_rejects(tmp_path: Path) -> None:
@@ -75,12 +75,7 @@ def _metrics_if(node, line: str) -> str | None:  # type: ignore[no-untyped-def]
 
 
 def test_corrupt_record_stops_intake_not_the_server(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:2])
-    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log")
-    try:
-        wait_until(lambda: node.head() == 2, what="head 2")
+    with node_on_sample(tmp_path, 2) as (node, chain, records):
         body = msgpack.packb({"number": 3, "hash": records[2].hash, "rlp": records[2].rlp}, use_bin_type=True)
         with open(chain, "ab") as out:  # a whole record whose checksum does not match
             out.write(msgpack.packb(["block", body, zlib.crc32(body) ^ 1], use_bin_type=True))
@@ -90,8 +85,6 @@ def test_corrupt_record_stops_intake_not_the_server(tmp_path: Path) -> None:
         assert node.rpc("eth_blockNumber")["result"] == "0x2"  # still serving
         assert node.logged("intake_stopped")
         assert node.stop() == 0
-    finally:
-        node.kill()
 
 
 def test_devnet_source(tmp_path: Path) -> None:

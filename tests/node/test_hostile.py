@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.node.helpers import ROOT, NodeProcess, append, sample, start_node, wait_until, write_chain
+from tests.node.helpers import ROOT, NodeProcess, append, sample, start_node, wait_until, write_chain, node_on_sample
 
 
 def _raw(node: NodeProcess, data: bytes, timeout: float = 10.0) -> tuple[int, bytes, float]:
@@ -59,13 +59,7 @@ def _call(node: NodeProcess, method: str, params: list) -> dict[str, Any]:
 
 
 def test_hostile_requests_are_answered_and_the_node_lives(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:2])
-    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log")
-    try:
-        wait_until(lambda: node.head() == 2, what="head 2")
-
+    with node_on_sample(tmp_path, 2) as (node, _, _):
         # 200 KB of nesting: py_ecc's recursion limit let the C decoder overflow the stack (exit 139)
         status, body = _post(node, b"[" * 100000 + b"]" * 100000)
         assert status == 200 and _strict_json(body)["error"]["code"] == -32700
@@ -104,8 +98,6 @@ def test_hostile_requests_are_answered_and_the_node_lives(tmp_path: Path) -> Non
 
         assert node.process.poll() is None
         assert node.get("/health")[0] == 200
-    finally:
-        node.kill()
 
 
 def test_connection_flood_with_few_descriptors_recovers(tmp_path: Path) -> None:
@@ -162,13 +154,8 @@ def test_health_is_served_while_waiting_for_the_source(tmp_path: Path) -> None:
 
 
 def test_second_process_on_a_datadir_exits_2(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:2])
     datadir = tmp_path / "data"
-    node = start_node(datadir, str(chain), tmp_path / "node.log")
-    try:
-        wait_until(lambda: node.head() == 2, what="head 2")
+    with node_on_sample(tmp_path, 2) as (node, chain, _):
         replay = subprocess.run(
             [sys.executable, "-m", "evmpipe", "replay", str(chain), "--datadir", str(datadir)],
             capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -183,5 +170,3 @@ def test_second_process_on_a_datadir_exits_2(tmp_path: Path) -> None:
         head = subprocess.run([sys.executable, "-m", "evmpipe", "head", "--datadir", str(datadir)], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert head.returncode == 0 and head.stdout.startswith("block 2")  # reading needs no lock
         assert node.head() == 2 and node.get("/health")[0] == 200
-    finally:
-        node.kill()

@@ -17,7 +17,7 @@ from evmpipe.rpc_control import ControlChannel
 from evmpipe.rpc_process import STALE_AFTER, Front
 from evmpipe.rpc_supervisor import SILENT_LIMIT, START_LIMIT, RpcProcessOptions, RpcSupervisor
 from evmpipe.httpd import Request
-from tests.node.helpers import append, sample, start_node, wait_until, write_chain
+from tests.node.helpers import append, wait_until, node_on_sample
 
 
 def _alive(pid: int) -> bool:
@@ -33,12 +33,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_rpc_process_is_restarted_and_the_node_goes_on(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:1])
-    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log", "--rpc-processes", "2")
-    try:
-        wait_until(lambda: node.head() == 1, what="head 1")
+    with node_on_sample(tmp_path, 1, "--rpc-processes", "2") as (node, chain, records):
         pids = wait_until(lambda: len(node.logged("rpc_process_started")) >= 2 and [line["pid"] for line in node.logged("rpc_process_started")], what="two RPC processes")
         assert node.rpc("eth_blockNumber")["result"] == "0x1"
 
@@ -55,17 +50,10 @@ def test_a_killed_rpc_process_is_restarted_and_the_node_goes_on(tmp_path: Path) 
         assert node.stop() == 0
         for pid in [line["pid"] for line in node.logged("rpc_process_started")]:
             assert not _alive(pid), f"RPC process {pid} outlived the node"
-    finally:
-        node.kill()
 
 
 def test_rpc_serves_the_committed_chain_and_dies_with_the_node(tmp_path: Path) -> None:
-    header, records = sample()
-    chain = tmp_path / "chain.blocks"
-    write_chain(chain, header, records[:1])
-    node = start_node(tmp_path / "data", str(chain), tmp_path / "node.log")
-    try:
-        wait_until(lambda: node.head() == 1, what="head 1")
+    with node_on_sample(tmp_path, 1) as (node, chain, records):
         for record in records[1:4]:
             append(chain, record)
             # while blocks commit, the head the RPC process reports is always readable
@@ -86,8 +74,6 @@ def test_rpc_serves_the_committed_chain_and_dies_with_the_node(tmp_path: Path) -
         node.process.kill()
         node.process.wait()
         wait_until(lambda: not _alive(pid), timeout=30, what="the RPC process to exit (its control channel closed)")
-    finally:
-        node.kill()
 
 
 async def test_health_says_when_the_node_stops_reporting() -> None:
