@@ -140,11 +140,14 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
     gaps: list[float] = []
     spans: dict[str, list[tuple[float, float, int]]] = {"optimistic": [], "declared": []}
     senders: list[tuple[float, float, int]] = []  # declared: prefetch's sender recovery requests
+    firsts: dict[int, list[float]] = {}  # per block: its first request's extra time, each run of each strategy
     with WorkerPool(1) as pool:
         for _ in range(runs):
             for strategy, (master, worker) in cpu.items():
                 replay = replay_blocks(native, len(records), strategy, state, pool)
                 spans[strategy].append(worker_spans(replay.events, numbers))
+                for block, extra in first_request_extra(replay.events, numbers).items():
+                    firsts.setdefault(block, []).append(extra)
                 if strategy == "declared":
                     senders.append(worker_spans(replay.events, {None}))  # type: ignore[arg-type]
                 if strategy == "optimistic":
@@ -154,7 +157,8 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
                 worker.append(replay.worker_cpu)
                 if strategy == "optimistic":
                     walls.append(replay.wall)
-        trips = _round_trips(pool, native)
+        round_trips = _round_trips(pool, native)
+    trips = round_trips.walls
     txs = sum(len(r.txs) for r in records) or 1
     executed = sum(g.total for g in graphs)
     system = sum(r.begin_seconds + r.finish_seconds for r in records)
@@ -165,7 +169,13 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
     validate_floor = sum(r.validate_seconds for r in records)
     # a request's latency: a low percentile of idle round trips (on a busy machine
     # most round trips also wait for a core, which the simulation adds itself)
-    message = max(0.0, _percentile(trips, 0.2) - recover / txs)
+    # every request costs CPU besides its transactions, measured on the same round
+    # trips: the master's (it sends and takes the reply) and the worker's (less the
+    # one recovery); at one worker it is inside the per-transaction figures below,
+    # with more workers there are more requests (declared splits each chunk by worker)
+    request_worker = max(0.0, round_trips.worker_cpu - recover / txs)
+    request_master = round_trips.master_cpu
+    message = max(0.0, _percentile(trips, 0.2) - recover / txs - request_worker)
     # a worker waits between its requests on a block while the master takes the
     # reply (reading, unpacking, on threads that wait for the interpreter lock) and
     # sends the next: per transaction
@@ -176,6 +186,10 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
     # the master's work on a block before its first chunk reaches a worker (building
     # the request: the block, the uncommitted diffs)
     block_head = max(0.0, statistics.median(gaps) - message) if gaps else 0.0
+    # a worker's first request on a block takes in the state changed since its last
+    # block: at one worker once per block (inside worker_per_tx as measured); every
+    # worker used pays it, so it is played apart (`first_request_per_tx`)
+    first_request_per_tx = first_request_share(firsts, {r.number: len(r.txs) for r in records})
     detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "serial_main_cpu": serial, "system": system, "recover": recover, "round_trip_median": statistics.median(trips), "round_trip_p20": _percentile(trips, 0.2), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
     overheads = {}
     for strategy, (master, worker) in cpu.items():
@@ -190,17 +204,23 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
         # transactions, the messages, and the senders (optimistic) or the sampled
         # calls (declared)
         busy = statistics.median(b - r * message for b, _, r in spans[strategy])
+        # the requests at one worker: on the blocks, and prefetch's sender recovery (declared)
+        requests = statistics.median(r for _, _, r in spans[strategy])
+        master_requests = requests + (statistics.median(r for _, _, r in senders) if strategy == "declared" and senders else 0.0)
         worker_wall_extra = busy - executed - (recover if strategy == "optimistic" else sampled)
         master_extra = master_cpu - serial - system - again - (predicting if strategy == "declared" else 0.0)
         overheads[strategy] = Overheads(
-            worker_per_tx=max(worker_wall_extra, worker_extra, worker_floor) / txs,
+            worker_per_tx=max(worker_floor / txs, max(worker_wall_extra, worker_extra, worker_floor) / txs - first_request_per_tx - request_worker * requests / txs),
             worker_speed=1.0,
             message=message,
             reply_per_tx=reply_per_tx,
             senders_per_tx=senders_per_tx,
-            validate_per_tx=max(master_extra, validate_floor) / txs,
+            validate_per_tx=max(master_extra - request_master * master_requests, validate_floor) / txs,
             block_head=block_head,
             predict_per_tx=predicting / txs if strategy == "declared" else 0.0,
+            first_request_per_tx=first_request_per_tx,
+            request_master=request_master,
+            request_worker=request_worker,
         )
         detail.update(
             {
@@ -212,7 +232,7 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
                 f"{strategy}_worker_per_tx_by_request_wall": worker_wall_extra / txs,
             }
         )
-    detail.update(validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs, dispatch_gap_median=statistics.median(gaps) if gaps else 0.0, worker_idle_per_tx_median=reply_per_tx, idle_round_trip_p20_less_recovery=max(0.0, _percentile(trips, 0.2) - recover / txs))
+    detail.update(first_request_per_tx=first_request_per_tx, request_master_cpu=request_master, request_worker_cpu=request_worker, validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs, dispatch_gap_median=statistics.median(gaps) if gaps else 0.0, worker_idle_per_tx_median=reply_per_tx, idle_round_trip_p20_less_recovery=max(0.0, _percentile(trips, 0.2) - recover / txs))
     return Calibration(overheads, statistics.median(walls), detail, executes_kept)
 
 
@@ -225,6 +245,34 @@ def _dispatch_gaps(events: list) -> list[float]:
         if e.stage.startswith("worker") and e.block in starts:
             first[e.block] = min(e.start, first.get(e.block, e.start))
     return [first[b] - starts[b] for b in first]
+
+
+def first_request_extra(events: list, numbers: set[int]) -> dict[int, float]:
+    """Per block run in parallel on one worker with three requests or more: how much
+    longer its first request took than the median of the others (the first takes in
+    the state changed since the worker's last block: the diffs, the cache, the
+    database's new commit). The last request is left out of the median (a remainder)."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for e in events:
+        if e.stage.startswith("worker") and e.block in numbers:
+            spans.setdefault(e.block, []).append((e.start, e.end))
+    out = {}
+    for block, mine in spans.items():
+        if len(mine) < 3:
+            continue
+        mine.sort()
+        took = [end - start for start, end in mine]
+        out[block] = took[0] - statistics.median(took[1:-1] if len(took) > 3 else took[1:])
+    return out
+
+
+def first_request_share(extras: dict[int, list[float]], txs: dict[int, int]) -> float:
+    """`first_request_extra` over runs (median per block, at least zero), per
+    transaction of the blocks measured."""
+    measured = [b for b in extras if txs.get(b)]
+    if not measured:
+        return 0.0
+    return sum(max(0.0, statistics.median(extras[b])) for b in measured) / sum(txs[b] for b in measured)
 
 
 def worker_spans(events: list, numbers: set[int]) -> tuple[float, float, int]:
@@ -278,7 +326,7 @@ def _copy_datadir(src: Path, dst: Path) -> None:
 ROUND_TRIPS = 30
 
 
-def _round_trips(pool: object, native: str) -> list[float]:
+def _round_trips(pool: object, native: str) -> RoundTrips:
     """Wall seconds of one-transaction requests to a worker (sender recovery of the
     file's first transaction): a message's round trip, with the trio thread hops."""
     import rlp
@@ -295,17 +343,18 @@ def _round_trips(pool: object, native: str) -> list[float]:
             header_rlp = rlp.encode(rlp.decode(record.rlp)[0])
             break
     else:
-        return [0.0]
+        return RoundTrips([0.0], 0.0, 0.0)
 
-    async def trips() -> list[float]:
+    async def trips() -> RoundTrips:
         out = []
+        cpu, workers = time.process_time(), pool.cpu_seconds  # type: ignore[attr-defined]
         for _ in range(ROUND_TRIPS):
             started = time.perf_counter()
             await pool.recover_senders(schedule.to_dict(), header_rlp, encoded[:1])  # type: ignore[attr-defined]
             out.append(time.perf_counter() - started)
-        return out
+        return RoundTrips(out, (time.process_time() - cpu) / ROUND_TRIPS, (pool.cpu_seconds - workers) / ROUND_TRIPS)  # type: ignore[attr-defined]
 
-    async def measure() -> list[float]:
+    async def measure() -> RoundTrips:
         session = getattr(pool, "session", None)  # pools that serve one trio run at a time
         if session is None:
             return await trips()
@@ -313,6 +362,18 @@ def _round_trips(pool: object, native: str) -> list[float]:
             return await trips()
 
     return trio.run(measure)
+
+
+@dataclass
+class RoundTrips:
+    """`ROUND_TRIPS` one-transaction requests: each one's wall time, and per request
+    the CPU of this process (sending, waiting, taking the reply: the thread hops,
+    packing, the event loop) and of the worker (the request's whole work, one
+    sender recovery included)."""
+
+    walls: list[float]
+    master_cpu: float
+    worker_cpu: float
 
 
 def _burn(seconds: float, conn: object) -> None:

@@ -50,6 +50,9 @@ class Overheads:
     validate_per_tx: float = 0.0  # the master, per transaction: unpacking, comparing reads, applying writes, the receipt
     block_head: float = 0.0  # the master, per block, before speculation starts
     predict_per_tx: float = 0.0  # the master, declared only: predicting and chaining
+    first_request_per_tx: float = 0.0  # a worker, per block it takes part in: its first request's extra time (taking in the state changed since its last block), per transaction of the block
+    request_master: float = 0.0  # the master, per request to a worker: sending it, waiting on it, taking the reply (CPU)
+    request_worker: float = 0.0  # a worker, per request: taking it in and replying, besides its transactions (CPU)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -363,7 +366,8 @@ def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overhe
         return flow.BlockPlan(pre=block.pre + block.recover, head=block.system + graph.total, post=block.post)
     if strategy.startswith("sequential"):  # auto: the workers recovered the senders ahead
         setup = _declared_head(block, workers, overheads) if strategy == "sequential:serial" else 0.0
-        return flow.BlockPlan(pre=block.pre, senders=_senders(block, workers, overheads), setup=setup, head=block.system + graph.total, post=block.post, message=overheads.message)
+        senders = _senders(block, workers, overheads)
+        return flow.BlockPlan(pre=block.pre + _senders_master(senders, workers, overheads), senders=senders + (overheads.request_worker if senders else 0.0), setup=setup, head=block.system + graph.total, post=block.post, message=overheads.message)
     if not n:
         return flow.BlockPlan(pre=block.pre + block.recover, head=block.system, post=block.post)
     if strategy == "ideal":
@@ -389,9 +393,23 @@ def plan_block(strategy: str, block: BlockModel, workers: int, overheads: Overhe
         setup = _declared_head(block, workers, overheads)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
-    chunks = [(worker, sum(seconds[i] * overheads.worker_speed + per_tx for i in members), members) for worker, members in parts]
+    # each worker's first request on the block takes in the state changed since its
+    # last one (`WorkerPool._diffs_for`, `_Worker._sync`): every worker used pays it
+    first_request = overheads.first_request_per_tx * n
+    firsts: dict[int, int] = {}  # worker -> its first chunk
+    for number, (worker, _) in enumerate(parts):
+        firsts.setdefault(worker, number)
+    chunks = [(worker, overheads.request_worker + sum(seconds[i] * overheads.worker_speed + per_tx for i in members) + (first_request if firsts[worker] == number else 0.0), members) for number, (worker, members) in enumerate(parts)]
     validate = [overheads.validate_per_tx + (seconds[i] if again[i] else 0.0) for i in range(n)]
-    return flow.BlockPlan(pre=block.pre, senders=senders, setup=setup, head=block.system, parts=chunks, validate=validate, post=block.post, message=overheads.message, reply_per_tx=overheads.reply_per_tx)
+    for _, members in parts:  # the master's cost of each request, when its reply is taken
+        validate[min(members)] += overheads.request_master
+    return flow.BlockPlan(pre=block.pre + _senders_master(senders, workers, overheads), senders=senders + (overheads.request_worker if senders else 0.0), setup=setup, head=block.system, parts=chunks, validate=validate, post=block.post,
+                          message=overheads.message, reply_per_tx=overheads.reply_per_tx)
+
+
+def _senders_master(senders: float, workers: int, overheads: Overheads) -> float:
+    """The master's cost of prefetch's sender recovery requests (one per worker)."""
+    return overheads.request_master * workers if senders else 0.0
 
 
 def _senders(block: BlockModel, workers: int, overheads: Overheads) -> float:
