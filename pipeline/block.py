@@ -10,7 +10,7 @@ another's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth.abc import BlockAPI, BlockHeaderAPI
 
@@ -19,6 +19,9 @@ from execution.forks import VMClass
 from execution.report import ExecutionReport
 from pipeline.errors import InvalidBlock
 from state.account import Account
+
+if TYPE_CHECKING:
+    from state.warm import PathWarm
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Prefetched:
     transactions_root: bytes  # of the body as received (validate compares it, in spec order)
     withdrawals_root: bytes | None
     warm_keys: int = 0
+    #: the background walk of the predicted writes' trie paths (None: none queued);
+    #: prefetch's, settled by merkleize
+    paths: PathWarm | None = None
 
     @property
     def header(self) -> BlockHeaderAPI:

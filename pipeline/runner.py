@@ -102,21 +102,24 @@ async def _run_stage(
     events: EventLog,
     rejector: _Rejector,
 ) -> None:
-    async with inbox, outbox:
-        async for block in inbox:
-            if block.error is None or stage.sees_failed:
-                start = events.now()
-                try:
-                    if block.error is None:
-                        rejector.check(block)
-                    await stage.execute(block)
-                except InvalidBlock as error:
-                    await rejector.reject(block, stage, error)
-                counts = dict(block.counts.get(stage.id.value, {}))
-                counts["queue_in"] = inbox.statistics().current_buffer_used
-                counts["queue_out"] = outbox.statistics().current_buffer_used
-                events.record(StageEvent(stage.id.value, block.number, block.input.seq, start, events.now(), block.error is None, counts))
-            await outbox.send(block)
+    # The stage's own tasks (`Stage.running`) outlive its channels: its output closes
+    # when its input ends, and the blocks after it go on while those tasks finish.
+    async with stage.running():
+        async with inbox, outbox:
+            async for block in inbox:
+                if block.error is None or stage.sees_failed:
+                    start = events.now()
+                    try:
+                        if block.error is None:
+                            rejector.check(block)
+                        await stage.execute(block)
+                    except InvalidBlock as error:
+                        await rejector.reject(block, stage, error)
+                    counts = dict(block.counts.get(stage.id.value, {}))
+                    counts["queue_in"] = inbox.statistics().current_buffer_used
+                    counts["queue_out"] = outbox.statistics().current_buffer_used
+                    events.record(StageEvent(stage.id.value, block.number, block.input.seq, start, events.now(), block.error is None, counts))
+                await outbox.send(block)
 
 
 async def _drain(inbox: trio.MemoryReceiveChannel[InFlightBlock], sink: ResultSink) -> None:

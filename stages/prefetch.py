@@ -10,9 +10,10 @@ to read (`pipeline.read_sets`: senders, recipients, fee recipient, withdrawals,
 access lists, EIP-7702 authorities, the learned templates of contract calls, keys
 recent blocks read) and their code on a pool of reader threads with their own
 SQLite connections (`state.readers`), then, once the block is handed on, the trie
-nodes on the paths of the keys it is predicted to write (`state.warm`), while the
-blocks before it execute (the
-channels between stages let prefetch run `capacity` blocks ahead). With
+nodes on the paths of the keys it is predicted to write (`state.warm.PathWarm`,
+walked one block after another by a task of the stage's own, in the nursery it
+holds while it runs), while the blocks before it execute (the channels between
+stages let prefetch run `capacity` blocks ahead). With
 `--prefetch-run` the transactions no cheap source predicts run ahead on a worker
 process meanwhile (`pipeline.prerun`), and the keys they touched are read too. Every read that
 can reach SQLite runs on a thread; the event loop only awaits. Predictions only
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,7 +56,7 @@ from pipeline.stage import BaseStage, StageId
 from state.account import BLANK_ROOT
 from state.readers import DEFAULT_THREADS, ReaderPool
 from state.trie import ordered_trie_root
-from state.warm import WarmCounts, memory_nodes, warm_paths, warm_state
+from state.warm import PathWarm, WarmCounts, memory_nodes, walk_predicted, warm_state
 
 #: blocks at least this large are decoded and checked on a thread (about 30 transactions)
 OFF_LOOP_BYTES = 4096
@@ -66,6 +68,11 @@ MAX_OMMER_DEPTH = 6
 
 #: executed blocks kept to learn from (templates, hot keys) once their execution is done
 LEARN_BEHIND = 8
+#: trie-path walks waiting for the walker; a block that finds the queue full gets none
+#: (merkleize walks its paths)
+QUEUED_WALKS = 4
+#: walks kept for their trace events ("path walk")
+WALKS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,41 @@ class PrefetchStage(BaseStage):
         self.predictor = CodePredictor()  # taught by every executed block, whatever the strategy
         self.hot = HotKeys()
         self._behind: deque[InFlightBlock] = deque()
-        self._behind_task: trio.Event | None = None  # set when the last block's pre-run and path walk ended
-        self.background_failures = 0
+        self.walks: deque[PathWarm] = deque(maxlen=WALKS_KEPT)
+        self._walk_queue: trio.MemorySendChannel[PathWarm] | None = None  # open while the stage runs
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The trie-path walker, for as long as the stage runs: it walks the queued
+        blocks' paths one after another, and finishes those still queued when the
+        stage's input has ended (merkleize takes back any it reaches first). None
+        without a reader pool."""
+        if self.pool is None or not self.options.trie_paths:
+            yield
+            return
+        send, receive = trio.open_memory_channel[PathWarm](QUEUED_WALKS)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._walker, receive)
+            self._walk_queue = send
+            try:
+                yield
+            finally:
+                self._walk_queue = None
+                send.close()
+
+    async def _walker(self, queue: trio.MemoryReceiveChannel[PathWarm]) -> None:
+        """The walks are hints: one that fails is counted (the ledger's
+        `background_failures`: events, summary, /metrics) and merkleize walks its
+        paths; the block never fails for it."""
+        assert self.pool is not None
+        store = self.chain.store
+        async with queue:
+            async for paths in queue:
+                try:
+                    await walk_predicted(self.pool, store, paths, memory_nodes(self.chain.overlay))
+                except Exception as error:
+                    paths.error = repr(error)[:200]
+                    store.prefetch.background_failures += 1
 
     async def execute(self, item: InFlightBlock) -> None:
         chain = self.chain
@@ -138,8 +178,8 @@ class PrefetchStage(BaseStage):
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
         prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
         transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
-        counts = await self._warm(item, block, senders, encoded_txs, prev_hashes) if self.options.enabled else {}
-        item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0))
+        counts, paths = await self._warm(block, senders, encoded_txs, prev_hashes) if self.options.enabled else ({}, None)
+        item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0), paths)
         item.count("prefetch", txs=len(block.transactions), **counts)
         self._behind.append(item)
 
@@ -161,10 +201,10 @@ class PrefetchStage(BaseStage):
         mark_senders(block.transactions, recovered)
         return recovered
 
-    async def _warm(self, item: InFlightBlock, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> dict[str, Any]:
+    async def _warm(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> tuple[dict[str, Any], PathWarm | None]:
         """Predict the block's reads and writes, read what is not cached on the reader
-        pool (and what the pre-run touched, when it runs), then the trie paths of the
-        predicted writes; the counts for its event."""
+        pool (and what the pre-run touched, when it runs), then queue the walk of the
+        predicted writes' trie paths; the counts for its event, and the walk."""
         started = time.perf_counter()
         store = self.chain.store
         store.prefetch.expire(self.chain.head_number)  # keys for committed blocks never read: wasted
@@ -175,7 +215,7 @@ class PrefetchStage(BaseStage):
         pool = self.pool
         if pool is None:  # an in-memory store: its own connection, on a thread
             await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
-            return {"predicted": len(reads)}
+            return {"predicted": len(reads)}, None
         ran: list[Any] = []
         out: dict[str, Any] = {}
         async with trio.open_nursery() as nursery:
@@ -195,41 +235,38 @@ class PrefetchStage(BaseStage):
             await self._read_more(reads, known, counts, number, add_prerun, ran)
         out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
-        walk = self.options.trie_paths and store.layout.layout == "flat"
-        if walk and self._behind_task is not None and not self._behind_task.is_set():
-            out["path_walk_skipped"] = 1  # the block before's is still walking: merkleize walks this one's
-        elif walk:
-            done = self._behind_task = trio.Event()
-            trio.lowlevel.spawn_system_task(self._walk_paths, item, number, reads, known, done)
+        paths = None
+        if self.options.trie_paths and store.layout.layout == "flat":
+            paths = self._queue_walk(number, reads, known)
+            if paths is None:
+                out["path_walk_skipped"] = 1
+        if store.prefetch.background_failures:
+            out["background_failures"] = store.prefetch.background_failures
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
         out["lead_blocks"] = number - self.chain.head_number - 1
-        return out
+        return out, paths
 
-    async def _walk_paths(self, item: InFlightBlock, number: int, reads: ReadSet, known: dict[bytes, Any], done: trio.Event) -> None:
-        """The trie paths of the predicted writes, walked after the block is handed on:
-        a round of reads per trie level, every node decoded in Python, about a block's
-        time — holding the block for it (or the next block until it ended) made
-        prefetch the slowest stage, setting the pace of the whole pipeline. So a block
-        whose predecessor's walk is still running gets none. Merkleize warms the exact
-        paths anyway; this walk makes it find them in memory sooner. Its counts go on the merkleize event when
-        it ended before merkleize did (`prefetch_path_*`)."""
-        assert self.pool is not None
-        store = self.chain.store
+    def _queue_walk(self, number: int, reads: ReadSet, known: dict[bytes, Any]) -> PathWarm | None:
+        """The trie paths of the predicted writes, for the walker: a round of reads per
+        trie level, every node decoded in Python, about a block's time, so it runs
+        after the block is handed on (holding the block for it made prefetch the
+        slowest stage, setting the pace of the whole pipeline). None when the queue
+        is full or the stage is not running: merkleize walks those paths itself."""
+        slots = []
+        for address, slot in reads.written_slots:
+            account = known.get(address)
+            storage_root = account.storage_root if account is not None else BLANK_ROOT
+            if storage_root != BLANK_ROOT:
+                slots.append((address, storage_root, slot))
+        paths = PathWarm(number, frozenset(reads.written_accounts), slots)
+        if self._walk_queue is None:
+            return None
         try:
-            root = await trio.to_thread.run_sync(store._head_root)
-            slots = []
-            for address, slot in reads.written_slots:
-                account = known.get(address)
-                storage_root = account.storage_root if account is not None else BLANK_ROOT
-                if storage_root != BLANK_ROOT:
-                    slots.append((address, storage_root, slot))
-            paths = WarmCounts()
-            await warm_paths(self.pool, store, number, root, set(reads.written_accounts), slots, memory_nodes(self.chain.overlay), paths)
-            item.count("merkleize", **paths.as_counts("prefetch_path_"))
-        except Exception:  # a hint: what failed is left to merkleize's own walk
-            self.background_failures += 1
-        finally:
-            done.set()
+            self._walk_queue.send_nowait(paths)
+        except trio.WouldBlock:
+            return None
+        self.walks.append(paths)
+        return paths
 
     async def _prerun(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes], ran: list[Any], out: dict[str, Any]) -> None:
         """The chosen transactions' pre-run results, into `ran`; its counts into `out`."""
@@ -273,14 +310,21 @@ class PrefetchStage(BaseStage):
 
 
 def reader_events(events: EventLog, stages: Sequence[object], since: float) -> None:
-    """The reader pool's batches as events on tracks of their own ("reader N"), for
-    the trace and `evmpipe trace-summary`; not stages, so the summary leaves them out."""
-    pool = next((getattr(stage, "pool", None) for stage in stages if isinstance(stage, PrefetchStage)), None)
-    if pool is None:
+    """The reader pool's batches ("reader N") and the trie-path walks ("path walk",
+    with their counts, `prefetch_path_*`) as events on tracks of their own, for the
+    trace and `evmpipe trace-summary`; not stages, so the summary leaves them out."""
+    stage = next((stage for stage in stages if isinstance(stage, PrefetchStage)), None)
+    if stage is None or stage.pool is None:
         return
-    for reader, block, start, end in list(pool.spans):
+    for reader, block, start, end in list(stage.pool.spans):
         if start >= since:
             events.events.append(StageEvent(f"reader {reader}", block, -1, start - events.t0, end - events.t0, True, {}))
+    for paths in list(stage.walks):
+        if paths.end and paths.start >= since:
+            counts: dict[str, Any] = {"state": paths.state, **paths.counts.as_counts("prefetch_path_")}
+            if paths.error:
+                counts["error"] = paths.error
+            events.events.append(StageEvent("path walk", paths.number, -1, paths.start - events.t0, paths.end - events.t0, True, counts))  # ok: a failed walk fails no block
 
 
 def _read_here(store: Any, accounts: set[bytes], slots: set[tuple[bytes, int]]) -> None:

@@ -6,6 +6,8 @@ cache takes it off the ledger and counts a hit; `expire(number)` (once block
 `number` is committed) counts what is still there for blocks up to it as wasted.
 Reads that reach SQLite on demand are the misses (`StoreReads`' db tier); the
 seconds they took are `stall_s` (the reading thread waited that long).
+`background_failures` counts background reads ahead that failed (prefetch's
+trie-path walks, merkleize's commit-page probes): hints lost, no block failed for them.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class PrefetchLedger:
         self.wasted = dict.fromkeys(KINDS, 0)
         self.stale = 0  # values read before a commit that changed them: not inserted
         self.stall_s = dict.fromkeys(KINDS, 0.0)
+        self.background_failures = 0
 
     def add(self, kind: str, keys: Sequence[Hashable], tag: int) -> None:
         pending = self.pending[kind]
@@ -48,6 +51,7 @@ class PrefetchLedger:
             "wasted": dict(self.wasted),
             "stale": self.stale,
             "stall_s": dict(self.stall_s),
+            "background_failures": self.background_failures,
         }
 
 

@@ -6,13 +6,19 @@ when the layout has no flat reads), then the code of the accounts it found;
 that merkleization finds them in memory. Every SQLite read runs on a pool thread,
 which also puts what it read into the store (`StateStore.fill_cache`, with the
 cache epoch taken before the read): the event loop only awaits.
+
+`PathWarm` is one block's walk of the paths of its predicted writes, which prefetch
+runs in the background (`walk_predicted`) and merkleize settles (`settle`) before
+walking what it left: merkleize's exact dirty paths less the keys a finished walk
+covered.
 """
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from eth_hash.auto import keccak
@@ -47,6 +53,65 @@ class WarmCounts:
         if self.levels:
             out[f"{prefix}levels"] = self.levels
         return out
+
+
+WalkState = Literal["queued", "walking", "done", "failed", "taken"]
+
+
+@dataclass(eq=False)
+class PathWarm:
+    """A block's predicted writes whose trie paths prefetch walks in the background:
+    queued, walking, then done or failed; or taken back, still queued, by merkleize
+    (which then walks those paths itself). Prefetch owns it and its counts; merkleize
+    only settles it (`settle`) and reads which keys it covered."""
+
+    number: int
+    accounts: frozenset[bytes]
+    slots: list[tuple[bytes, bytes, int]]  # (address, storage root as prefetch knew it, slot)
+    state: WalkState = "queued"
+    counts: WarmCounts = field(default_factory=WarmCounts)
+    start: float = 0.0  # perf_counter seconds, while and after it walked
+    end: float = 0.0
+    ended: trio.Event = field(default_factory=trio.Event)  # set once it is done, failed or taken
+    error: str = ""  # why it failed
+
+    def uncovered(self, accounts: Iterable[bytes], slots: Iterable[tuple[bytes, bytes, int]]) -> tuple[list[bytes], list[tuple[bytes, bytes, int]]]:
+        """The keys a finished walk did not cover (all of them unless it is done). A
+        key is covered whatever root it was walked from: the nodes that changed since
+        are in memory (the overlay's, or cached by their commit)."""
+        if self.state != "done":
+            return list(accounts), list(slots)
+        walked = {(address, slot) for address, _, slot in self.slots}
+        return [a for a in accounts if a not in self.accounts], [s for s in slots if (s[0], s[2]) not in walked]
+
+
+async def settle(paths: PathWarm) -> bool:
+    """Merkleize's side: take a queued walk back, wait for one under way; whether
+    the paths were walked."""
+    if paths.state == "queued":
+        paths.state = "taken"
+        paths.ended.set()
+    await paths.ended.wait()
+    return paths.state == "done"
+
+
+async def walk_predicted(pool: ReaderPool, store: StateStore, paths: PathWarm, lookup: NodeLookup) -> None:
+    """Walk a queued `PathWarm` from the committed head's root (its storage roots
+    as prefetch knew them); what it reads goes into the store's node cache. An
+    error (or a cancellation) leaves it failed and propagates."""
+    if paths.state != "queued":
+        return
+    paths.state = "walking"
+    paths.start = time.perf_counter()
+    try:
+        root = await trio.to_thread.run_sync(store._head_root)
+        await warm_paths(pool, store, paths.number, root, paths.accounts, paths.slots, lookup, paths.counts)
+        paths.state = "done"
+    finally:
+        if paths.state != "done":
+            paths.state = "failed"
+        paths.end = time.perf_counter()
+        paths.ended.set()
 
 
 def _filler(store: StateStore, epoch: int, tag: int, kind: str, fetch: Callable[[sqlite3.Connection, list[Any]], dict[Any, Any]], counts: WarmCounts) -> Callable[[sqlite3.Connection, list[Any]], dict[Any, Any]]:

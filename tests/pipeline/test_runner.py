@@ -13,12 +13,12 @@ from pipeline.block import BlockInput, InFlightBlock
 from pipeline.errors import InvalidBlock
 from pipeline.events import EventLog
 from pipeline.runner import PipelineConfig, run_pipeline
-from pipeline.stage import StageId
+from pipeline.stage import BaseStage, StageId
 
 STAGE_IDS = list(StageId)
 
 
-class FakeStage:
+class FakeStage(BaseStage):
     """Records what it saw; `script(seq)` may raise or block."""
 
     def __init__(self, stage_id: StageId, *, sees_failed: bool = False, script: Callable | None = None) -> None:
