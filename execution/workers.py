@@ -22,8 +22,9 @@ the worker marked: its next request first discards that stale reply.
 
 Processes outlive a trio run (the blocktest engine reuses one pool for thousands
 of tests, each its own `trio.run`); what belongs to a run — the per-worker locks —
-lives in a `PoolSession`, opened with `async with pool.session()` inside it. The
-node opens the pool itself as an async context manager in its nursery.
+lives in a `PoolSession`, opened with `async with pool.session()` inside it, or, for
+a pool a stage holds across runs, made per run by `pool.run_session()`. The node
+opens the pool itself as an async context manager in its nursery.
 """
 from __future__ import annotations
 
@@ -227,6 +228,7 @@ class WorkerPool:
         self._state: list[int] = []  # per worker: IDLE, SENDING or AWAITING (a cancelled caller's leftovers)
         self._session: PoolSession | None = None
         self._async_session: Any = None
+        self._run_session: trio.lowlevel.RunVar[PoolSession | None] = trio.lowlevel.RunVar(f"evmpipe-worker-pool-{id(self)}", None)
         self.replaced = 0  # workers killed and started again
         self.cpu_seconds = 0.0  # CPU time the workers spent, summed from their replies
         self.spans: list[tuple[int, int | None, float, float]] = []  # worker, block, start, end (perf_counter)
@@ -284,6 +286,18 @@ class WorkerPool:
         """What one trio run needs to talk to the workers (one lock each)."""
         return PoolSession(self)
 
+    def run_session(self) -> PoolSession:
+        """The current trio run's session, made on the first call of the run and gone
+        with it (it lives in a `trio.lowlevel.RunVar`): for a pool held by a stage
+        across runs (the pre-run's), where no `async with` spans the whole run to put
+        `session()` in. A pool uses one kind or the other."""
+        session = self._run_session.get()
+        if session is None:
+            session = PoolSession(self)
+            session.locks = [trio.Lock() for _ in range(self.size)]
+            self._run_session.set(session)
+        return session
+
     def _replace(self, worker: int, why: str) -> None:
         """Kill a worker and start a fresh one in its place (blocking: a thread)."""
         process, conn = self._procs[worker], self._conns[worker]
@@ -307,9 +321,9 @@ class WorkerPool:
         """One request and its reply on one worker (requests to a worker never
         interleave). Raises `WorkerFailure` when the worker dies or misses the
         deadline; it has been replaced by then."""
-        session = self._session
+        session = self._session or self._run_session.get()
         if session is None:
-            raise RuntimeError("WorkerPool used outside `async with pool.session()`")
+            raise RuntimeError("WorkerPool used outside `async with pool.session()` (or `run_session()`)")
         async with session.locks[worker]:
             started = time.perf_counter()
             if self._state[worker] == SENDING:  # a cancelled caller left half a request

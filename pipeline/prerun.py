@@ -19,6 +19,8 @@ wrong key costs a wasted read, a missed one a read on demand, never a result.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,38 +66,92 @@ def with_earlier(indices: Sequence[int], senders: Sequence[bytes | None]) -> tup
     return out, chains
 
 
+class Started:
+    """A block's pre-run under way on the worker (`PreRun.start`): `done` is set once
+    `results` are in (None: the worker failed; empty: nothing to pre-run)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+        self.results: list[SpecResult] | None = []
+        self.done = trio.Event()
+        self.scope = trio.CancelScope()  # cancelled when its block fails before the keys are used
+        self.began = time.perf_counter()
+        self.ended = self.began
+
+    def counts(self, waited: float) -> dict[str, Any]:
+        """For the prefetch event: transactions pre-run, the pre-run's time, how long
+        prefetch waited for it after its cheap reads (from `waited`), and a failure."""
+        out: dict[str, Any] = {
+            "prerun_txs": len(self.indices),
+            "prerun_ms": round((self.ended - self.began) * 1000, 3),
+            "prerun_wait_ms": round(max(0.0, self.ended - waited) * 1000, 3),
+        }
+        if self.results is None:
+            out["prerun_failed"] = 1
+        return out
+
+
 class PreRun:
-    """One worker process (started by `open`, stopped by `close`) that pre-runs the
-    chosen transactions of the blocks prefetch reads ahead."""
+    """One worker process that pre-runs the chosen transactions of the blocks prefetch
+    reads ahead. It is started (on a thread) by the first block with something to
+    pre-run, not with the stage: a run whose blocks hold no creation or unlearned
+    call (most tests' replays) never pays for a process that imports py-evm. It
+    outlives trio runs; `close` (with the store) stops it."""
 
     def __init__(self, deadline: float = PRERUN_DEADLINE) -> None:
         self.pool = WorkerPool(1, request_deadline=deadline)
-        self._run: object = None  # the trio run whose session the pool holds
-        self.failures = 0
+        self.failures = 0  # requests that failed (the worker died or passed the deadline; replaced)
         self._packed = PackedOverlay()
+        self._started = False
+        self._start_lock = threading.Lock()
 
     def open(self) -> PreRun:
-        self.pool.__enter__()
+        """Nothing to do until a block needs the worker (kept for callers that open)."""
         return self
 
-    def close(self) -> None:
-        self.pool.__exit__()
+    def _start_worker(self) -> None:
+        with self._start_lock:
+            if not self._started:
+                self.pool.__enter__()
+                self._started = True
 
-    async def _session(self) -> None:
-        """The worker pool's per-run locks, opened in the first call of each trio run."""
-        run = trio.lowlevel.current_root_task()
-        if self._run is not run:
-            self.pool._session = None  # an earlier run's, over
-            await self.pool.session().__aenter__()
-            self._run = run
+    def close(self) -> None:
+        with self._start_lock:
+            if self._started:
+                self.pool.__exit__()
+                self._started = False
+
+    def start(self, nursery: trio.Nursery, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], indices: list[int]) -> Started:
+        """Start pre-running the `indices` transactions of a block just decoded (before
+        its senders are recovered: the worker recovers theirs, and each runs alone,
+        its nonce taken from the transaction), in `nursery`; prefetch awaits
+        `done` after its cheap reads, so the worker runs while this process checks
+        the block and reads the cheap predictions."""
+        started = Started(indices)
+        nursery.start_soon(self._run_started, chain, header, encoded_txs, started)
+        return started
+
+    async def _run_started(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], started: Started) -> None:
+        try:
+            with started.scope:
+                if started.indices:
+                    prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
+                    failures = self.failures
+                    results = await self.run(chain, header, encoded_txs, [], prev_hashes, started.indices)
+                    started.results = None if self.failures > failures else results
+        finally:
+            started.ended = time.perf_counter()
+            started.done.set()
 
     async def run(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], prev_hashes: list[bytes], indices: Sequence[int]) -> list[SpecResult]:
         """The results of the `indices` transactions (and their senders' earlier ones)
         run on the committed state; empty when the worker failed (it has been
-        replaced, and prefetch goes on without them)."""
+        replaced, `failures` counts it, and prefetch goes on without them)."""
         if not indices:
             return []
-        await self._session()
+        if not self._started:
+            await trio.to_thread.run_sync(self._start_worker)
+        self.pool.run_session()  # the worker's lock for this trio run (a pool outlives runs)
         ran, chain_of = with_earlier(indices, senders if len(senders) == len(encoded_txs) else [None] * len(encoded_txs))
         diffs = self._packed.diffs(chain)
         request = BlockRequest(
