@@ -70,8 +70,9 @@ class Started:
     """A block's pre-run under way on the worker (`PreRun.start`): `done` is set once
     `results` are in (None: the worker failed; empty: nothing to pre-run)."""
 
-    def __init__(self, indices: list[int]) -> None:
+    def __init__(self, indices: list[int], block: bytes) -> None:
         self.indices = indices
+        self.block = block  # the header's hash
         self.results: list[SpecResult] | None = []
         self.done = trio.Event()
         self.scope = trio.CancelScope()  # cancelled when its block fails before the keys are used
@@ -127,7 +128,7 @@ class PreRun:
         its nonce taken from the transaction), in `nursery`; prefetch awaits
         `done` after its cheap reads, so the worker runs while this process checks
         the block and reads the cheap predictions."""
-        started = Started(indices)
+        started = Started(indices, header.hash)
         nursery.start_soon(self._run_started, chain, header, encoded_txs, started)
         return started
 

@@ -132,7 +132,8 @@ def prefetch_delta(after: dict[str, Any], before: dict[str, Any], reads: dict[st
     SQLite) and the seconds those misses stalled their thread; `hit_rate`: the
     share of account, slot and code reads served from memory (overlay or hot);
     `background_failures`: background reads ahead that failed (trie-path walks,
-    commit-page probes; their hints lost)."""
+    commit-page probes; their hints lost); `prerun_failures`: pre-runs whose worker
+    died or passed its deadline (replaced; the block went on without their keys)."""
     out: dict[str, Any] = {}
     for kind in KINDS:
         out[kind] = {
@@ -144,6 +145,7 @@ def prefetch_delta(after: dict[str, Any], before: dict[str, Any], reads: dict[st
         }
     out["stale"] = after["stale"] - before["stale"]
     out["background_failures"] = after["background_failures"] - before["background_failures"]
+    out["prerun_failures"] = after["prerun_failures"] - before["prerun_failures"]
     served = sum(reads[k][t] for k in ("account", "slot", "code") for t in ("overlay", "hot", "hot_negative"))
     total = served + sum(reads[k]["db"] for k in ("account", "slot", "code"))
     out["hit_rate"] = round(served / total, 4) if total else None
@@ -189,6 +191,8 @@ def print_state_reads(reads: dict[str, Any] | None, options: StateOptions | None
         print(f"  served from memory: {rate:.1%} of account, slot and code reads; on-demand reads stalled {prefetch['stall_s']:.3f} s" if rate is not None else "  served from memory: no reads", file=stream)
         if prefetch.get("background_failures"):
             print(f"  background reads ahead that failed (trie-path walks, commit-page probes): {prefetch['background_failures']:,}; no block failed for them", file=stream)
+        if prefetch.get("prerun_failures"):
+            print(f"  pre-runs whose worker failed (replaced; those blocks went on without the pre-run's keys): {prefetch['prerun_failures']:,}", file=stream)
 
 
 def state_reads_metrics(tracker: ReadTracker | None) -> str:
@@ -217,6 +221,8 @@ def state_reads_metrics(tracker: ReadTracker | None) -> str:
         lines += [f'evmpipe_read_stall_seconds_total{{kind="{kind}"}} {prefetch[kind]["stall_s"]}' for kind in KINDS]
         lines += ["# HELP evmpipe_prefetch_background_failures_total Background reads ahead that failed: prefetch's trie-path walks, merkleize's commit-page probes (hints lost; no block failed for them).", "# TYPE evmpipe_prefetch_background_failures_total counter"]
         lines.append(f"evmpipe_prefetch_background_failures_total {prefetch['background_failures']}")
+        lines += ["# HELP evmpipe_prefetch_prerun_failures_total Pre-runs (--prefetch-run) whose worker died or passed its deadline (replaced; the block went on without the pre-run's keys).", "# TYPE evmpipe_prefetch_prerun_failures_total counter"]
+        lines.append(f"evmpipe_prefetch_prerun_failures_total {prefetch['prerun_failures']}")
     lines += ["# HELP evmpipe_disk_read_bytes_total Bytes this process read from the disk (/proc/self/io read_bytes).", "# TYPE evmpipe_disk_read_bytes_total counter"]
     lines.append(f"evmpipe_disk_read_bytes_total {reads['disk_read_bytes']}")
     return "\n".join(lines) + "\n"

@@ -50,7 +50,7 @@ from pipeline.block import InFlightBlock, Prefetched
 from pipeline.chain import ChainState
 from pipeline.events import EventLog, StageEvent
 from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
-from pipeline.prerun import PreRun, chosen
+from pipeline.prerun import PreRun, Started, chosen
 from pipeline.read_sets import CodePredictor, HotKeys, ReadSet, add_prerun, add_templates, executed_keys, predict_reads
 from pipeline.stage import BaseStage, StageId
 from state.account import BLANK_ROOT
@@ -103,7 +103,7 @@ def open_prerun(chain: ChainState, options: PrefetchOptions, pool: ReaderPool | 
     without a reader pool (prefetch off, or an in-memory store no worker can open)."""
     if not options.run or pool is None:
         return None
-    prerun = PreRun().open()
+    prerun = PreRun()
     chain.store.closers.append(prerun.close)
     return prerun
 
@@ -122,6 +122,8 @@ class PrefetchStage(BaseStage):
         self._behind: deque[InFlightBlock] = deque()
         self.walks: deque[PathWarm] = deque(maxlen=WALKS_KEPT)
         self._walk_queue: trio.MemorySendChannel[PathWarm] | None = None  # open while the stage runs
+        self._tasks: trio.Nursery | None = None  # the stage's nursery while it runs (pre-runs)
+        self._pending: Started | None = None  # the pre-run started at decode, for `_warm`
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -129,17 +131,20 @@ class PrefetchStage(BaseStage):
         blocks' paths one after another, and finishes those still queued when the
         stage's input has ended (merkleize takes back any it reaches first). None
         without a reader pool."""
-        if self.pool is None or not self.options.trie_paths:
+        if self.pool is None or not (self.options.trie_paths or self.prerun is not None):
             yield
             return
         send, receive = trio.open_memory_channel[PathWarm](QUEUED_WALKS)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._walker, receive)
             self._walk_queue = send
+            self._tasks = nursery  # a block's pre-run starts here as soon as it is decoded
             try:
                 yield
             finally:
-                self._walk_queue = None
+                self._walk_queue = self._tasks = None
+                if self._pending is not None:  # its block failed: no one will read its keys
+                    self._pending.scope.cancel()
                 send.close()
 
     async def _walker(self, queue: trio.MemoryReceiveChannel[PathWarm]) -> None:
@@ -169,6 +174,7 @@ class PrefetchStage(BaseStage):
         parent = chain.known_header(header.parent_hash) or await trio.to_thread.run_sync(chain.header, header.parent_hash)
         if parent is None:
             raise InvalidBlock(BlockError.UNKNOWN_PARENT, f"parent 0x{header.parent_hash.hex()} is not a known block")
+        await self._start_prerun(block, encoded_txs)
         validate_header(vm_class, header, parent[0], parent[1])
         await (trio.to_thread.run_sync if block.uncles else _run_here)(validate_body, chain, block)
         check_withdrawals(header, getattr(block, "withdrawals", None))
@@ -178,7 +184,7 @@ class PrefetchStage(BaseStage):
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
         prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
         transactions_root, withdrawals_root = await run(body_roots, block, encoded_txs)
-        counts, paths = await self._warm(block, senders, encoded_txs, prev_hashes) if self.options.enabled else ({}, None)
+        counts, paths = await self._warm(block, senders, encoded_txs) if self.options.enabled else ({}, None)
         item.prefetched = Prefetched(block, vm_class, parent[0], encoded_txs, senders, prev_hashes, transactions_root, withdrawals_root, counts.get("predicted", 0), paths)
         item.count("prefetch", txs=len(block.transactions), **counts)
         self._behind.append(item)
@@ -201,7 +207,7 @@ class PrefetchStage(BaseStage):
         mark_senders(block.transactions, recovered)
         return recovered
 
-    async def _warm(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes]) -> tuple[dict[str, Any], PathWarm | None]:
+    async def _warm(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes]) -> tuple[dict[str, Any], PathWarm | None]:
         """Predict the block's reads and writes, read what is not cached on the reader
         pool (and what the pre-run touched, when it runs), then queue the walk of the
         predicted writes' trie paths; the counts for its event, and the walk."""
@@ -216,11 +222,13 @@ class PrefetchStage(BaseStage):
         if pool is None:  # an in-memory store: its own connection, on a thread
             await trio.to_thread.run_sync(_read_here, store, reads.accounts, reads.slots)
             return {"predicted": len(reads)}, None
-        ran: list[Any] = []
         out: dict[str, Any] = {}
+        prerun, self._pending = self._pending, None
+        if prerun is not None and prerun.block != block.header.hash:
+            prerun = None
         async with trio.open_nursery() as nursery:
-            if self.prerun is not None:  # on the worker while the cheap predictions are read
-                nursery.start_soon(self._prerun, block, senders, encoded_txs, prev_hashes, ran, out)
+            if self.prerun is not None and prerun is None:  # not started at decode (no stage nursery): now
+                prerun = self.prerun.start(nursery, self.chain, block.header, encoded_txs, chosen(block.transactions, self.predictor))
             known = await warm_state(pool, store, number, reads.accounts, reads.slots, counts)
             # Then what the called code's templates name (their code hashes are known now).
             code_of: dict[bytes, bytes] = {}
@@ -230,9 +238,14 @@ class PrefetchStage(BaseStage):
                     code_of[tx.to] = called.code_hash
             await self._read_more(reads, known, counts, number, add_templates, block, senders, self.predictor, code_of)
             waited = time.perf_counter()
-        if self.prerun is not None:
-            out["prerun_wait_ms"] = round((time.perf_counter() - waited) * 1000, 3)
-            await self._read_more(reads, known, counts, number, add_prerun, ran)
+        if prerun is not None:  # on the worker while the above ran
+            await prerun.done.wait()
+            out.update(prerun.counts(waited))
+            if prerun.results is None:
+                store.prefetch.prerun_failures += 1
+            if store.prefetch.prerun_failures:
+                out["prerun_failures"] = store.prefetch.prerun_failures
+            await self._read_more(reads, known, counts, number, add_prerun, prerun.results or [])
         out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
         paths = None
@@ -268,14 +281,18 @@ class PrefetchStage(BaseStage):
         self.walks.append(paths)
         return paths
 
-    async def _prerun(self, block: BlockAPI, senders: list[bytes | None], encoded_txs: list[bytes], prev_hashes: list[bytes], ran: list[Any], out: dict[str, Any]) -> None:
-        """The chosen transactions' pre-run results, into `ran`; its counts into `out`."""
-        assert self.prerun is not None
-        started = time.perf_counter()
-        indices = chosen(block.transactions, self.predictor)
-        ran.extend(await self.prerun.run(self.chain, block.header, encoded_txs, senders, prev_hashes, indices))
-        out["prerun_txs"] = len(indices)
-        out["prerun_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    async def _start_prerun(self, block: BlockAPI, encoded_txs: list[bytes]) -> None:
+        """Start the block's pre-run (`--prefetch-run`) on the worker as soon as it is
+        decoded, in the stage's nursery: the worker runs while this process checks the
+        block, recovers its senders and reads the cheap predictions (about as long as
+        the pre-run, at 1M-10M accounts); `_warm` awaits it. A pre-run whose block
+        failed before `_warm` is cancelled here."""
+        if self.prerun is None or self._tasks is None:
+            return
+        if self._pending is not None:
+            self._pending.scope.cancel()
+        await self._learn()  # the templates learned so far decide which calls need it
+        self._pending = self.prerun.start(self._tasks, self.chain, block.header, encoded_txs, chosen(block.transactions, self.predictor))
 
     async def _read_more(self, reads: ReadSet, known: dict[bytes, Any], counts: WarmCounts, number: int, add: Callable[..., None], *args: Any) -> None:
         """Add keys to `reads` (`add(reads, *args)`) and read those it did not hold."""

@@ -8,6 +8,8 @@ Reads that reach SQLite on demand are the misses (`StoreReads`' db tier); the
 seconds they took are `stall_s` (the reading thread waited that long).
 `background_failures` counts background reads ahead that failed (prefetch's
 trie-path walks, merkleize's commit-page probes): hints lost, no block failed for them.
+`prerun_failures` counts pre-runs (`--prefetch-run`) whose worker died or passed its
+deadline: the worker was replaced and the block went on without the pre-run's keys.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class PrefetchLedger:
         self.stale = 0  # values read before a commit that changed them: not inserted
         self.stall_s = dict.fromkeys(KINDS, 0.0)
         self.background_failures = 0
+        self.prerun_failures = 0
 
     def add(self, kind: str, keys: Sequence[Hashable], tag: int) -> None:
         pending = self.pending[kind]
@@ -52,6 +55,7 @@ class PrefetchLedger:
             "stale": self.stale,
             "stall_s": dict(self.stall_s),
             "background_failures": self.background_failures,
+            "prerun_failures": self.prerun_failures,
         }
 
 
