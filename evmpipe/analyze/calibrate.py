@@ -189,7 +189,10 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
     # a worker's first request on a block takes in the state changed since its last
     # block: at one worker once per block (inside worker_per_tx as measured); every
     # worker used pays it, so it is played apart (`first_request_per_tx`)
-    first_request_per_tx = first_request_share(firsts, {r.number: len(r.txs) for r in records})
+    # the first block's: opening the database and cold caches, once per worker and run
+    first_block = min(numbers) if numbers else None
+    worker_start = max(0.0, statistics.median(firsts[first_block])) if first_block in firsts else 0.0
+    first_request_per_tx = first_request_share({b: x for b, x in firsts.items() if b != first_block}, {r.number: len(r.txs) for r in records})
     detail: dict[str, float] = {"runs": float(runs), "recorded_execution": executed, "serial_main_cpu": serial, "system": system, "recover": recover, "round_trip_median": statistics.median(trips), "round_trip_p20": _percentile(trips, 0.2), "round_trip_min": min(trips), "optimistic_wall": statistics.median(walls)}
     overheads = {}
     for strategy, (master, worker) in cpu.items():
@@ -210,7 +213,7 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
         worker_wall_extra = busy - executed - (recover if strategy == "optimistic" else sampled)
         master_extra = master_cpu - serial - system - again - (predicting if strategy == "declared" else 0.0)
         overheads[strategy] = Overheads(
-            worker_per_tx=max(worker_floor / txs, max(worker_wall_extra, worker_extra, worker_floor) / txs - first_request_per_tx - request_worker * requests / txs),
+            worker_per_tx=max(worker_floor / txs, max(worker_wall_extra, worker_extra, worker_floor) / txs - first_request_per_tx - (worker_start + request_worker * requests) / txs),
             worker_speed=1.0,
             message=message,
             reply_per_tx=reply_per_tx,
@@ -219,6 +222,7 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
             block_head=block_head,
             predict_per_tx=predicting / txs if strategy == "declared" else 0.0,
             first_request_per_tx=first_request_per_tx,
+            worker_start=worker_start,
             request_master=request_master,
             request_worker=request_worker,
         )
@@ -232,7 +236,7 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
                 f"{strategy}_worker_per_tx_by_request_wall": worker_wall_extra / txs,
             }
         )
-    detail.update(first_request_per_tx=first_request_per_tx, request_master_cpu=request_master, request_worker_cpu=request_worker, validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs, dispatch_gap_median=statistics.median(gaps) if gaps else 0.0, worker_idle_per_tx_median=reply_per_tx, idle_round_trip_p20_less_recovery=max(0.0, _percentile(trips, 0.2) - recover / txs))
+    detail.update(first_request_per_tx=first_request_per_tx, worker_start=worker_start, request_master_cpu=request_master, request_worker_cpu=request_worker, validate_per_tx_timed=validate_floor / txs, worker_per_tx_timed=worker_floor / txs, dispatch_gap_median=statistics.median(gaps) if gaps else 0.0, worker_idle_per_tx_median=reply_per_tx, idle_round_trip_p20_less_recovery=max(0.0, _percentile(trips, 0.2) - recover / txs))
     return Calibration(overheads, statistics.median(walls), detail, executes_kept)
 
 

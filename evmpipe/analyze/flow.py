@@ -53,13 +53,14 @@ class _Task:
 
 
 def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, lookahead: int = LOOKAHEAD, trace: list[tuple[str, int, float, float]] | None = None,
-        at_prefetch: Callable[[int, int], BlockPlan] | None = None) -> float:
+        at_prefetch: Callable[[int, int], BlockPlan] | None = None, worker_start: float = 0.0) -> float:
     """Seconds until the last block's `post` is done. `trace`: gets (stage, block,
     start, end) of each stage of each block. `at_prefetch(block, executed)`: the
     block's plan, decided when its prefetch starts with `executed` blocks through
     execution (`auto` decides there whether the workers recover the senders ahead,
     from the reports of the blocks run so far: with prefetch ahead, not all of the
-    blocks before this one)."""
+    blocks before this one). `worker_start`: CPU each worker spends once, on its
+    first chunk of the run (it opens the database: `_Worker._sync`)."""
     plans = list(plans)
     n = len(plans)
     if not n:
@@ -83,6 +84,7 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
     # to its last one is taken, so prefetch's sender recovery for a later block,
     # asked meanwhile, goes before it
     pending: dict[tuple[int, int], list[int]] = {}
+    opened: set[int] = set()  # workers that have had a chunk
 
     def send_next(block: int, worker: int) -> None:
         numbers = pending[(block, worker)]
@@ -90,6 +92,9 @@ def run(plans: list[BlockPlan], workers: int, cores: float, load: float = 0.0, l
             number = numbers.pop(0)
             _, cpu, members = plans[block].parts[number]
             queues[worker].append(["delay", plans[block].message, None])
+            if worker not in opened:
+                opened.add(worker)
+                cpu += worker_start
             queues[worker].append(["cpu", cpu, None])
             queues[worker].append(["delay", plans[block].reply_per_tx * len(members), (deliver, block, number, worker)])
 

@@ -51,6 +51,7 @@ class Overheads:
     block_head: float = 0.0  # the master, per block, before speculation starts
     predict_per_tx: float = 0.0  # the master, declared only: predicting and chaining
     first_request_per_tx: float = 0.0  # a worker, per block it takes part in: its first request's extra time (taking in the state changed since its last block), per transaction of the block
+    worker_start: float = 0.0  # a worker, once per run: its first request's extra time (opening the database, cold caches)
     request_master: float = 0.0  # the master, per request to a worker: sending it, waiting on it, taking the reply (CPU)
     request_worker: float = 0.0  # a worker, per request: taking it in and replying, besides its transactions (CPU)
 
@@ -432,9 +433,10 @@ def file_time(strategy: str, blocks: list[BlockModel], workers: int, cores: floa
 
         # prefetch decides on the senders when it reaches a block, from the blocks
         # executed by then
-        return flow.run([plan(k, True) for k in range(len(blocks))], workers, cores, load, at_prefetch=lambda k, executed: plan(k, senders_ahead_at(blocks[k], workers, independent[executed])))
+        return flow.run([plan(k, True) for k in range(len(blocks))], workers, cores, load, at_prefetch=lambda k, executed: plan(k, senders_ahead_at(blocks[k], workers, independent[executed])),
+                        worker_start=_overheads_for(per, "declared").worker_start)
     plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy)) for b in blocks]
-    return flow.run(plans, workers if strategy != "sequential" else 1, cores, load)
+    return flow.run(plans, workers if strategy != "sequential" else 1, cores, load, worker_start=_overheads_for(per, strategy).worker_start if strategy != "sequential" else 0.0)
 
 
 def _overheads_for(per: dict[str, Overheads], strategy: str) -> Overheads:

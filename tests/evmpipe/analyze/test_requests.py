@@ -6,7 +6,7 @@ import pytest
 
 from evmpipe.analyze.calibrate import first_request_extra, first_request_share
 from evmpipe.analyze.graph import build_graph
-from evmpipe.analyze.schedule import BlockModel, Overheads, plan_block
+from evmpipe.analyze.schedule import BlockModel, Overheads, file_time, plan_block
 from pipeline.events import StageEvent
 from tests.evmpipe.analyze.test_graph_schedule import independent
 
@@ -75,3 +75,17 @@ def test_the_first_request_on_a_block_is_read_against_the_blocks_others() -> Non
     # per block the median over runs, never below zero; per transaction of those blocks
     assert first_request_share({2: [3.0, 1.0, 2.0], 4: [-1.0]}, {2: 10, 4: 10}) == pytest.approx((2.0 + 0.0) / 20)
     assert first_request_share({}, {2: 10}) == 0.0
+
+
+def test_each_worker_opens_the_database_once_per_run() -> None:
+    block = _block()
+    costs = Overheads(worker_start=1.0)
+    two = [block, block]
+    # one worker: once, on its first chunk (16 transactions of 1 s at most per block)
+    plain = file_time("optimistic", two, 1, 2, Overheads())
+    assert file_time("optimistic", two, 1, 2, costs) == pytest.approx(plain + 1.0)
+    # two workers on two cores: both open it at once, each on its own core
+    plain = file_time("optimistic", two, 2, 3, Overheads())
+    assert file_time("optimistic", two, 2, 3, costs) == pytest.approx(plain + 1.0)
+    # sequential has no workers
+    assert file_time("sequential", two, 1, 1, costs) == pytest.approx(file_time("sequential", two, 1, 1, Overheads()))
