@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import trio
 from eth.abc import BlockAPI, BlockHeaderAPI
 
 from execution.block import BlockExecution
@@ -82,6 +83,9 @@ class Merkleized:
     state_root: bytes
     trie_nodes: dict[bytes, bytes]
     accounts: dict[bytes, Account | None]
+    #: set when the pages the commit inserts into have been read (merkleize probes
+    #: them in the background); None: no probe
+    probed: trio.Event | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ rejected as `UNKNOWN_PARENT` (a guard: ancestry checks catch such blocks earlier
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 
 import rlp
@@ -64,6 +65,11 @@ class CommitStage(BaseStage):
             tx_hashes=[tx.hash for tx in item.pre.block.transactions],
         )
         choice = ForkChoice(chain.best or header.parent_hash, is_merged(item.pre.vm_class))
+        waited = 0.0
+        if merkle.probed is not None:  # the pages this commit inserts into, read ahead by merkleize
+            started = time.perf_counter()
+            await merkle.probed.wait()
+            waited = time.perf_counter() - started
         # Shielded: once started, a commit finishes even if the run is being cancelled;
         # past the deadline the thread is left behind and the node stops (SQLite's
         # transaction is whole or absent either way).
@@ -80,7 +86,7 @@ class CommitStage(BaseStage):
                 ) from error
         chain.committed(commit.hash, head, best)
         item.committed = True
-        item.count("commit", keys=commit.diff.count_keys(), nodes=len(commit.trie_nodes))
+        item.count("commit", keys=commit.diff.count_keys(), nodes=len(commit.trie_nodes), probe_wait_ms=round(waited * 1000, 3))
 
 
 def commit_with_fork_choice(store: StateStore, commit: BlockCommit, choice: ForkChoice) -> tuple[Head, bytes]:

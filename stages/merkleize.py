@@ -19,10 +19,10 @@ eight or more, however few keys it has; a few keys are cheaper read on demand).
 
 Then, under hash keys, the pages the commit will insert the new nodes into are
 probed (`state.warm.warm_commit`): in the background, in the nursery the stage
-holds while it runs, so that the next block's merkleization overlaps it instead of
-waiting for it (one probe at a time; a block whose predecessor's probe is still
-running gets none). A probe is a hint: one that fails is counted (the prefetch
-ledger's `background_failures`) and fails no block.
+holds while it runs, so that the next block's merkleization overlaps it; the
+commit waits for it (`Merkleized.probed`; without that wait the commit raced the
+probe for the same pages and took twice as long). A probe is a hint: one that fails
+is counted (the prefetch ledger's `background_failures`) and fails no block.
 """
 from __future__ import annotations
 
@@ -57,7 +57,6 @@ class MerkleizeStage(BaseStage):
         self.pool = pool
         self.trie_paths = trie_paths
         self._probes: trio.Nursery | None = None  # open while the stage runs
-        self._probing = False
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -79,6 +78,7 @@ class MerkleizeStage(BaseStage):
             return overlay.get_account_below(number, address)
 
         warm: dict[str, float | str] = {}
+        probed: trio.Event | None = None
         started = time.perf_counter()
         if self.pool is not None and self.trie_paths and self.chain.store.layout.layout == "flat":
             counts = WarmCounts()
@@ -105,27 +105,25 @@ class MerkleizeStage(BaseStage):
             tx_hashes = [tx.hash for tx in item.pre.block.transactions]
             if self._probes is None:  # not run by the pipeline: probed here
                 await warm_commit(self.pool, number, new_rows, tx_hashes)
-            elif self._probing:
-                warm["probe_skipped"] = 1
             else:
-                self._probing = True
-                self._probes.start_soon(self._probe, number, new_rows, tx_hashes)
+                probed = trio.Event()
+                self._probes.start_soon(self._probe, number, new_rows, tx_hashes, probed)
         warm.update(walk_ms=_ms(walked - started), root_ms=_ms(rooted - walked))
-        item.merkleized = Merkleized(result.root, result.nodes, result.accounts)
+        item.merkleized = Merkleized(result.root, result.nodes, result.accounts, probed)
         self.chain.merkleized(number, result.nodes, result.accounts)
         item.count("merkleize", keys=diff.count_keys(), nodes=len(result.nodes), **warm)
         if result.root != header.state_root:
             raise InvalidBlock(BlockError.INVALID_STATE_ROOT, f"state root 0x{result.root.hex()}, header says 0x{header.state_root.hex()}")
 
 
-    async def _probe(self, number: int, new_rows: Sequence[bytes], tx_hashes: Sequence[bytes]) -> None:
+    async def _probe(self, number: int, new_rows: Sequence[bytes], tx_hashes: Sequence[bytes], probed: trio.Event) -> None:
         assert self.pool is not None
         try:
             await warm_commit(self.pool, number, new_rows, tx_hashes)
         except Exception:
             self.chain.store.prefetch.background_failures += 1
         finally:
-            self._probing = False
+            probed.set()
 
 
 def _dirty_paths(diff: StateDiff, account_before: Callable[[bytes], Account | None]) -> tuple[list[bytes], list[tuple[bytes, bytes, int]]]:
