@@ -142,6 +142,10 @@ def calibrate(native: str, records: list[BlockRecord], graphs: list[Graph], seri
     senders: list[tuple[float, float, int]] = []  # declared: prefetch's sender recovery requests
     firsts: dict[int, list[float]] = {}  # per block: its first request's extra time, each run of each strategy
     with WorkerPool(1) as pool:
+        # a fresh worker is slower at first (cold caches, the interpreter's first
+        # specialisations); `evmpipe bench` and a node keep theirs: one untimed round
+        for strategy in cpu:
+            replay_blocks(native, len(records), strategy, state, pool)
         for _ in range(runs):
             for strategy, (master, worker) in cpu.items():
                 replay = replay_blocks(native, len(records), strategy, state, pool)

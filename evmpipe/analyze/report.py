@@ -38,6 +38,8 @@ means):
 """
 from __future__ import annotations
 
+import gc
+
 import os
 from collections import Counter
 from contextlib import ExitStack
@@ -74,6 +76,12 @@ def analyze_file(path: str, *, state: str | None = None, test_name: str | None =
         say("recording: every block sequentially, each transaction timed")
         records = record_file(native, state=state, limit=limit, label=path)
         graphs = [build_graph([TxAccess(t.seconds, t.reads, t.writes) for t in r.txs], r.system_writes) for r in records]
+        # the recording holds every transaction's reads and writes: out of the cyclic
+        # garbage collector's way during the timed replays, which `evmpipe bench`'s
+        # process runs without them
+        gc.collect()
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         say(f"replaying sequentially through the pipeline ({runs}×): serial work and stage times")
         replays = [replay_blocks(native, len(records), "sequential", state, one_at_a_time=True) for _ in range(runs)]
         serial, split = serial_work(records, graphs, replays)
