@@ -122,23 +122,21 @@ class PreRun:
                 self.pool.__exit__()
                 self._started = False
 
-    def start(self, nursery: trio.Nursery, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], indices: list[int]) -> Started:
-        """Start pre-running the `indices` transactions of a block just decoded (before
-        its senders are recovered: the worker recovers theirs, and each runs alone,
-        its nonce taken from the transaction), in `nursery`; prefetch awaits
-        `done` after its cheap reads, so the worker runs while this process checks
-        the block and reads the cheap predictions."""
+    def start(self, nursery: trio.Nursery, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], indices: list[int]) -> Started:
+        """Start pre-running the `indices` transactions of a block (`run`) in `nursery`;
+        prefetch awaits `done` after its cheap reads, so the worker runs while this
+        process checks the block and reads the cheap predictions."""
         started = Started(indices, header.hash)
-        nursery.start_soon(self._run_started, chain, header, encoded_txs, started)
+        nursery.start_soon(self._run_started, chain, header, encoded_txs, senders, started)
         return started
 
-    async def _run_started(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], started: Started) -> None:
+    async def _run_started(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], started: Started) -> None:
         try:
             with started.scope:
                 if started.indices:
                     prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
                     failures = self.failures
-                    results = await self.run(chain, header, encoded_txs, [], prev_hashes, started.indices)
+                    results = await self.run(chain, header, encoded_txs, senders, prev_hashes, started.indices)
                     started.results = None if self.failures > failures else results
         finally:
             started.ended = time.perf_counter()
