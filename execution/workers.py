@@ -73,12 +73,15 @@ class BlockRequest:
     prev_hashes: list[bytes]
     txs: list[tuple[int, bytes, bytes | None, int | None]]  # index, encoded tx, sender if known, chain
     op: str = "speculate"  # or "prerun": prefetch's, for the keys only (`speculate(hints=True)`)
+    #: "prerun" without senders: `txs` are the block's first transactions, unrecovered;
+    #: the worker recovers them and runs these and their senders' earlier ones
+    chosen: list[int] | None = None
 
     def pack(self) -> bytes:
-        return msgpack.packb(
-            [self.op, [self.db_path, self.db_id, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]],
-            use_bin_type=True,
-        )
+        payload = [self.db_path, self.db_id, self.generation, self.committed, self.diffs, self.schedule, self.header_rlp, self.prev_hashes, self.txs]
+        if self.op == "prerun":
+            payload.append(self.chosen)
+        return msgpack.packb([self.op, payload], use_bin_type=True)
 
 
 def worker_main(conn: Any) -> None:
@@ -101,8 +104,10 @@ def worker_main(conn: Any) -> None:
         if data == b"stop":
             break
         op, payload = msgpack.unpackb(data, raw=False)
-        if op in ("speculate", "prerun"):
-            reply = pack_results(worker.run(payload, hints=op == "prerun"))
+        if op == "speculate":
+            reply = pack_results(worker.run(payload))
+        elif op == "prerun":
+            reply = pack_results(worker.prerun(payload))
         elif op == "senders":
             reply = msgpack.packb(worker.senders(payload), use_bin_type=True)
         else:
@@ -187,6 +192,21 @@ class _Worker:
         self._warm(header, decoded)
         vm = make_vm(vm_class, header, self.overlay, prev_hashes, fork_schedule.chain_id)
         return speculate(vm, header, decoded, self.chains, hints=hints)
+
+    def prerun(self, payload: list) -> list:
+        """`run` with hints (prefetch's pre-run). With `chosen`, the transactions came
+        unrecovered: their senders are recovered here (a few milliseconds, on this
+        core rather than the master's), and the chosen ones run with their senders'
+        earlier transactions, chained (`pipeline.prerun.with_earlier`)."""
+        *request, chosen = payload
+        if chosen is not None:
+            from pipeline.prerun import with_earlier
+
+            schedule, header_rlp, txs = request[5], request[6], request[8]
+            senders = self.senders([schedule, header_rlp, [encoded for _, encoded, _, _ in txs]])
+            ran, chains = with_earlier(chosen, senders)
+            request[8] = [(i, txs[i][1], senders[i], chains.get(i)) for i in ran]
+        return self.run(request, hints=True)
 
     def senders(self, payload: list) -> list[bytes | None]:
         """Recover the senders of encoded transactions (None: the signature does not
@@ -403,6 +423,14 @@ class WorkerPool:
         for worker in sorted({owner for owner, _ in parts}):
             nursery.start_soon(run_worker, worker)
         return stream
+
+    async def request_whole(self, request: BlockRequest, label: int | None = None, worker: int = 0) -> list[Any]:
+        """One request on one worker, not cut into chunks (the pre-run's: its keys are
+        wanted all at once); its results. Raises `WorkerFailure` (replaced)."""
+        from execution.speculate import unpack_results
+
+        data = BlockRequest(**{**request.__dict__, "diffs": self._diffs_for(worker, request)}).pack()
+        return list(unpack_results(await self._call(worker, data, label)))
 
     async def recover_senders(self, schedule: dict, header_rlp: bytes, encoded: list[bytes]) -> list[bytes | None]:
         """Senders of `encoded` transactions, recovered by all workers in parallel."""

@@ -11,7 +11,9 @@ committed state and the diffs of the blocks executed but not committed yet (the
 block executing now is not waited for: a hint needs no exactness). Each
 transaction runs alone, except that one sender's run in order, its earlier
 transactions of the block included; the sender's nonce is taken from the
-transaction (`speculate(hints=True)`), since the view may lag it.
+transaction (`speculate(hints=True)`), since the view may lag it. Prefetch starts
+it as soon as a block is decoded (`PreRun.start`); the worker recovers the senders
+(this process has not yet) and chains the transactions of each.
 
 Only the keys come back into prefetch (`read_sets.add_prerun`): they are read ahead
 like any prediction. The pre-run's values, gas, logs and outcomes are never used: a
@@ -123,9 +125,10 @@ class PreRun:
                 self._started = False
 
     def start(self, nursery: trio.Nursery, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], indices: list[int]) -> Started:
-        """Start pre-running the `indices` transactions of a block (`run`) in `nursery`;
-        prefetch awaits `done` after its cheap reads, so the worker runs while this
-        process checks the block and reads the cheap predictions."""
+        """Start pre-running the `indices` transactions of a block (`run`; `senders`
+        may be empty: the worker recovers them) in `nursery`; prefetch awaits `done`
+        after its cheap reads, so the worker runs while this process checks the
+        block and reads the cheap predictions."""
         started = Started(indices, header.hash)
         nursery.start_soon(self._run_started, chain, header, encoded_txs, senders, started)
         return started
@@ -145,13 +148,22 @@ class PreRun:
     async def run(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], prev_hashes: list[bytes], indices: Sequence[int]) -> list[SpecResult]:
         """The results of the `indices` transactions (and their senders' earlier ones)
         run on the committed state; empty when the worker failed (it has been
-        replaced, `failures` counts it, and prefetch goes on without them)."""
+        replaced, `failures` counts it, and prefetch goes on without them). Without
+        `senders` (one per transaction) the worker recovers them and chains the
+        transactions itself (`with_earlier`): the pre-run can start before this
+        process has recovered them."""
         if not indices:
             return []
         if not self._started:
             await trio.to_thread.run_sync(self._start_worker)
         self.pool.run_session()  # the worker's lock for this trio run (a pool outlives runs)
-        ran, chain_of = with_earlier(indices, senders if len(senders) == len(encoded_txs) else [None] * len(encoded_txs))
+        if len(senders) == len(encoded_txs):  # chained here
+            ran, chain_of = with_earlier(indices, senders)
+            txs = [(i, encoded_txs[i], senders[i], chain_of.get(i)) for i in ran]
+            recover: list[int] | None = None
+        else:  # the worker recovers the senders and chains them
+            txs = [(i, encoded_txs[i], None, None) for i in range(max(indices) + 1)]
+            recover = list(indices)
         diffs = self._packed.diffs(chain)
         request = BlockRequest(
             db_path=str(chain.store.path),
@@ -162,16 +174,12 @@ class PreRun:
             schedule=chain.schedule.to_dict(),
             header_rlp=rlp.encode(header),
             prev_hashes=prev_hashes,
-            txs=[(i, encoded_txs[i], senders[i] if senders else None, chain_of.get(i)) for i in ran],
+            txs=txs,
             op="prerun",
+            chosen=recover,
         )
-        failed = False
         try:
-            async with trio.open_nursery() as nursery:
-                stream = self.pool.start_speculation(nursery, request, label=header.block_number)
-        except* WorkerFailure:
-            failed = True
-        if failed:
+            return await self.pool.request_whole(request, label=header.block_number)
+        except WorkerFailure:
             self.failures += 1
             return []
-        return [await stream.get(index) for index in ran]

@@ -174,11 +174,11 @@ class PrefetchStage(BaseStage):
         parent = chain.known_header(header.parent_hash) or await trio.to_thread.run_sync(chain.header, header.parent_hash)
         if parent is None:
             raise InvalidBlock(BlockError.UNKNOWN_PARENT, f"parent 0x{header.parent_hash.hex()} is not a known block")
+        await self._start_prerun(block, encoded_txs)
         validate_header(vm_class, header, parent[0], parent[1])
         await (trio.to_thread.run_sync if block.uncles else _run_here)(validate_body, chain, block)
         check_withdrawals(header, getattr(block, "withdrawals", None))
         senders = await self._senders(block, encoded_txs, run)
-        await self._start_prerun(block, encoded_txs, senders)
         await run(check_transactions_static, vm_class, block, chain.chain_id)
         check_block_blob_gas(vm_class, header)
         chain.remember(header, vm_class, frozenset(u.hash for u in block.uncles))
@@ -281,19 +281,20 @@ class PrefetchStage(BaseStage):
         self.walks.append(paths)
         return paths
 
-    async def _start_prerun(self, block: BlockAPI, encoded_txs: list[bytes], senders: list[bytes | None]) -> None:
-        """Start the block's pre-run (`--prefetch-run`) on the worker as soon as its
-        senders are known (they chain a sender's transactions), in the stage's
-        nursery: the worker runs while this process checks the transactions, computes
-        the body's roots and reads the cheap predictions (about as long as the
-        pre-run, at 1M-10M accounts); `_warm` awaits it. A pre-run whose block failed
+    async def _start_prerun(self, block: BlockAPI, encoded_txs: list[bytes]) -> None:
+        """Start the block's pre-run (`--prefetch-run`) on the worker as soon as it is
+        decoded, in the stage's nursery: the worker recovers the senders it needs and
+        runs while this process checks the block, recovers the senders and reads the
+        cheap predictions (about as long as the pre-run, at 1M-10M accounts); `_warm`
+        awaits it. Started after the senders instead (chained here), prefetch took
+        1.0-1.2 s per block at 1M instead of 0.74-0.84. A pre-run whose block failed
         before `_warm` is cancelled here."""
         if self.prerun is None or self._tasks is None:
             return
         if self._pending is not None:
             self._pending.scope.cancel()
         await self._learn()  # the templates learned so far decide which calls need it
-        self._pending = self.prerun.start(self._tasks, self.chain, block.header, encoded_txs, senders, chosen(block.transactions, self.predictor))
+        self._pending = self.prerun.start(self._tasks, self.chain, block.header, encoded_txs, [], chosen(block.transactions, self.predictor))
 
     async def _read_more(self, reads: ReadSet, known: dict[bytes, Any], counts: WarmCounts, number: int, add: Callable[..., None], *args: Any) -> None:
         """Add keys to `reads` (`add(reads, *args)`) and read those it did not hold."""
