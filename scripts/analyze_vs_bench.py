@@ -1,8 +1,7 @@
 """Tabulate `evmpipe analyze --bench` results of several files (markdown).
 
-    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared,auto --workers 1 --runs 5 --json b1.json
-    evmpipe bench FILE --skip-pyevm --strategies sequential,optimistic,declared,auto --workers 2 --runs 5 --json b2.json
-    evmpipe analyze FILE --bench b1.json b2.json --json a.json
+    python scripts/analyze_bench.py FILE --workers 1,2 --runs 9 --out B
+    evmpipe analyze FILE --bench B.b1.json B.b2.json --json a.json
     python scripts/analyze_vs_bench.py a.json [more analyses...] [--curves]
 
 Prints one row per file, strategy and worker count: measured and predicted speedup
