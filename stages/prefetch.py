@@ -50,7 +50,7 @@ from pipeline.block import InFlightBlock, Prefetched
 from pipeline.chain import ChainState
 from pipeline.events import EventLog, StageEvent
 from pipeline.errors import BlockError, InvalidBlock, InvalidTransaction, TxError
-from pipeline.prerun import PreRun, Started, chosen
+from pipeline.prerun import PreRun, Started, chosen, wanted
 from pipeline.read_sets import CodePredictor, HotKeys, ReadSet, add_prerun, add_templates, executed_keys, predict_reads
 from pipeline.stage import BaseStage, StageId
 from state.account import BLANK_ROOT
@@ -84,7 +84,7 @@ class PrefetchOptions:
     enabled: bool = True
     threads: int = DEFAULT_THREADS
     trie_paths: bool = True
-    run: bool = False
+    run: bool | None = False  # None: auto (`pipeline.prerun.wanted`)
 
 
 def open_reader_pool(chain: ChainState, options: PrefetchOptions) -> ReaderPool | None:
@@ -100,8 +100,9 @@ def open_reader_pool(chain: ChainState, options: PrefetchOptions) -> ReaderPool 
 
 def open_prerun(chain: ChainState, options: PrefetchOptions, pool: ReaderPool | None) -> PreRun | None:
     """The pre-run's worker process (`--prefetch-run`), stopped with the store; None
-    without a reader pool (prefetch off, or an in-memory store no worker can open)."""
-    if not options.run or pool is None:
+    when not wanted, or without a reader pool (prefetch off, or an in-memory store no
+    worker can open)."""
+    if pool is None or not wanted(options.run, chain.store.path):
         return None
     prerun = PreRun()
     chain.store.closers.append(prerun.close)
