@@ -239,6 +239,14 @@ class PrefetchStage(BaseStage):
                     code_of[tx.to] = called.code_hash
             await self._read_more(reads, known, counts, number, add_templates, block, senders, self.predictor, code_of)
             waited = time.perf_counter()
+        paths = None
+        if self.options.trie_paths and store.layout.layout == "flat":
+            # Queued before the pre-run's keys are awaited and read, so that the walk
+            # gets that much more head start on merkleize (the pre-run's own writes,
+            # mostly new accounts, are left to merkleize's walk).
+            paths = self._queue_walk(number, reads, known)
+            if paths is None:
+                out["path_walk_skipped"] = 1
         if prerun is not None:  # on the worker while the above ran
             await prerun.done.wait()
             out.update(prerun.counts(waited))
@@ -249,11 +257,6 @@ class PrefetchStage(BaseStage):
             await self._read_more(reads, known, counts, number, add_prerun, prerun.results or [])
         out.update(counts.as_counts())
         out.update({f"from_{source}": n for source, n in reads.sources.items()})
-        paths = None
-        if self.options.trie_paths and store.layout.layout == "flat":
-            paths = self._queue_walk(number, reads, known)
-            if paths is None:
-                out["path_walk_skipped"] = 1
         if store.prefetch.background_failures:
             out["background_failures"] = store.prefetch.background_failures
         out["warm_ms"] = round((time.perf_counter() - started) * 1000, 3)
