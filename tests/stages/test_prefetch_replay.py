@@ -4,14 +4,17 @@ predictions made wrong, incomplete or padded with keys no one reads (hypothesis)
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +24,9 @@ from evmpipe.gen.overstate import generate_over_state
 from evmpipe.gen.shape import StateShape
 from evmpipe.replay import replay_file
 from evmpipe.trace_summary import load_slices
+from pipeline.prerun import PRERUN_DEADLINE, PreRun
 from pipeline.read_sets import ReadSet
-from pipeline.state_options import StateOptions
+from pipeline.state_options import StateOptions, state_reads_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = 4
@@ -137,3 +141,51 @@ def test_wrong_missing_and_extra_predictions_change_nothing(
     assert outcome.last == BLOCKS
     if prerun:  # the first block's creations and calls were pre-run (later blocks' may end with the run)
         assert sum(prerun_results) > 0
+
+
+def test_a_crashed_or_late_prerun_worker_is_replaced_and_the_blocks_go_on(state_and_blocks: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-run's rare paths: its worker dies (block 1), then misses its deadline
+    (block 2). Each time it is replaced, the block goes on without the pre-run's
+    keys, every root is reached, and the failure is counted: on the prefetch event,
+    in the run's reads (summary, bench JSON) and in /metrics."""
+    datadir, blocks = state_and_blocks
+    copy = tmp_path / "d"
+    shutil.copytree(datadir, copy)
+    real_run = PreRun.run
+    seen: list[PreRun] = []
+
+    async def failing_run(self: PreRun, chain: Any, header: Any, *args: Any) -> Any:
+        seen.append(self)
+        if len(seen) == 1:  # the worker dies before the request reaches it
+            await trio.to_thread.run_sync(self._start_worker)
+            process = self.pool._procs[0]
+            os.kill(process.pid, signal.SIGKILL)
+            process.join(timeout=10)
+        elif len(seen) == 2:  # the worker does not answer in time
+            self.pool.request_deadline = 1e-4
+        try:
+            return await real_run(self, chain, header, *args)
+        finally:
+            self.pool.request_deadline = PRERUN_DEADLINE
+
+    monkeypatch.setattr(PreRun, "run", failing_run)
+    outcome = replay_file(str(blocks), str(copy), synchronous="OFF", state_options=StateOptions(prefetch_run=True))
+    assert outcome.rejected is None and outcome.last == BLOCKS  # every block's state root was checked
+    prerun = seen[0]
+    assert len(seen) >= 3 and all(each is prerun for each in seen)
+    assert prerun.failures == 2 and prerun.pool.replaced == 2
+    prefetch = {e.block: e.counts for e in outcome.events.events if e.stage == "prefetch"}
+    assert sorted(n for n, counts in prefetch.items() if counts.get("prerun_failed")) == [1, 2]
+    assert any(prefetch[n].get("prerun_txs", 0) > 0 and "prerun_failed" not in prefetch[n] for n in range(3, BLOCKS + 1))  # the new worker serves
+    assert outcome.state_reads is not None and outcome.state_reads["prefetch"]["prerun_failures"] == 2
+    assert "evmpipe_prefetch_prerun_failures_total 2" in state_reads_metrics_text(outcome)
+
+
+def state_reads_metrics_text(outcome: Any) -> str:
+    """/metrics' prefetch lines for a finished run's reads."""
+
+    class Done:
+        def total(self, *, pages: bool = True) -> dict[str, Any]:
+            return dict(outcome.state_reads)
+
+    return state_reads_metrics(Done())  # type: ignore[arg-type]
