@@ -436,7 +436,9 @@ def file_time(strategy: str, blocks: list[BlockModel], workers: int, cores: floa
         return flow.run([plan(k, True) for k in range(len(blocks))], workers, cores, load, at_prefetch=lambda k, executed: plan(k, senders_ahead_at(blocks[k], workers, independent[executed])),
                         worker_start=_overheads_for(per, "declared").worker_start)
     plans = [plan_block(strategy, b, workers, _overheads_for(per, strategy)) for b in blocks]
-    return flow.run(plans, workers if strategy != "sequential" else 1, cores, load, worker_start=_overheads_for(per, strategy).worker_start if strategy != "sequential" else 0.0)
+    # the ideal scheduler has no overheads; sequential has no workers
+    start = _overheads_for(per, strategy).worker_start if strategy in ("optimistic", "declared") else 0.0
+    return flow.run(plans, workers if strategy != "sequential" else 1, cores, load, worker_start=start)
 
 
 def _overheads_for(per: dict[str, Overheads], strategy: str) -> Overheads:

@@ -89,3 +89,8 @@ def test_each_worker_opens_the_database_once_per_run() -> None:
     assert file_time("optimistic", two, 2, 3, costs) == pytest.approx(plain + 1.0)
     # sequential has no workers
     assert file_time("sequential", two, 1, 1, costs) == pytest.approx(file_time("sequential", two, 1, 1, Overheads()))
+
+
+def test_the_ideal_scheduler_pays_no_worker_start() -> None:
+    blocks = [_block(), _block()]
+    assert file_time("ideal", blocks, 4, 4, Overheads(worker_start=5.0)) == pytest.approx(file_time("ideal", blocks, 4, 4, Overheads()))
