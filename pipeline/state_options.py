@@ -23,10 +23,12 @@ from state.tiers import KINDS, ReadCounts, advise_random, delta, evict, snapshot
 
 DEFAULT_CACHE_MB = None  # keep the store's own sizes (100k entries per cache, 64 MiB SQLite cache)
 DEFAULT_MMAP_MB = None  # keep the store's 256 MiB map
-#: `--prefetch-run`'s default: None is auto (`pipeline.prerun.wanted`: on with 2+ cores
-#: over a state database of 256 MiB or more; measured at 10M accounts on 2 cores,
-#: docs/BENCHMARKS.md)
-PREFETCH_RUN: bool | None = None
+#: `--prefetch-run`'s default: off. At 10M accounts on 2 cores it lifts the reads
+#: served from memory from 51-89 % to 99 %, but its worker takes a core and keeps
+#: prefetch on the critical path: the 12-block runs took longer with it than with the
+#: cheap predictions alone in 5 of 6 paired runs and as long in the sixth
+#: (docs/BENCHMARKS.md, "Prefetch"). None would be auto (`pipeline.prerun.wanted`).
+PREFETCH_RUN: bool | None = False
 
 
 def add_state_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +40,7 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefetch", action="store_true", help="read nothing ahead: every state read waits on SQLite when execution or merkleization needs it (for comparison)")
     parser.add_argument("--prefetch-threads", type=int, default=DEFAULT_THREADS, help=f"reader threads, each with its own SQLite connection, that read the predicted keys and trie paths ahead (default {DEFAULT_THREADS})")
     parser.add_argument("--no-trie-prefetch", action="store_true", help="prefetch accounts, slots and code but not the trie nodes merkleization reads (for comparison)")
-    parser.add_argument("--prefetch-run", action=argparse.BooleanOptionalAction, default=PREFETCH_RUN, help="pre-run the transactions no cheap prediction covers (creations, calls of functions not learned yet) on a worker process against the committed state, and prefetch the keys they touch (default: on with 2 or more cores over a state database of 256 MiB or more, where it paid at 10M accounts; off over small states, where starting the worker costs more than it hides: see docs/BENCHMARKS.md)")
+    parser.add_argument("--prefetch-run", action=argparse.BooleanOptionalAction, default=PREFETCH_RUN, help="pre-run the transactions no cheap prediction covers (creations, calls of functions not learned yet) on a worker process against the committed state, and prefetch the keys they touch (default off: at 10M accounts on 2 cores it served 99 %% of reads from memory but its worker took a core and the runs took longer; see docs/BENCHMARKS.md)")
 
 
 @dataclass(frozen=True)
