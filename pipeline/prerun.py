@@ -38,7 +38,7 @@ from pipeline.read_sets import CodePredictor
 #: a pre-run request slower than this is given up (the worker is replaced); prefetch
 #: goes on without its keys
 PRERUN_DEADLINE = 30.0
-#: `--prefetch-run`'s auto default wants a state database at least this large
+#: the auto rule (`wanted(None, ...)`; not the default, which is off) wants a state database at least this large
 AUTO_MIN_BYTES = 256 << 20
 
 
