@@ -127,10 +127,6 @@ class PreRun:
         self._started = False
         self._start_lock = threading.Lock()
 
-    def open(self) -> PreRun:
-        """Nothing to do until a block needs the worker (kept for callers that open)."""
-        return self
-
     def _start_worker(self) -> None:
         with self._start_lock:
             if not self._started:
@@ -157,16 +153,14 @@ class PreRun:
             with started.scope:
                 if started.indices:
                     prev_hashes = await trio.to_thread.run_sync(chain.ancestor_hashes, header.parent_hash)
-                    failures = self.failures
-                    results = await self.run(chain, header, encoded_txs, senders, prev_hashes, started.indices)
-                    started.results = None if self.failures > failures else results
+                    started.results = await self.run(chain, header, encoded_txs, senders, prev_hashes, started.indices)
         finally:
             started.ended = time.perf_counter()
             started.done.set()
 
-    async def run(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], prev_hashes: list[bytes], indices: Sequence[int]) -> list[SpecResult]:
+    async def run(self, chain: ChainState, header: Any, encoded_txs: Sequence[bytes], senders: Sequence[bytes | None], prev_hashes: list[bytes], indices: Sequence[int]) -> list[SpecResult] | None:
         """The results of the `indices` transactions (and their senders' earlier ones)
-        run on the committed state; empty when the worker failed (it has been
+        run on the committed state; None when the worker failed (it has been
         replaced, `failures` counts it, and prefetch goes on without them). Without
         `senders` (one per transaction) the worker recovers them and chains the
         transactions itself (`with_earlier`): the pre-run can start before this
@@ -201,4 +195,4 @@ class PreRun:
             return await self.pool.request_whole(request, label=header.block_number)
         except WorkerFailure:
             self.failures += 1
-            return []
+            return None

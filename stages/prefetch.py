@@ -225,7 +225,8 @@ class PrefetchStage(BaseStage):
             return {"predicted": len(reads)}, None
         out: dict[str, Any] = {}
         prerun, self._pending = self._pending, None
-        if prerun is not None and prerun.block != block.header.hash:
+        if prerun is not None and prerun.block != block.header.hash:  # another block's, whose keys no one will read
+            prerun.scope.cancel()
             prerun = None
         async with trio.open_nursery() as nursery:
             if self.prerun is not None and prerun is None:  # not started at decode (no stage nursery): now
